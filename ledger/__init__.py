@@ -1,0 +1,1 @@
+"""The credit-ledger domain: aggregates, events, rules and the application service."""

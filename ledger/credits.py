@@ -1,0 +1,329 @@
+"""The two credit aggregates: an organisation (customer) credit and its project earmarks.
+
+Every balance change is an event carrying a signed ``amount``, the billing ``period``
+it belongs to (None for grants) and the ``actor``; the event class names the cause.
+Rules are checked in the command methods; ``apply`` only changes state.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.errors import AllocationExceeded, RuleViolation
+from ledger.money import ZERO
+from ledger.periods import Period
+from ledger.terms import Terms
+
+
+class Credit(Aggregate):
+    """State and events shared by organisation and project credits."""
+
+    value: Decimal
+    terms: Terms
+
+    def _init_balance(self, value: Decimal, terms: dict[str, Any]) -> None:
+        self.value = value
+        self.terms = Terms(**terms)
+        self.deleted = False
+        self.drawn: dict[str, Decimal] = {}
+        self.settlements: dict[str, dict[str, Decimal | None]] = {}
+
+    class BalanceChanged(Aggregate.Event):
+        """Base of every event that moves the balance by ``amount`` (signed)."""
+
+        amount: Decimal
+        period: str | None
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.value += self.amount
+
+    class Granted(BalanceChanged):
+        """Staff or an owner set the balance (upstream's staff_grant)."""
+
+        comment: str
+
+    class Drawn(BalanceChanged):
+        """Usage cost of a consumption item was drawn."""
+
+        item_id: str
+        project_id: UUID
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            assert self.period is not None
+            aggregate.drawn[self.period] = aggregate.drawn_in(self.period) - self.amount
+
+    class DrawReversed(BalanceChanged):
+        """A consumption item was reversed while its period was open."""
+
+        item_id: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            assert self.period is not None
+            aggregate.drawn[self.period] = aggregate.drawn_in(self.period) - self.amount
+
+    class FloorCharged(BalanceChanged):
+        """Minimal consumption: the shortfall of a month's draws below the floor."""
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.settlement(self.period)["floor"] -= self.amount
+
+    class Expired(BalanceChanged):
+        """The end date arrived: what remained can cover nothing more."""
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.settlement(self.period)["expired"] -= self.amount
+
+    class ExpectedConsumptionRecalculated(Aggregate.Event):
+        """Linear logic spread the remaining value over the remaining months."""
+
+        period: str
+        expected_consumption: Decimal
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            record = aggregate.settlement(self.period)
+            if record["expected_before"] is None:
+                record["expected_before"] = aggregate.terms.expected_consumption
+            aggregate.terms = aggregate.terms.updated(expected_consumption=self.expected_consumption)
+
+    class SettlementReversed(BalanceChanged):
+        """A re-opened period gives back its floors and expiry and the old expectation."""
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            record = aggregate.settlements.pop(self.period)
+            if record["expected_before"] is not None:
+                aggregate.terms = aggregate.terms.updated(
+                    expected_consumption=record["expected_before"]
+                )
+
+    class WrittenOff(BalanceChanged):
+        """Unused credit of a terminated project was forfeited."""
+
+        project_id: UUID
+        reason: str
+
+    class Deleted(BalanceChanged):
+        """The credit was deleted; its remaining balance leaves the ledger."""
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.deleted = True
+
+    class TermsChanged(Aggregate.Event):
+        end_date: date | None
+        expected_consumption: Decimal
+        minimal_consumption_logic: str
+        grace_coefficient: Decimal
+        apply_as_minimal_consumption: bool
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.terms = Terms(
+                end_date=self.end_date,
+                expected_consumption=self.expected_consumption,
+                minimal_consumption_logic=self.minimal_consumption_logic,
+                grace_coefficient=self.grace_coefficient,
+                apply_as_minimal_consumption=self.apply_as_minimal_consumption,
+            )
+
+    # --- queries -------------------------------------------------------------------------
+
+    def drawn_in(self, period: str) -> Decimal:
+        return self.drawn.get(period, ZERO)
+
+    def settlement(self, period: str | None) -> dict[str, Decimal | None]:
+        assert period is not None
+        return self.settlements.setdefault(
+            period, {"floor": ZERO, "expired": ZERO, "expected_before": None}
+        )
+
+    def covers(self, period: Period) -> bool:
+        """A credit whose end date is on or before the period's first day covers nothing."""
+        end = self.terms.end_date
+        return not self.deleted and (end is None or end > period.first_day)
+
+    # --- commands ------------------------------------------------------------------------
+
+    def set_value(self, value: Decimal, actor: str, comment: str = "") -> None:
+        if value < 0:
+            raise RuleViolation("Ensure this value is greater than or equal to 0.", "value")
+        if value != self.value:
+            self.trigger_event(
+                self.Granted, amount=value - self.value, period=None, actor=actor, comment=comment
+            )
+
+    def change_terms(self, terms: Terms, actor: str) -> None:
+        if terms != self.terms:
+            self.trigger_event(self.TermsChanged, actor=actor, **terms.as_kwargs())
+
+    def draw(self, amount: Decimal, period: Period, item_id: str, project_id: UUID,
+             actor: str) -> None:
+        if not ZERO < amount <= self.value:
+            raise RuleViolation(f"Cannot draw {amount} from a balance of {self.value}.", "amount")
+        self.trigger_event(self.Drawn, amount=-amount, period=str(period), item_id=item_id,
+                           project_id=project_id, actor=actor)
+
+    def reverse_draw(self, amount: Decimal, period: Period, item_id: str, actor: str) -> None:
+        if amount > 0 and not self.deleted:
+            self.trigger_event(self.DrawReversed, amount=amount, period=str(period),
+                               item_id=item_id, actor=actor)
+
+    def charge_floor(self, amount: Decimal, period: Period, actor: str) -> None:
+        if amount > 0:
+            self.trigger_event(self.FloorCharged, amount=-amount, period=str(period), actor=actor)
+
+    def recalculate_expected(self, expected: Decimal, period: Period, actor: str) -> None:
+        self.trigger_event(self.ExpectedConsumptionRecalculated, period=str(period),
+                           expected_consumption=expected, actor=actor)
+
+    def expire(self, period: Period, actor: str) -> None:
+        if self.value > 0:
+            self.trigger_event(self.Expired, amount=-self.value, period=str(period), actor=actor)
+
+    def reverse_settlement(self, period: Period, actor: str) -> None:
+        record = self.settlements.get(str(period))
+        if record is not None and not self.deleted:
+            restored = (record["floor"] or ZERO) + (record["expired"] or ZERO)
+            self.trigger_event(self.SettlementReversed, amount=restored, period=str(period),
+                               actor=actor)
+
+    def write_off(self, amount: Decimal, project_id: UUID, reason: str, actor: str,
+                  period: Period | None = None) -> None:
+        amount = min(amount, self.value)
+        if amount > 0:
+            self.trigger_event(self.WrittenOff, amount=-amount, project_id=project_id,
+                               reason=reason, period=str(period) if period else None, actor=actor)
+
+    def delete(self, actor: str) -> None:
+        if not self.deleted:
+            self.trigger_event(self.Deleted, amount=-self.value, period=None, actor=actor)
+
+
+class CustomerCredit(Credit):
+    """The organisation credit; the consistency boundary for allocations to projects."""
+
+    @event("Created")
+    def __init__(self, customer_id: UUID, value: Decimal, terms: dict[str, Any],
+                 offering_ids: list[UUID], actor: str) -> None:
+        self.customer_id = customer_id
+        self._init_balance(value, terms)
+        self.offering_ids = list(offering_ids)
+        self.allocations: dict[str, Decimal] = {}
+        self.settled_periods: list[str] = []
+
+    @property
+    def allocated(self) -> Decimal:
+        return sum(self.allocations.values(), ZERO)
+
+    def allows(self, offering_id: UUID | None) -> bool:
+        """An empty restriction list means any offering."""
+        return not self.offering_ids or offering_id in self.offering_ids
+
+    def is_settled(self, period: Period) -> bool:
+        return str(period) in self.settled_periods
+
+    def change_offerings(self, offering_ids: list[UUID], actor: str) -> None:
+        if list(offering_ids) != self.offering_ids:
+            self._offerings_changed(offering_ids=list(offering_ids), actor=actor)
+
+    @event("OfferingsChanged")
+    def _offerings_changed(self, offering_ids: list[UUID], actor: str) -> None:
+        self.offering_ids = offering_ids
+
+    def check_allocation(self, project_credit_id: UUID, value: Decimal) -> None:
+        """Σ allocations ≤ organisation value: the rule upstream meant (reference §1.3)."""
+        current = self.allocations.get(project_credit_id.hex, ZERO)
+        if value > current and self.allocated - current + value > self.value:
+            raise AllocationExceeded(
+                "The sum of project credits cannot exceed the credit for organization."
+            )
+
+    def sync_allocation(self, project_credit: ProjectCredit, actor: str) -> None:
+        """Mirror a project credit's balance so the allocation rule is checked on one stream."""
+        key = project_credit.id.hex
+        if project_credit.deleted:
+            if key in self.allocations:
+                self._allocation_changed(project_credit_id=project_credit.id, value=None,
+                                         actor=actor)
+        elif self.allocations.get(key) != project_credit.value:
+            self._allocation_changed(project_credit_id=project_credit.id,
+                                     value=project_credit.value, actor=actor)
+
+    @event("AllocationChanged")
+    def _allocation_changed(self, project_credit_id: UUID, value: Decimal | None,
+                            actor: str) -> None:
+        if value is None:
+            self.allocations.pop(project_credit_id.hex, None)
+        else:
+            self.allocations[project_credit_id.hex] = value
+
+    def mark_settled(self, period: Period, actor: str) -> None:
+        if not self.is_settled(period):
+            self._period_settled(period=str(period), actor=actor)
+
+    @event("PeriodSettled")
+    def _period_settled(self, period: str, actor: str) -> None:
+        self.settled_periods.append(period)
+
+    def mark_reopened(self, period: Period, actor: str) -> None:
+        if self.is_settled(period):
+            self._period_reopened(period=str(period), actor=actor)
+
+    @event("PeriodReopened")
+    def _period_reopened(self, period: str, actor: str) -> None:
+        self.settled_periods.remove(period)
+
+
+class ProjectCredit(Credit):
+    """An earmark of the organisation credit for one project."""
+
+    @event("Created")
+    def __init__(self, project_id: UUID, customer_id: UUID, value: Decimal,
+                 terms: dict[str, Any], mark_unused_credit_as_spent_on_project_termination: bool,
+                 actor: str) -> None:
+        self.project_id = project_id
+        self.customer_id = customer_id
+        self._init_balance(value, terms)
+        self.mark_unused = mark_unused_credit_as_spent_on_project_termination
+
+    def set_mark_unused(self, mark_unused: bool, actor: str) -> None:
+        if mark_unused != self.mark_unused:
+            self._mark_unused_changed(mark_unused=mark_unused, actor=actor)
+
+    @event("TerminationPolicyChanged")
+    def _mark_unused_changed(self, mark_unused: bool, actor: str) -> None:
+        self.mark_unused = mark_unused
+
+    def move(self, project_id: UUID, actor: str) -> None:
+        if project_id != self.project_id:
+            self._moved(project_id=project_id, actor=actor)
+
+    @event("Moved")
+    def _moved(self, project_id: UUID, actor: str) -> None:
+        self.project_id = project_id
+
+    class Released(Credit.BalanceChanged):
+        """The project was terminated: the credit goes to 0 (written off or back to the pool)."""
+
+        project_id: UUID
+        written_off: bool
+
+    def release(self, actor: str) -> Decimal:
+        """Zero the credit on project termination and return the unused amount."""
+        unused = self.value
+        if unused > 0:
+            self.trigger_event(self.Released, amount=-unused, period=None,
+                               project_id=self.project_id, written_off=self.mark_unused,
+                               actor=actor)
+        return unused

@@ -1,0 +1,60 @@
+"""Domain errors. They carry no HTTP knowledge; api/errors.py maps them.
+
+LedgerError
+├── NotFound                 an aggregate does not exist (or is deleted)
+├── RuleViolation            a business rule refused the command
+│   ├── DuplicateCredit      a project or customer already has a credit
+│   ├── NoCustomerCredit     a project credit needs an organisation credit
+│   ├── AllocationExceeded   allocations would exceed the organisation credit
+│   ├── ProjectTerminated    the project takes no new credit or consumption
+│   └── InvalidTerms         credit terms are inconsistent
+└── Conflict                 the state forbids it now (closed period, concurrent change)
+    └── PeriodClosed
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every domain error."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(LedgerError):
+    """The aggregate does not exist."""
+
+
+class RuleViolation(LedgerError):
+    """A business rule refused the command."""
+
+
+class DuplicateCredit(RuleViolation):
+    """One credit per project and per customer."""
+
+
+class NoCustomerCredit(RuleViolation):
+    """A project credit is an earmark of an organisation credit that must exist."""
+
+
+class AllocationExceeded(RuleViolation):
+    """The sum of project credits may not exceed the organisation credit."""
+
+
+class ProjectTerminated(RuleViolation):
+    """A terminated project takes no new credit and no new consumption."""
+
+
+class InvalidTerms(RuleViolation):
+    """Credit terms that contradict each other."""
+
+
+class Conflict(LedgerError):
+    """The current state forbids the command."""
+
+
+class PeriodClosed(Conflict):
+    """Consumption for a closed billing period is refused."""

@@ -1,0 +1,32 @@
+"""Credit terms: the settings that drive minimal consumption and expiry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from ledger.money import ZERO
+
+LOGICS = ("fixed", "linear")
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The terms shared by organisation and project credits (upstream's BaseCredit)."""
+
+    end_date: date | None = None
+    expected_consumption: Decimal = ZERO
+    minimal_consumption_logic: str = "fixed"
+    grace_coefficient: Decimal = Decimal(0)
+    apply_as_minimal_consumption: bool = True
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def updated(self, **changes: Any) -> Terms:
+        return replace(self, **{k: v for k, v in changes.items() if k in TERM_NAMES})
+
+
+TERM_NAMES = tuple(f.name for f in fields(Terms))

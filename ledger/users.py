@@ -1,0 +1,55 @@
+"""Users, their API tokens and their roles. Grants and revocations are audited events."""
+
+from __future__ import annotations
+
+import hashlib
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.errors import RuleViolation
+
+CUSTOMER_ROLES = ("owner", "support", "manager")
+PROJECT_ROLES = ("admin", "manager", "member")
+SCOPES = {"customer": CUSTOMER_ROLES, "project": PROJECT_ROLES}
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored only as SHA-256 digests."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class User(Aggregate):
+    """An API user; the username is unique because it determines the id."""
+
+    @staticmethod
+    def create_id(username: str) -> UUID:
+        return uuid5(NAMESPACE_URL, f"/credit-ledger/users/{username}")
+
+    @event("Created")
+    def __init__(
+        self, username: str, token_hash: str, is_staff: bool, is_support: bool, actor: str
+    ) -> None:
+        self.username = username
+        self.token_hash = token_hash
+        self.is_staff = is_staff
+        self.is_support = is_support
+        self.roles: list[list[str]] = []  # [scope, scope_id hex, role]
+
+    def grant(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:
+        if role not in SCOPES.get(scope, ()):
+            raise RuleViolation(f'"{role}" is not a valid {scope} role.', "role")
+        if [scope, scope_id.hex, role] not in self.roles:
+            self._granted(scope=scope, scope_id=scope_id, role=role, actor=actor)
+
+    @event("RoleGranted")
+    def _granted(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:
+        self.roles.append([scope, scope_id.hex, role])
+
+    def revoke(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:
+        if [scope, scope_id.hex, role] in self.roles:
+            self._revoked(scope=scope, scope_id=scope_id, role=role, actor=actor)
+
+    @event("RoleRevoked")
+    def _revoked(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:
+        self.roles.remove([scope, scope_id.hex, role])
