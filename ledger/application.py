@@ -183,6 +183,7 @@ class Ledger(Application[UUID]):
             customer = unit.get(customer_id, Customer)
             for offering_id in offering_ids:
                 unit.get(offering_id, Offering)
+            terms.check()
             credit = unit.add(CustomerCredit(customer_id=customer_id, value=value,
                                              terms=terms.as_kwargs(),
                                              offering_ids=offering_ids, actor=actor))
@@ -198,8 +199,9 @@ class Ledger(Application[UUID]):
             credit = unit.get(credit_id, CustomerCredit)
             if value is not None:
                 credit.set_value(value, actor)
-            if terms:
-                credit.change_terms(credit.terms.updated(**terms), actor)
+            new_terms = credit.terms.updated(**(terms or {}))
+            new_terms.check()
+            credit.change_terms(new_terms, actor)
             if offering_ids is not None:
                 for offering_id in offering_ids:
                     unit.get(offering_id, Offering)
@@ -232,6 +234,7 @@ class Ledger(Application[UUID]):
                 mark_unused_credit_as_spent_on_project_termination=mark_unused, actor=actor))
             project.attach_credit(credit.id, actor)
             customer_credit.check_allocation(credit.id, value)
+            terms.check()
             customer_credit.sync_allocation(credit, actor)
             return credit.id
 
@@ -250,10 +253,12 @@ class Ledger(Application[UUID]):
                 self._move(unit, credit, project, project_id, actor)
             if value is not None:
                 customer_credit.check_allocation(credit.id, value)
+            new_terms = credit.terms.updated(**(terms or {}))
+            new_terms.check()
+            if value is not None:
                 credit.set_value(value, actor)
                 customer_credit.sync_allocation(credit, actor)
-            if terms:
-                credit.change_terms(credit.terms.updated(**terms), actor)
+            credit.change_terms(new_terms, actor)
             if mark_unused is not None:
                 credit.set_mark_unused(mark_unused, actor)
 

@@ -64,10 +64,10 @@ class ConsumptionItem(Aggregate):
     def reverse(self, actor: str) -> None:
         if self.reversed:
             raise Conflict(f"Consumption item {self.item_id} is already reversed.")
-        self._reversed(actor=actor)
+        self._reversed(item_id=self.item_id, actor=actor)
 
     @event("Reversed")
-    def _reversed(self, actor: str) -> None:
+    def _reversed(self, item_id: str, actor: str) -> None:
         self.reversed = True
 
 

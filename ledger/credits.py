@@ -94,17 +94,21 @@ class Credit(Aggregate):
             record = aggregate.settlement(self.period)
             if record["expected_before"] is None:
                 record["expected_before"] = aggregate.terms.expected_consumption
-            aggregate.terms = aggregate.terms.updated(expected_consumption=self.expected_consumption)
+            aggregate.terms = aggregate.terms.updated(
+                expected_consumption=self.expected_consumption
+            )
 
     class SettlementReversed(BalanceChanged):
         """A re-opened period gives back its floors and expiry and the old expectation."""
 
+        expected_consumption: Decimal | None
+
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
-            record = aggregate.settlements.pop(self.period)
-            if record["expected_before"] is not None:
+            aggregate.settlements.pop(self.period)
+            if self.expected_consumption is not None:
                 aggregate.terms = aggregate.terms.updated(
-                    expected_consumption=record["expected_before"]
+                    expected_consumption=self.expected_consumption
                 )
 
     class WrittenOff(BalanceChanged):
@@ -196,7 +200,7 @@ class Credit(Aggregate):
         if record is not None and not self.deleted:
             restored = (record["floor"] or ZERO) + (record["expired"] or ZERO)
             self.trigger_event(self.SettlementReversed, amount=restored, period=str(period),
-                               actor=actor)
+                               expected_consumption=record["expected_before"], actor=actor)
 
     def write_off(self, amount: Decimal, project_id: UUID, reason: str, actor: str,
                   period: Period | None = None) -> None:

@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from ledger.errors import InvalidTerms
 from ledger.money import ZERO
 
 LOGICS = ("fixed", "linear")
@@ -24,6 +25,11 @@ class Terms:
 
     def as_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def check(self) -> None:
+        """The model-level rule upstream checks on every save (reference §2.5)."""
+        if self.end_date is not None and self.end_date.day != 1:
+            raise InvalidTerms("End date must be the first day of the month.", "end_date")
 
     def updated(self, **changes: Any) -> Terms:
         return replace(self, **{k: v for k, v in changes.items() if k in TERM_NAMES})

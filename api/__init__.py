@@ -1,0 +1,1 @@
+"""HTTP API, CLI and wiring of the credit ledger."""

@@ -1,0 +1,87 @@
+"""The Falcon app factory: routes, media handlers, middleware, error mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import falcon
+import falcon.media
+
+from api.auth import AuthMiddleware
+from api.consumptions import BillingPeriods, Consumptions
+from api.customer_credits import CustomerCredits
+from api.directory import Customers, Offerings, Projects
+from api.errors import register_error_handlers
+from api.project_credits import ProjectCredits
+from api.wiring import Services
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"Cannot serialise {type(value).__name__}")
+
+
+JSON = falcon.media.JSONHandler(
+    dumps=functools.partial(json.dumps, default=_default, ensure_ascii=False),
+    loads=functools.partial(json.loads, parse_float=Decimal),
+)
+
+
+class CatchUpMiddleware:
+    """Every request first applies events the read models have not seen yet."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.services.projector.catch_up()
+
+
+class Health:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok", "position": self.services.projector.position()}
+
+
+def create_app(services: Services) -> falcon.App:
+    app = falcon.App(middleware=[CatchUpMiddleware(services), AuthMiddleware(services.engine)])
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSON
+    app.resp_options.xml_error_serialization = False
+    app.req_options.strip_url_path_trailing_slash = False
+    register_error_handlers(app)
+
+    app.add_route("/health", Health(services))
+    _collection(app, "/api/project-credits/", ProjectCredits(services))
+    customer_credits = CustomerCredits(services)
+    _collection(app, "/api/customer-credits/", customer_credits)
+    app.add_route("/api/customer-credits/{uuid}/consumptions/", customer_credits,
+                  suffix="consumptions")
+    _collection(app, "/api/customers/", Customers(services))
+    _collection(app, "/api/projects/", Projects(services))
+    offerings = Offerings(services)
+    _collection(app, "/api/marketplace-public-offerings/", offerings)
+    _collection(app, "/api/marketplace-provider-offerings/", offerings)
+    consumptions = Consumptions(services)
+    app.add_route("/api/consumptions/", consumptions)
+    app.add_route("/api/consumptions/{item_id}/", consumptions, suffix="item")
+    periods = BillingPeriods(services)
+    app.add_route("/api/billing-periods/", periods)
+    app.add_route("/api/billing-periods/{period}/close/", periods, suffix="close")
+    app.add_route("/api/billing-periods/{period}/reopen/", periods, suffix="reopen")
+    return app
+
+
+def _collection(app: falcon.App, path: str, resource: object) -> None:
+    app.add_route(path, resource)
+    app.add_route(path + "{uuid}/", resource, suffix="item")

@@ -1,0 +1,59 @@
+"""Small helpers every resource uses."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import falcon
+from sqlalchemy import Select
+
+from api.auth import require_principal
+from api.errors import not_found, validation_error
+from api.fields import FieldError, uuid_filter
+from api.listing import last_param
+from api.wiring import Services
+from ledger.access import Principal
+
+
+def parse_uuid(text: str, message: str = "Not found.") -> UUID:
+    """Hex with or without hyphens, like Waldur's StringUUID; anything else is a 404."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise not_found(message) from None
+
+
+def base_url(req: falcon.Request) -> str:
+    return req.prefix
+
+
+class Resource:
+    """Holds the services; every write catches the read models up before answering."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def principal(self, req: falcon.Request) -> Principal:
+        return require_principal(req)
+
+    def settle_reads(self) -> None:
+        """Read-your-writes: project what this request just saved."""
+        self.services.projector.catch_up()
+
+
+def apply_uuid_filter(query: Select[Any], req: falcon.Request, name: str,
+                      column: Any) -> Select[Any]:
+    raw = last_param(req, name)
+    if raw is None:
+        return query
+    try:
+        return query.where(column == uuid_filter(raw).hex)
+    except FieldError as error:
+        raise validation_error({name: error.messages}) from None
+
+
+def apply_exact_filter(query: Select[Any], req: falcon.Request, name: str,
+                       column: Any) -> Select[Any]:
+    raw = last_param(req, name)
+    return query if raw is None else query.where(column == raw)

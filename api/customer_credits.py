@@ -1,0 +1,210 @@
+"""/api/customer-credits/: organisation credits (staff writes, role-scoped reads)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import falcon
+from sqlalchemy import Connection, false, or_, select
+
+from api import fields
+from api.common import Resource, apply_exact_filter, apply_uuid_filter, base_url, parse_uuid
+from api.errors import not_found, permission_denied, validation_error
+from api.forms import Field, validate
+from api.listing import last_param, ordering, paginate
+from api.project_credits import term_fields
+from api.representations import customer_credit
+from ledger.access import Principal
+from ledger.money import ZERO
+from ledger.periods import Period
+from ledger.terms import TERM_NAMES, Terms
+from projections.queries import (
+    customer_credit_select,
+    customer_credit_views,
+    icontains,
+    monthly_consumption,
+)
+from projections.tables import customer_credits, customers, offerings
+
+NOT_FOUND = "No CustomerCredit matches the given query."
+ORDERING = {
+    "customer_name": customers.c.name,
+    "value": customer_credits.c.value,
+    "end_date": customer_credits.c.end_date,
+    "expected_consumption": customer_credits.c.expected_consumption,
+}
+DEFAULT_ORDER = [customer_credits.c.created.asc(), customer_credits.c.uuid.asc()]
+OFFERING_LINK = fields.hyperlink("/api/marketplace-provider-offerings/",
+                                 "/api/marketplace-public-offerings/")
+
+
+class CustomerCredits(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            page = paginate(conn, req, resp, self._filtered(req, principal))
+            resp.media = self._render(conn, req, page.rows, nested=True)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            paginate(conn, req, resp, self._filtered(req, principal))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self._staff(req)
+        with self.services.engine.connect() as conn:
+            values = validate(req.get_media(), self._fields(conn, creating=True))
+        self._check_terms(values, current=None)
+        credit_id = self.services.ledger.create_customer_credit(
+            values["customer"], values.get("value", ZERO), Terms().updated(**values),
+            values.get("offerings", []), principal.actor)
+        self.settle_reads()
+        resp.status = falcon.HTTP_201
+        resp.media = self._one(req, principal, credit_id.hex, nested=False)
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        principal = self.principal(req)
+        resp.media = self._one(req, principal, parse_uuid(uuid, NOT_FOUND).hex, nested=True)
+
+    def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        self._update(req, resp, uuid, partial=False)
+
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        self._update(req, resp, uuid, partial=True)
+
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        principal = self.principal(req)
+        row = self._visible_row(principal, uuid)
+        self._staff(req)
+        self.services.ledger.delete_customer_credit(UUID(row.uuid), principal.actor)
+        self.settle_reads()
+        resp.status = falcon.HTTP_204
+
+    def on_get_consumptions(self, req: falcon.Request, resp: falcon.Response,
+                            uuid: str) -> None:
+        """Monthly consumption history `[{date, price}]`, ascending, as upstream."""
+        principal = self.principal(req)
+        row = self._visible_row(principal, uuid)
+        with self.services.engine.connect() as conn:
+            months = monthly_consumption(conn, row.uuid)
+        resp.media = [{"date": Period.parse(period).first_day.isoformat(),
+                       "price": f"{amount:.2f}"} for period, amount in months]
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _staff(self, req: falcon.Request) -> Principal:
+        principal = self.principal(req)
+        if not principal.is_staff:
+            raise permission_denied()
+        return principal
+
+    def _update(self, req: falcon.Request, resp: falcon.Response, uuid: str,
+                partial: bool) -> None:
+        principal = self.principal(req)
+        row = self._visible_row(principal, uuid)
+        self._staff(req)
+        with self.services.engine.connect() as conn:
+            values = validate(req.get_media(), self._fields(conn, creating=False), partial)
+        self._check_terms(values, current=row)
+        self.services.ledger.update_customer_credit(
+            UUID(row.uuid), principal.actor, value=values.get("value"),
+            terms={k: v for k, v in values.items() if k in TERM_NAMES},
+            offering_ids=values.get("offerings"))
+        self.settle_reads()
+        resp.media = self._one(req, principal, row.uuid, nested=False)
+
+    def _check_terms(self, values: dict[str, Any], current: Any) -> None:
+        """Upstream's serializer-level rules (reference §3.2), on the credit as it would be."""
+        def merged(name: str, default: Any) -> Any:
+            return values[name] if name in values else getattr(current, name, default)
+
+        value = merged("value", ZERO)
+        expected = merged("expected_consumption", ZERO)
+        logic = merged("minimal_consumption_logic", "fixed")
+        end: date | None = merged("end_date", None)
+        errors = []
+        if expected and expected >= value:
+            errors.append("Expected consumption must be smaller than the credit.")
+        if logic == "linear" and end is None:
+            errors.append("End date is required if minimal consumption logic is linear.")
+        today = self.services.today()
+        if logic == "linear" and end is not None and (end.year, end.month) == (
+                today.year, today.month):
+            errors.append("End date must be greater if minimal consumption logic is linear.")
+        if errors:
+            raise validation_error({"non_field_errors": errors})
+
+    def _visible_row(self, principal: Principal, uuid: str) -> Any:
+        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
+        with self.services.engine.connect() as conn:
+            row = conn.execute(customer_credit_select(principal)
+                               .where(customer_credits.c.uuid == credit_uuid)).first()
+        if row is None:
+            raise not_found(NOT_FOUND)
+        return row
+
+    def _one(self, req: falcon.Request, principal: Principal, credit_uuid: str,
+             nested: bool) -> Any:
+        row = self._visible_row(principal, credit_uuid)
+        with self.services.engine.connect() as conn:
+            return self._render(conn, req, [row], nested)[0]
+
+    def _render(self, conn: Connection, req: falcon.Request, rows: list[Any],
+                nested: bool) -> list[dict[str, Any]]:
+        views = customer_credit_views(conn, rows, self.services.today())
+        return [customer_credit(base_url(req), view, nested) for view in views]
+
+    def _filtered(self, req: falcon.Request, principal: Principal) -> Any:
+        query = customer_credit_select(principal)
+        query = apply_uuid_filter(query, req, "customer_uuid", customer_credits.c.customer_uuid)
+        query = apply_exact_filter(query, req, "customer_slug", customers.c.slug)
+        if name := last_param(req, "customer_name"):
+            query = query.where(icontains(customers.c.name, name))
+        if text := last_param(req, "query"):
+            query = query.where(or_(icontains(customers.c.name, text),
+                                    icontains(customers.c.slug, text),
+                                    icontains(customers.c.uuid, text)))
+        return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
+
+    def _fields(self, conn: Connection, creating: bool) -> list[Field]:
+        def check_customer(customer_id: UUID) -> None:
+            if conn.execute(select(customers.c.uuid)
+                            .where(customers.c.uuid == customer_id.hex)).first() is None:
+                raise fields.FieldError("Invalid hyperlink - Object does not exist.")
+            taken = conn.execute(select(customer_credits.c.uuid).where(
+                customer_credits.c.customer_uuid == customer_id.hex,
+                customer_credits.c.deleted == false())).first()
+            if taken is not None:
+                raise fields.FieldError("customer credit with this customer already exists.")
+
+        def parse_offerings(raw: Any) -> list[UUID]:
+            if not isinstance(raw, list):
+                kind = type(raw).__name__
+                raise fields.FieldError(f'Expected a list of items but got type "{kind}".')
+            found = [OFFERING_LINK(item) if item is not None else _null() for item in raw]
+            known = {row[0] for row in conn.execute(select(offerings.c.uuid).where(
+                offerings.c.uuid.in_([o.hex for o in found])))}
+            if any(o.hex not in known for o in found):
+                raise fields.FieldError("Invalid hyperlink - Object does not exist.")
+            return list(dict.fromkeys(found))
+
+        def check_end_date(end: date | None) -> None:
+            if end is not None and end < self.services.today():
+                raise fields.FieldError("The end date must be greater than today's date.")
+            if end is not None and end.day != 1:
+                raise fields.FieldError("End date must be the first day of the month.")
+
+        terms = term_fields()
+        terms[0] = Field("end_date", fields.date_field, allow_null=True, check=check_end_date)
+        customer = [Field("customer", fields.hyperlink("/api/customers/"), required=True,
+                          check=check_customer)] if creating else []
+        return [Field("value", fields.MONEY), *customer,
+                Field("offerings", parse_offerings), *terms]
+
+
+def _null() -> Any:
+    raise fields.FieldError("This field may not be null.")
+
+

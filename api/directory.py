@@ -1,0 +1,212 @@
+"""Directory endpoints: customers, projects and offerings (staff writes, scoped reads)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+from uuid import UUID
+
+import falcon
+from sqlalchemy import Connection, Select, false, or_, select
+
+from api import fields
+from api.common import Resource, apply_uuid_filter, base_url, parse_uuid
+from api.errors import not_found, permission_denied
+from api.forms import Field, validate
+from api.listing import last_param, paginate
+from api.representations import link, money_or_none
+from ledger.access import Principal
+from projections.queries import icontains
+from projections.tables import customer_credits, customers, offerings, project_credits, projects
+
+
+def slugify(name: str) -> str:
+    """Django's slugify: ASCII, lower case, hyphens for runs of spaces."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^\w\s-]", "", text.lower())
+    return re.sub(r"[-\s]+", "-", text).strip("-_") or "item"
+
+
+NAME = fields.string(500)
+SLUG = fields.string(500)
+
+
+class _Directory(Resource):
+    """List, retrieve and staff-only create, shared by the three directory nouns."""
+
+    table: Any
+    collection: str
+    not_found_message: str
+
+    def visible(self, principal: Principal) -> Select[Any]:
+        raise NotImplementedError
+
+    def represent(self, conn: Connection, base: str, rows: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        query = self.visible(principal)
+        if name := last_param(req, "name"):
+            query = query.where(icontains(self.table.c.name, name))
+        query = query.order_by(self.table.c.created, self.table.c.uuid)
+        with self.services.engine.connect() as conn:
+            page = paginate(conn, req, resp, self.filter(req, query))
+            resp.media = self.represent(conn, base_url(req), page.rows)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            paginate(conn, req, resp, self.filter(req, self.visible(principal)))
+
+    def filter(self, req: falcon.Request, query: Select[Any]) -> Select[Any]:
+        return query
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        resp.media = self.one(req, self.principal(req), parse_uuid(uuid).hex)
+
+    def one(self, req: falcon.Request, principal: Principal, uuid: str) -> dict[str, Any]:
+        with self.services.engine.connect() as conn:
+            row = conn.execute(self.visible(principal).where(self.table.c.uuid == uuid)).first()
+            if row is None:
+                raise not_found(self.not_found_message)
+            return self.represent(conn, base_url(req), [row])[0]
+
+    def staff(self, req: falcon.Request) -> Principal:
+        principal = self.principal(req)
+        if not principal.is_staff:
+            raise permission_denied()
+        return principal
+
+    def created(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+                new_id: UUID) -> None:
+        self.settle_reads()
+        resp.status = falcon.HTTP_201
+        resp.media = self.one(req, principal, new_id.hex)
+
+
+class Customers(_Directory):
+    table = customers
+    collection = "customers"
+    not_found_message = "No Customer matches the given query."
+
+    def visible(self, principal: Principal) -> Select[Any]:
+        query = select(customers)
+        if principal.sees_everything:
+            return query
+        via_projects = select(projects.c.customer_uuid).where(
+            projects.c.uuid.in_(principal.project_uuids()))
+        return query.where(or_(customers.c.uuid.in_(principal.customer_uuids()),
+                               customers.c.uuid.in_(via_projects)))
+
+    def represent(self, conn: Connection, base: str, rows: list[Any]) -> list[dict[str, Any]]:
+        uuids = [row.uuid for row in rows]
+        credits = {r.customer_uuid: r.value for r in conn.execute(
+            select(customer_credits.c.customer_uuid, customer_credits.c.value).where(
+                customer_credits.c.customer_uuid.in_(uuids),
+                customer_credits.c.deleted == false()))}
+        allocated: dict[str, Any] = {}
+        for r in conn.execute(select(project_credits.c.customer_uuid, project_credits.c.value)
+                              .where(project_credits.c.customer_uuid.in_(uuids),
+                                     project_credits.c.deleted == false())):
+            allocated[r.customer_uuid] = allocated.get(r.customer_uuid, 0) + r.value
+        return [{
+            "uuid": row.uuid, "url": link(base, "customers", row.uuid), "name": row.name,
+            "slug": row.slug,
+            "customer_credit": money_or_none(credits.get(row.uuid)),
+            "customer_unallocated_credit": money_or_none(
+                credits[row.uuid] - allocated.get(row.uuid, 0) if row.uuid in credits else None),
+        } for row in rows]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.staff(req)
+        values = validate(req.get_media(), [Field("name", NAME, required=True),
+                                            Field("slug", SLUG)])
+        new_id = self.services.ledger.register_customer(
+            values["name"], values.get("slug") or slugify(values["name"]), principal.actor)
+        self.created(req, resp, principal, new_id)
+
+
+class Projects(_Directory):
+    table = projects
+    collection = "projects"
+    not_found_message = "No Project matches the given query."
+
+    def visible(self, principal: Principal) -> Select[Any]:
+        query = select(projects, customers.c.name.label("customer_name")).join(
+            customers, customers.c.uuid == projects.c.customer_uuid)
+        if principal.sees_everything:
+            return query
+        return query.where(or_(projects.c.customer_uuid.in_(principal.customer_uuids()),
+                               projects.c.uuid.in_(principal.project_uuids())))
+
+    def filter(self, req: falcon.Request, query: Select[Any]) -> Select[Any]:
+        return apply_uuid_filter(query, req, "customer_uuid", projects.c.customer_uuid)
+
+    def represent(self, conn: Connection, base: str, rows: list[Any]) -> list[dict[str, Any]]:
+        credits = {r.project_uuid: r.value for r in conn.execute(
+            select(project_credits.c.project_uuid, project_credits.c.value).where(
+                project_credits.c.project_uuid.in_([row.uuid for row in rows]),
+                project_credits.c.deleted == false()))}
+        return [{
+            "uuid": row.uuid, "url": link(base, "projects", row.uuid), "name": row.name,
+            "slug": row.slug, "customer": link(base, "customers", row.customer_uuid),
+            "customer_uuid": row.customer_uuid, "customer_name": row.customer_name,
+            "project_credit": money_or_none(credits.get(row.uuid)),
+            "is_terminated": row.terminated,
+        } for row in rows]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.staff(req)
+        with self.services.engine.connect() as conn:
+            def check_customer(customer_id: UUID) -> None:
+                found = conn.execute(select(customers.c.uuid).where(
+                    customers.c.uuid == customer_id.hex)).first()
+                if found is None:
+                    raise fields.FieldError("Invalid hyperlink - Object does not exist.")
+
+            values = validate(req.get_media(), [
+                Field("name", NAME, required=True), Field("slug", SLUG),
+                Field("customer", fields.hyperlink("/api/customers/"), required=True,
+                      check=check_customer)])
+        new_id = self.services.ledger.register_project(
+            values["name"], values.get("slug") or slugify(values["name"]), values["customer"],
+            principal.actor)
+        self.created(req, resp, principal, new_id)
+
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        """Terminate the project: its credit goes to 0 (written off or back to the pool)."""
+        principal = self.principal(req)
+        project_uuid = parse_uuid(uuid).hex
+        with self.services.engine.connect() as conn:
+            row = conn.execute(self.visible(principal)
+                               .where(projects.c.uuid == project_uuid)).first()
+        if row is None:
+            raise not_found(self.not_found_message)
+        if not principal.is_owner(row.customer_uuid):
+            raise permission_denied()
+        self.services.ledger.terminate_project(UUID(row.uuid), principal.actor)
+        self.settle_reads()
+        resp.status = falcon.HTTP_204
+
+
+class Offerings(_Directory):
+    table = offerings
+    collection = "marketplace-public-offerings"
+    not_found_message = "No Offering matches the given query."
+
+    def visible(self, principal: Principal) -> Select[Any]:
+        return select(offerings)
+
+    def represent(self, conn: Connection, base: str, rows: list[Any]) -> list[dict[str, Any]]:
+        return [{"uuid": row.uuid, "url": link(base, self.collection, row.uuid),
+                 "name": row.name, "type": row.type} for row in rows]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.staff(req)
+        values = validate(req.get_media(), [Field("name", NAME, required=True),
+                                            Field("type", fields.string(100), required=True)])
+        new_id = self.services.ledger.register_offering(
+            values["name"], values["type"], principal.actor)
+        self.created(req, resp, principal, new_id)

@@ -1,0 +1,59 @@
+"""Validate a JSON body field by field, in declared order, collecting DRF-shaped errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from api.errors import validation_error
+from api.fields import FieldError, Parser
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input field; ``check`` adds field-level rules (it may also raise an ApiError)."""
+
+    name: str
+    parse: Parser
+    required: bool = False
+    allow_null: bool = False
+    check: Callable[[Any], None] | None = None
+
+
+def expect_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        kind = "list" if isinstance(body, list) else type(body).__name__
+        raise validation_error(
+            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]})
+    return body
+
+
+def validate(body: Any, fields: list[Field], partial: bool = False) -> dict[str, Any]:
+    """Clean values of the fields present; 400 with every field's messages otherwise."""
+    data = expect_object(body)
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for field in fields:
+        if field.name not in data:
+            if field.required and not partial:
+                errors[field.name] = ["This field is required."]
+            continue
+        try:
+            values[field.name] = _clean(field, data[field.name])
+        except FieldError as error:
+            errors[field.name] = error.messages
+    if errors:
+        raise validation_error(errors)
+    return values
+
+
+def _clean(field: Field, raw: Any) -> Any:
+    if raw is None:
+        if not field.allow_null:
+            raise FieldError("This field may not be null.")
+        return None
+    value = field.parse(raw)
+    if field.check is not None:
+        field.check(value)
+    return value

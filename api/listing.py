@@ -1,0 +1,107 @@
+"""Lists as upstream serves them: filters, `o` ordering, page/page_size, Link headers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon
+from sqlalchemy import ColumnElement, Connection, Select, func, select
+
+from api.errors import not_found, validation_error
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 300
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Any]
+    count: int
+
+
+def ordering(req: falcon.Request, fields: Mapping[str, ColumnElement[Any]],
+             default: list[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+    """`o=-value,project_name`; a repeated `o` uses only the last, like django-filter."""
+    text = last_param(req, "o") or ""
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    order: list[ColumnElement[Any]] = []
+    for key in keys:
+        column = fields.get(key.removeprefix("-"))
+        if column is None:
+            raise validation_error({"o": [
+                f"Select a valid choice. {key} is not one of the available choices."]})
+        order.append(column.desc() if key.startswith("-") else column.asc())
+    return order + default
+
+
+def last_param(req: falcon.Request, name: str) -> str | None:
+    """Django's QueryDict.get: the last of repeated values; empty means absent."""
+    raw = req.params.get(name)
+    value = raw[-1] if isinstance(raw, list) else raw
+    return value if value else None
+
+
+def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
+             query: Select[Any]) -> Page:
+    """Run one page of the query and set X-Result-Count and Link like upstream."""
+    count = conn.execute(select(func.count()).select_from(query.order_by(None).subquery()))
+    total = int(count.scalar_one())
+    size = _page_size(req)
+    pages = max(1, -(-total // size))
+    page = _page_number(req, pages)
+    rows = conn.execute(query.limit(size).offset((page - 1) * size)).all()
+    resp.set_header("X-Result-Count", str(total))
+    resp.set_header("Link", _links(req, page, pages))
+    return Page(list(rows), total)
+
+
+def count_only(conn: Connection, req: falcon.Request, resp: falcon.Response,
+               query: Select[Any]) -> None:
+    """HEAD: the same headers as the list, no body."""
+    paginate(conn, req, resp, query)
+
+
+def _page_size(req: falcon.Request) -> int:
+    try:
+        size = int(last_param(req, "page_size") or DEFAULT_PAGE_SIZE)
+    except ValueError:
+        return DEFAULT_PAGE_SIZE
+    return DEFAULT_PAGE_SIZE if size <= 0 else min(size, MAX_PAGE_SIZE)
+
+
+def _page_number(req: falcon.Request, pages: int) -> int:
+    raw = last_param(req, "page") or "1"
+    if raw == "last":
+        return pages
+    try:
+        page = int(raw)
+    except ValueError:
+        raise not_found("Invalid page.") from None
+    if not 1 <= page <= pages:
+        raise not_found("Invalid page.")
+    return page
+
+
+def _url(req: falcon.Request, page: int | None) -> str:
+    params = {k: v for k, v in _flat_params(req) if k != "page"}
+    if page is not None:
+        params["page"] = str(page)
+    query = urlencode(sorted(params.items()))
+    return f"{req.prefix}{req.path}" + (f"?{query}" if query else "")
+
+
+def _flat_params(req: falcon.Request) -> list[tuple[str, str]]:
+    return [(k, v[-1] if isinstance(v, list) else v) for k, v in req.params.items()]
+
+
+def _links(req: falcon.Request, page: int, pages: int) -> str:
+    links = [f'<{_url(req, None)}>; rel="first"']
+    if page > 1:
+        links.append(f'<{_url(req, page - 1 if page > 2 else None)}>; rel="prev"')
+    if page < pages:
+        links.append(f'<{_url(req, page + 1)}>; rel="next"')
+    links.append(f'<{_url(req, pages if pages > 1 else None)}>; rel="last"')
+    return ", ".join(links)

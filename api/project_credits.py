@@ -1,0 +1,167 @@
+"""/api/project-credits/: upstream's ProjectCreditViewSet, served from the read models."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import falcon
+from sqlalchemy import Connection, false, or_, select
+
+from api import fields
+from api.common import Resource, apply_exact_filter, apply_uuid_filter, base_url, parse_uuid
+from api.errors import not_found, permission_denied
+from api.forms import Field, validate
+from api.listing import last_param, ordering, paginate
+from api.representations import project_credit
+from ledger.access import Principal
+from ledger.terms import LOGICS, TERM_NAMES, Terms
+from projections.queries import icontains, project_credit_select, project_credit_views
+from projections.tables import customers, project_credits, projects
+
+NOT_FOUND = "No ProjectCredit matches the given query."
+ORDERING = {
+    "project_name": projects.c.name,
+    "value": project_credits.c.value,
+    "end_date": project_credits.c.end_date,
+    "expected_consumption": project_credits.c.expected_consumption,
+}
+DEFAULT_ORDER = [project_credits.c.created.asc(), project_credits.c.uuid.asc()]
+
+
+def term_fields() -> list[Field]:
+    """The BaseCredit fields, in upstream's order after value and the owner link."""
+    return [
+        Field("end_date", fields.date_field, allow_null=True),
+        Field("expected_consumption", fields.MONEY),
+        Field("minimal_consumption_logic", fields.choice(*LOGICS)),
+        Field("grace_coefficient", fields.GRACE),
+        Field("apply_as_minimal_consumption", fields.boolean),
+    ]
+
+
+class ProjectCredits(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            page = paginate(conn, req, resp, self._filtered(req, principal))
+            resp.media = self._render(conn, req, principal, page.rows)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            paginate(conn, req, resp, self._filtered(req, principal))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            values = validate(req.get_media(), self._fields(conn, principal, None))
+        credit_id = self.services.ledger.create_project_credit(
+            values["project"], values.get("value", fields.MONEY("0")),
+            Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor)
+        self.settle_reads()
+        resp.status = falcon.HTTP_201
+        resp.media = self._one(req, principal, credit_id.hex)
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        principal = self.principal(req)
+        resp.media = self._one(req, principal, parse_uuid(uuid, NOT_FOUND).hex)
+
+    def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        self._update(req, resp, uuid, partial=False)
+
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        self._update(req, resp, uuid, partial=True)
+
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        principal = self.principal(req)
+        row = self._visible_row(principal, uuid)
+        if not principal.is_owner(row.customer_uuid):
+            raise permission_denied()
+        self.services.ledger.delete_project_credit(UUID(row.uuid), principal.actor)
+        self.settle_reads()
+        resp.status = falcon.HTTP_204
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _update(self, req: falcon.Request, resp: falcon.Response, uuid: str,
+                partial: bool) -> None:
+        principal = self.principal(req)
+        row = self._visible_row(principal, uuid)
+        if not principal.is_owner(row.customer_uuid):
+            raise permission_denied()
+        with self.services.engine.connect() as conn:
+            values = validate(req.get_media(), self._fields(conn, principal, row.uuid), partial)
+        self.services.ledger.update_project_credit(
+            UUID(row.uuid), principal.actor, project_id=values.get("project"),
+            value=values.get("value"),
+            terms={k: v for k, v in values.items() if k in TERM_NAMES},
+            mark_unused=values.get(MARK_UNUSED))
+        self.settle_reads()
+        resp.media = self._one(req, principal, row.uuid)
+
+    def _visible_row(self, principal: Principal, uuid: str) -> Any:
+        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
+        with self.services.engine.connect() as conn:
+            row = conn.execute(project_credit_select(principal)
+                               .where(project_credits.c.uuid == credit_uuid)).first()
+        if row is None:
+            raise not_found(NOT_FOUND)
+        return row
+
+    def _one(self, req: falcon.Request, principal: Principal, credit_uuid: str) -> Any:
+        with self.services.engine.connect() as conn:
+            row = conn.execute(project_credit_select(principal)
+                               .where(project_credits.c.uuid == credit_uuid)).first()
+            if row is None:
+                raise not_found(NOT_FOUND)
+            return self._render(conn, req, principal, [row])[0]
+
+    def _render(self, conn: Connection, req: falcon.Request, principal: Principal,
+                rows: list[Any]) -> list[dict[str, Any]]:
+        views = project_credit_views(conn, rows, self.services.today())
+        return [project_credit(base_url(req), view,
+                               principal.sees_organisation_fields(view["row"].customer_uuid))
+                for view in views]
+
+    def _filtered(self, req: falcon.Request, principal: Principal) -> Any:
+        query = project_credit_select(principal)
+        query = apply_uuid_filter(query, req, "project_uuid", project_credits.c.project_uuid)
+        query = apply_uuid_filter(query, req, "customer_uuid", project_credits.c.customer_uuid)
+        query = apply_exact_filter(query, req, "customer_slug", customers.c.slug)
+        if name := last_param(req, "project_name"):
+            query = query.where(icontains(projects.c.name, name))
+        if name := last_param(req, "customer_name"):
+            query = query.where(icontains(customers.c.name, name))
+        if text := last_param(req, "query"):
+            query = query.where(or_(
+                icontains(projects.c.name, text), icontains(projects.c.uuid, text),
+                icontains(customers.c.name, text), icontains(customers.c.slug, text),
+                icontains(customers.c.uuid, text)))
+        return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
+
+    def _fields(self, conn: Connection, principal: Principal,
+                credit_uuid: str | None) -> list[Field]:
+        def check_project(project_id: UUID) -> None:
+            project = conn.execute(select(projects).where(projects.c.uuid == project_id.hex))
+            found = project.first()
+            if found is None:
+                raise fields.FieldError("Invalid hyperlink - Object does not exist.")
+            taken = conn.execute(select(project_credits.c.uuid).where(
+                project_credits.c.project_uuid == project_id.hex,
+                project_credits.c.deleted == false())).scalar()
+            if taken is not None and taken != credit_uuid:
+                raise fields.FieldError("project credit with this project already exists.")
+            if not principal.is_owner(found.customer_uuid):
+                raise permission_denied()
+
+        return [
+            Field("value", fields.MONEY),
+            Field("project", fields.hyperlink("/api/projects/"), required=True,
+                  check=check_project),
+            *term_fields(),
+            Field(MARK_UNUSED, fields.boolean),
+        ]
+
+
+MARK_UNUSED = "mark_unused_credit_as_spent_on_project_termination"

@@ -1,0 +1,107 @@
+"""Builds the per-process services from LEDGER_DATABASE_URL.
+
+The eventsourcing Application and the SQLAlchemy engine hold connections, so each
+process (each gunicorn worker, after fork) builds its own. Tables are created once,
+at start-up, never by every worker.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from sqlalchemy import Engine
+
+from ledger.application import Ledger
+from projections.database import make_engine
+from projections.projector import Projector
+
+DEFAULT_DATABASE_URL = "sqlite:///./credit-ledger.db"
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass
+class Services:
+    """What a request handler or CLI command needs, built once per process."""
+
+    ledger: Ledger
+    engine: Engine
+    projector: Projector
+    today: Callable[[], date] = field(default=today_utc)
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class Database:
+    """One database URL split into eventsourcing settings and a SQLAlchemy URL."""
+
+    event_store_env: dict[str, str]
+    sqlalchemy_url: str
+    schema: str | None = None
+
+
+def database_url() -> str:
+    return os.environ.get("LEDGER_DATABASE_URL", DEFAULT_DATABASE_URL)
+
+
+def parse_database_url(url: str) -> Database:
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path in ("", ":memory:"):
+            raise ValueError("Use a file for SQLite: the event store and read models share it.")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path,
+               "SQLITE_LOCK_TIMEOUT": "30"}
+        return Database(env, f"sqlite:///{path}")
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        schema = query.pop("schema", [None])[0]
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or getpass.getuser()),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "6",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        }
+        if schema:
+            env["POSTGRES_SCHEMA"] = schema
+        user = env["POSTGRES_USER"] + (f":{env['POSTGRES_PASSWORD']}" if parts.password else "")
+        netloc = f"{user}@{env['POSTGRES_HOST']}:{env['POSTGRES_PORT']}"
+        rest = urlencode({k: v[0] for k, v in query.items()})
+        sa_url = f"postgresql+psycopg://{netloc}/{env['POSTGRES_DBNAME']}"
+        return Database(env, sa_url + (f"?{rest}" if rest else ""), schema)
+    raise ValueError(f"Unsupported LEDGER_DATABASE_URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def build_services(url: str | None = None, create_tables: bool = False,
+                   today: Callable[[], date] = today_utc) -> Services:
+    """Connect to the event store and read models; create their tables if asked."""
+    database = parse_database_url(url or database_url())
+    env = {**database.event_store_env, "CREATE_TABLE": "y" if create_tables else "n"}
+    ledger = Ledger(env=env)
+    engine = make_engine(database.sqlalchemy_url, database.schema)
+    projector = Projector(ledger, engine)
+    if create_tables:
+        projector.create_tables()
+    return Services(ledger=ledger, engine=engine, projector=projector, today=today)
+
+
+def create_tables(url: str | None = None) -> None:
+    """Run the DDL of the event store and the read models once (gunicorn's on_starting)."""
+    build_services(url, create_tables=True).close()

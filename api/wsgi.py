@@ -1,0 +1,8 @@
+"""gunicorn's entry point: each worker imports this after fork and builds its own services."""
+
+from __future__ import annotations
+
+from api.app import create_app
+from api.wiring import build_services
+
+app = create_app(build_services())

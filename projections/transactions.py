@@ -1,0 +1,96 @@
+"""Read model of credit transactions: one row per balance change, typed as upstream.
+
+Names are copied onto the row when it is written, so attribution survives deletion of
+the credit, and the row's uuid derives from the event, so a rebuild gives the same rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+from sqlalchemy import Connection, insert, select
+
+from ledger.credits import Credit, CustomerCredit, ProjectCredit
+from ledger.periods import Period
+from projections.dispatch import Dispatch
+from projections.tables import (
+    credit_transactions,
+    customer_credits,
+    customers,
+    project_credits,
+    projects,
+)
+
+TYPES: list[tuple[type, str]] = [
+    (Credit.Granted, "staff_grant"),
+    (Credit.Drawn, "compensation"),
+    (Credit.DrawReversed, "rollback"),
+    (Credit.FloorCharged, "minimal_draw"),
+    (Credit.Expired, "expiry"),
+    (Credit.SettlementReversed, "rollback"),
+    (Credit.WrittenOff, "adjustment"),
+    (ProjectCredit.Released, "adjustment"),
+    (Credit.Deleted, "adjustment"),
+]
+
+DISPLAY = {
+    "staff_grant": "Staff grant",
+    "compensation": "Compensation",
+    "minimal_draw": "Minimal consumption draw",
+    "affiliate_fee": "Affiliate fee",
+    "transfer_in": "Transfer in",
+    "transfer_out": "Transfer out",
+    "payout": "Payout",
+    "expiry": "Expiry",
+    "rollback": "Rollback",
+    "adjustment": "Adjustment",
+    "withdrawable_adjustment": "Withdrawable adjustment",
+}
+
+project = Dispatch()
+
+
+def transaction_type(event: Credit.BalanceChanged) -> str:
+    return next(name for cls, name in TYPES if isinstance(event, cls))
+
+
+def comment_of(event: Any) -> str:
+    if isinstance(event, Credit.Granted):
+        return str(event.comment)
+    if isinstance(event, Credit.WrittenOff):
+        return f"Written off: {event.reason}."
+    if isinstance(event, ProjectCredit.Released):
+        return "Project terminated: unused credit " + (
+            "written off." if event.written_off else "returned to the organisation pool.")
+    if isinstance(event, Credit.Deleted):
+        return "Credit deleted."
+    if isinstance(event, Credit.Drawn | Credit.DrawReversed):
+        return f"Consumption item {event.item_id}."
+    return ""
+
+
+@project.on(Credit.BalanceChanged)
+def _balance_changed(event: Any, conn: Connection, position: int) -> None:
+    if event.amount == 0:
+        return
+    is_org = isinstance(event, CustomerCredit.Event)
+    credit = customer_credits if is_org else project_credits
+    row = conn.execute(select(credit).where(credit.c.uuid == event.originator_id.hex)).one()
+    customer_name = conn.execute(
+        select(customers.c.name).where(customers.c.uuid == row.customer_uuid)).scalar()
+    project_id = getattr(event, "project_id", None)
+    project_uuid = project_id.hex if project_id else (None if is_org else row.project_uuid)
+    project_name = conn.execute(
+        select(projects.c.name).where(projects.c.uuid == project_uuid)).scalar()
+    conn.execute(insert(credit_transactions).values(
+        uuid=uuid5(NAMESPACE_URL, f"{event.originator_id}/{event.originator_version}").hex,
+        position=position, created=event.timestamp, amount=event.amount,
+        transaction_type=transaction_type(event), comment=comment_of(event),
+        credit_uuid=row.uuid if is_org else None,
+        project_credit_uuid=None if is_org else row.uuid,
+        customer_uuid=row.customer_uuid, customer_name=customer_name,
+        project_uuid=project_uuid, project_name=project_name,
+        billing_period=Period.parse(event.period).first_day if event.period else None,
+        balance_after=row.value,
+        actor=event.actor, event_type=type(event).__qualname__))

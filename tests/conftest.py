@@ -1,0 +1,71 @@
+"""Fixtures: every storage test runs on SQLite and on PostgreSQL (a fresh schema each)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import falcon.testing
+import psycopg
+import pytest
+
+from api.app import create_app
+from api.wiring import Services, build_services
+from tests.support import Clock, Directory
+
+ADMIN_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+BACKENDS = os.environ.get("LEDGER_TEST_BACKENDS", "sqlite,postgresql").split(",")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A throw-away database for the whole run, dropped at the end."""
+    name = f"credit_ledger_test_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _postgres_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    database = request.getfixturevalue("postgres_database")
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{database}?schema={schema}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/ledger.db"
+    else:
+        yield from _postgres_schema_url(request)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(date(2026, 11, 26))
+
+
+@pytest.fixture
+def services(database_url: str, clock: Clock) -> Iterator[Services]:
+    services = build_services(database_url, create_tables=True, today=clock)
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def client(services: Services) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(services))
+
+
+@pytest.fixture
+def directory(services: Services, client: falcon.testing.TestClient) -> Directory:
+    return Directory(services, client)
