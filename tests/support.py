@@ -78,3 +78,14 @@ class Directory:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Token {token}"}
+
+
+def read_model_rows(engine: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every read-model row, in a stable order, for comparing two states."""
+    from sqlalchemy import select
+
+    from projections.tables import READ_MODEL_TABLES
+
+    with engine.connect() as conn:
+        return {table.name: sorted(tuple(row) for row in conn.execute(select(table)))
+                for table in READ_MODEL_TABLES}

@@ -1,0 +1,245 @@
+"""/api/project-credits/ through Falcon's TestClient: shapes, errors, roles, lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support import Directory
+
+FIELDS = [
+    "uuid", "url", "value", "project", "project_name", "project_uuid", "project_slug",
+    "customer_name", "customer_slug", "customer_uuid", "customer_credit",
+    "allocated_customer_credit", "consumption_last_month", "creditable_cost_this_month",
+    "spendable_value", "is_limited_by_organization_credit", "offerings", "end_date",
+    "expected_consumption", "minimal_consumption", "minimal_consumption_logic",
+    "grace_coefficient", "apply_as_minimal_consumption",
+    "mark_unused_credit_as_spent_on_project_termination",
+]
+
+
+@pytest.fixture
+def world(directory: Directory) -> dict[str, Any]:
+    org = directory.customer("Org")
+    other_org = directory.customer("Other")
+    alpha = directory.project(org, "Alpha")
+    beta = directory.project(org, "Beta")
+    gamma = directory.project(org, "Gamma")
+    foreign = directory.project(other_org, "Foreign")
+    directory.customer_credit(org, "1000")
+    owner = directory.user("owner")
+    directory.grant("owner", "customer", org["uuid"], "owner")
+    member = directory.user("member")
+    directory.grant("member", "project", alpha["uuid"], "member")
+    return {"org": org, "other": other_org, "alpha": alpha, "beta": beta, "gamma": gamma,
+            "foreign": foreign, "owner": owner, "member": member,
+            "manager": _with_role(directory, "manager", "customer", org["uuid"], "manager"),
+            "stranger": directory.user("stranger"), "support": directory.user(
+                "support", support=True)}
+
+
+def _with_role(directory: Directory, name: str, scope: str, uuid: str, role: str) -> Any:
+    headers = directory.user(name)
+    directory.grant(name, scope, uuid, role)
+    return headers
+
+
+def test_created_credit_has_upstreams_fields_in_order(directory: Directory,
+                                                      world: dict[str, Any]) -> None:
+    created = directory.client.simulate_post("/api/project-credits/", headers=world["owner"],
+                                             json={"project": world["alpha"]["url"],
+                                                   "value": 300, "grace_coefficient": "25",
+                                                   "expected_consumption": "80"})
+    assert created.status_code == 201, created.text
+    body = created.json
+    assert list(body) == FIELDS
+    assert body["value"] == "300.00000"
+    assert body["project_uuid"] == world["alpha"]["uuid"]
+    assert len(body["uuid"]) == 32
+    assert body["url"] == f"http://falconframework.org/api/project-credits/{body['uuid']}/"
+    assert (body["customer_credit"], body["allocated_customer_credit"]) == (
+        "1000.00000", "300.00000")
+    assert body["minimal_consumption"] == "60.0000000"
+    assert body["grace_coefficient"] == "25"
+    assert (body["consumption_last_month"], body["creditable_cost_this_month"]) == (None, None)
+    assert (body["spendable_value"], body["is_limited_by_organization_credit"]) == (
+        "300.00000", False)
+
+
+@pytest.mark.parametrize(("body", "errors"), [
+    ({}, {"project": ["This field is required."]}),
+    ({"project": "http://x/api/customers/00000000000000000000000000000000/"},
+     {"project": ["Invalid hyperlink - No URL match."]}),
+    ({"project": "http://x/api/projects/00000000000000000000000000000000/"},
+     {"project": ["Invalid hyperlink - Object does not exist."]}),
+    ({"project": 5}, {"project": ["Incorrect type. Expected URL string, received int."]}),
+    ({"project": None}, {"project": ["This field may not be null."]}),
+])
+def test_project_field_errors(directory: Directory, world: dict[str, Any], body: Any,
+                              errors: Any) -> None:
+    result = directory.client.simulate_post("/api/project-credits/", json=body,
+                                            headers=directory.staff)
+    assert (result.status_code, result.json) == (400, errors)
+
+
+@pytest.mark.parametrize(("field", "raw", "message"), [
+    ("value", "-1", "Ensure this value is greater than or equal to 0."),
+    ("value", "1.000001", "Ensure that there are no more than 5 decimal places."),
+    ("value", "123456789012", "Ensure that there are no more than 11 digits before the "
+                              "decimal point."),
+    ("value", "12345678901.123456", "Ensure that there are no more than 16 digits in total."),
+    ("value", "abc", "A valid number is required."),
+    ("value", "NaN", "A valid number is required."),
+    ("grace_coefficient", "1.5", "Ensure that there are no more than 0 decimal places."),
+    ("grace_coefficient", "1000", "Ensure that there are no more than 3 digits in total."),
+    ("minimal_consumption_logic", "foo", '"foo" is not a valid choice.'),
+    ("end_date", "2025-13-01",
+     "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."),
+    ("apply_as_minimal_consumption", "maybe", "Must be a valid boolean."),
+])
+def test_field_errors_match_drf(directory: Directory, world: dict[str, Any], field: str,
+                                raw: str, message: str) -> None:
+    result = directory.client.simulate_post(
+        "/api/project-credits/", json={"project": world["alpha"]["url"], field: raw},
+        headers=directory.staff)
+    assert (result.status_code, result.json) == (400, {field: [message]})
+
+
+def test_model_level_errors(directory: Directory, world: dict[str, Any]) -> None:
+    post = directory.client.simulate_post
+    staff = directory.staff
+    not_first = post("/api/project-credits/", headers=staff,
+                     json={"project": world["alpha"]["url"], "end_date": "2026-01-15"})
+    assert (not_first.status_code, not_first.json) == (
+        400, {"end_date": "End date must be the first day of the month."})
+    too_much = post("/api/project-credits/", headers=staff,
+                    json={"project": world["alpha"]["url"], "value": "1000.00001"})
+    assert too_much.json == ["The sum of project credits cannot exceed the credit for "
+                             "organization."]
+    no_org = post("/api/project-credits/", headers=staff,
+                  json={"project": world["foreign"]["url"], "value": "1"})
+    assert (no_org.status_code, no_org.json) == (400, ["Customer credit does not exist."])
+    directory.project_credit(world["alpha"], "10")
+    duplicate = post("/api/project-credits/", headers=staff,
+                     json={"project": world["alpha"]["url"]})
+    assert duplicate.json == {"project": ["project credit with this project already exists."]}
+
+
+def test_bad_bodies_are_clean_4xx(directory: Directory, world: dict[str, Any]) -> None:
+    client, staff = directory.client, directory.staff
+    malformed = client.simulate_post("/api/project-credits/", body="{oops",
+                                     headers={**staff, "Content-Type": "application/json"})
+    assert malformed.status_code == 400 and "JSON parse error" in malformed.json["detail"]
+    listed = client.simulate_post("/api/project-credits/", json=[1], headers=staff)
+    assert listed.json == {"non_field_errors": [
+        "Invalid data. Expected a dictionary, but got list."]}
+    wrong_type = client.simulate_post("/api/project-credits/", body="x=1",
+                                      headers={**staff, "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 415
+    assert client.simulate_get("/api/project-credits/nonsense/", headers=staff).status_code == 404
+    missing = client.simulate_get("/api/project-credits/" + "0" * 32 + "/", headers=staff)
+    assert missing.json == {"detail": "No ProjectCredit matches the given query."}
+
+
+def test_roles(directory: Directory, world: dict[str, Any]) -> None:
+    client = directory.client
+    credit = directory.project_credit(world["alpha"], "100")
+    path = f"/api/project-credits/{credit['uuid']}/"
+    assert client.simulate_get(path).status_code == 401
+    assert client.simulate_get(path, headers=world["stranger"]).status_code == 404
+    assert client.simulate_get("/api/project-credits/", headers=world["stranger"]).json == []
+    member_view = client.simulate_get(path, headers=world["member"]).json
+    assert "customer_credit" not in member_view and "offerings" not in member_view
+    assert member_view["spendable_value"] == "100.00000"
+    manager_view = client.simulate_get(path, headers=world["manager"]).json
+    assert "allocated_customer_credit" not in manager_view
+    assert client.simulate_get(path, headers=world["support"]).json["customer_credit"] == (
+        "1000.00000")
+    for headers in (world["member"], world["manager"], world["support"]):
+        assert client.simulate_patch(path, json={"value": "1"}, headers=headers
+                                     ).status_code == 403
+        assert client.simulate_delete(path, headers=headers).status_code == 403
+        created = client.simulate_post("/api/project-credits/", headers=headers,
+                                       json={"project": world["beta"]["url"], "value": "-5"})
+        assert created.status_code == 403  # validate_project aborts despite the bad value
+    forbidden = client.simulate_post("/api/project-credits/", headers=world["member"],
+                                     json={"project": world["beta"]["url"]})
+    assert forbidden.json == {"detail": "You do not have permission to perform this action."}
+    patched = client.simulate_patch(path, json={"value": "120"}, headers=world["owner"])
+    assert patched.json["value"] == "120.00000"
+    assert client.simulate_delete(path, headers=world["owner"]).status_code == 204
+    assert client.simulate_get(path, headers=world["owner"]).status_code == 404
+
+
+def test_put_patch_and_move(directory: Directory, world: dict[str, Any]) -> None:
+    client, staff = directory.client, directory.staff
+    credit = directory.project_credit(world["alpha"], "100")
+    path = f"/api/project-credits/{credit['uuid']}/"
+    put = client.simulate_put(path, headers=staff, json={"value": "50"})
+    assert put.json == {"project": ["This field is required."]}
+    put = client.simulate_put(path, headers=staff, json={
+        "project": world["beta"]["url"], "value": "50", "end_date": "2027-01-01",
+        "minimal_consumption_logic": "linear", "apply_as_minimal_consumption": False})
+    assert put.status_code == 200, put.text
+    assert (put.json["project_name"], put.json["value"], put.json["end_date"],
+            put.json["minimal_consumption"]) == ("Beta", "50.00000", "2027-01-01", "0")
+    abroad = client.simulate_patch(path, headers=staff, json={"project": world["foreign"]["url"]})
+    assert abroad.status_code == 400
+    unchanged = client.simulate_get(path, headers=staff).json
+    assert unchanged["project_name"] == "Beta"
+
+
+def test_filters_ordering_and_pagination(directory: Directory, world: dict[str, Any]) -> None:
+    client, staff = directory.client, directory.staff
+    for project, value in ((world["alpha"], "300"), (world["beta"], "100"),
+                           (world["gamma"], "200")):
+        directory.project_credit(project, value)
+
+    def names(**params: str) -> list[str]:
+        result = client.simulate_get("/api/project-credits/", params=params, headers=staff)
+        assert result.status_code == 200, result.text
+        return [row["project_name"] for row in result.json]
+
+    assert names() == ["Alpha", "Beta", "Gamma"]
+    assert names(o="-value") == ["Alpha", "Gamma", "Beta"]
+    assert names(o="project_name") == ["Alpha", "Beta", "Gamma"]
+    assert names(project_name="ET") == ["Beta"]
+    assert names(query="gam") == ["Gamma"]
+    assert names(customer_slug="org") == ["Alpha", "Beta", "Gamma"]
+    assert names(customer_uuid=world["other"]["uuid"]) == []
+    assert names(project_uuid=world["beta"]["uuid"]) == ["Beta"]
+    bad = client.simulate_get("/api/project-credits/", params={"customer_uuid": "x"},
+                              headers=staff)
+    assert (bad.status_code, bad.json) == (400, {"customer_uuid": ["Enter a valid UUID."]})
+    bad_order = client.simulate_get("/api/project-credits/", params={"o": "foo"}, headers=staff)
+    assert bad_order.json == {"o": [
+        "Select a valid choice. foo is not one of the available choices."]}
+    page = client.simulate_get("/api/project-credits/", headers=staff,
+                               params={"o": "-value", "page_size": "1", "page": "2"})
+    assert [row["project_name"] for row in page.json] == ["Gamma"]
+    assert page.headers["X-Result-Count"] == "3"
+    base = "http://falconframework.org/api/project-credits/"
+    assert page.headers["Link"] == (
+        f'<{base}?o=-value&page_size=1>; rel="first", '
+        f'<{base}?o=-value&page_size=1>; rel="prev", '
+        f'<{base}?o=-value&page=3&page_size=1>; rel="next", '
+        f'<{base}?o=-value&page=3&page_size=1>; rel="last"')
+    head = client.simulate_head("/api/project-credits/", headers=staff)
+    assert (head.status_code, head.headers["X-Result-Count"], head.text) == (200, "3", "")
+    invalid = client.simulate_get("/api/project-credits/", params={"page": "4"}, headers=staff)
+    assert (invalid.status_code, invalid.json) == (404, {"detail": "Invalid page."})
+
+
+def test_deleting_the_organisation_credit_removes_project_credits(
+        directory: Directory, world: dict[str, Any]) -> None:
+    client, staff = directory.client, directory.staff
+    directory.project_credit(world["alpha"], "100")
+    org_credit = client.simulate_get("/api/customer-credits/", headers=staff).json[0]
+    deleted = client.simulate_delete(f"/api/customer-credits/{org_credit['uuid']}/",
+                                     headers=staff)
+    assert deleted.status_code == 204
+    assert client.simulate_get("/api/project-credits/", headers=staff).json == []
+    again = directory.customer_credit(world["org"], "10")
+    assert again["value"] == "10.00000"
+    assert directory.project_credit(world["alpha"], "5")["value"] == "5.00000"

@@ -1,0 +1,198 @@
+"""Domain rules on the in-memory store: the ledger's story, step by step."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+from uuid import UUID
+
+import pytest
+
+from ledger.application import ConsumptionInput, Ledger
+from ledger.consumption import ConsumptionItem
+from ledger.credits import CustomerCredit, ProjectCredit
+from ledger.errors import (
+    AllocationExceeded,
+    Conflict,
+    DuplicateCredit,
+    InvalidTerms,
+    NoCustomerCredit,
+    PeriodClosed,
+    ProjectTerminated,
+)
+from ledger.periods import Period
+from ledger.settlement import linear_expected, minimal_consumption, time_left_factor
+from ledger.terms import Terms
+
+FEB = Period.parse("2025-02")
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    return Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+def org_with_projects(ledger: Ledger, *names: str) -> tuple[UUID, list[UUID]]:
+    customer = ledger.register_customer("Org", "org", "t")
+    return customer, [ledger.register_project(n, n.lower(), customer, "t") for n in names]
+
+
+def value(ledger: Ledger, credit_id: UUID) -> D:
+    credit = ledger.repository.get(credit_id)
+    assert isinstance(credit, CustomerCredit | ProjectCredit)
+    return credit.value
+
+
+def item(item_id: str, project: UUID, amount: str, period: Period = FEB,
+         offering: UUID | None = None) -> ConsumptionInput:
+    return ConsumptionInput(item_id, project, offering, D(amount), period)
+
+
+def test_one_credit_per_customer_and_project(ledger: Ledger) -> None:
+    customer, [project] = org_with_projects(ledger, "A")
+    with pytest.raises(NoCustomerCredit):
+        ledger.create_project_credit(project, D(10), Terms(), False, "t")
+    ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    with pytest.raises(DuplicateCredit):
+        ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    ledger.create_project_credit(project, D(10), Terms(), False, "t")
+    with pytest.raises(DuplicateCredit):
+        ledger.create_project_credit(project, D(10), Terms(), False, "t")
+
+
+def test_allocation_rule_is_the_intended_one_not_upstreams_bug(ledger: Ledger) -> None:
+    """Reference §4.13-H: upstream lets P2=50 through after P1=60 of 100; we do not."""
+    customer, [p1, p2] = org_with_projects(ledger, "P1", "P2")
+    ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    first = ledger.create_project_credit(p1, D(60), Terms(), False, "t")
+    with pytest.raises(AllocationExceeded):
+        ledger.create_project_credit(p2, D(50), Terms(), False, "t")
+    second = ledger.create_project_credit(p2, D(40), Terms(), False, "t")
+    with pytest.raises(AllocationExceeded):
+        ledger.update_project_credit(second, "t", value=D("40.00001"))
+    ledger.update_project_credit(first, "t", value=D(10))  # lowering is always allowed
+    ledger.update_project_credit(second, "t", value=D(90))
+    assert value(ledger, second) == D(90)
+
+
+def test_end_date_must_be_first_of_month(ledger: Ledger) -> None:
+    from datetime import date
+
+    customer, [project] = org_with_projects(ledger, "A")
+    ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    with pytest.raises(InvalidTerms):
+        ledger.create_project_credit(project, D(1), Terms(end_date=date(2026, 1, 2)), False, "t")
+
+
+def test_worked_example_a_mixed_project_credits(ledger: Ledger) -> None:
+    """Reference §4.13-A, to the cent."""
+    customer, [a, b, c] = org_with_projects(ledger, "A", "B", "C")
+    org = ledger.create_customer_credit(customer, D(1000), Terms(), [], "t")
+    credit_a = ledger.create_project_credit(a, D(300), Terms(), False, "t")
+    floor_terms = Terms(expected_consumption=D(80), grace_coefficient=D(25))
+    credit_b = ledger.create_project_credit(b, D(100), floor_terms, False, "t")
+    results = ledger.post_consumption(
+        [item("a1", a, "120"), item("a2", a, "250"), item("b1", b, "30"), item("c1", c, "200")],
+        "t")
+    assert [(r.drawn_from_project_credit, r.drawn_from_customer_credit, r.uncovered)
+            for r in results] == [(D(120), 0, 0), (D(180), 0, D(70)), (D(30), 0, 0),
+                                  (0, D(200), 0)]
+    ledger.close_period(FEB, "t", [org])
+    assert (value(ledger, credit_a), value(ledger, credit_b), value(ledger, org)) == (
+        D(0), D(40), D(470))
+
+
+def test_worked_example_b_organisation_floor(ledger: Ledger) -> None:
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(
+        customer, D(1000), Terms(expected_consumption=D(300)), [], "t")
+    ledger.post_consumption([item("u", a, "100")], "t")
+    ledger.close_period(FEB, "t", [org])
+    assert value(ledger, org) == D(700)
+
+
+def test_worked_example_d_linear(ledger: Ledger) -> None:
+    from datetime import date
+
+    assert time_left_factor(date(2025, 7, 1), date(2025, 3, 1)) == D(31) / D(122)
+    terms = Terms(end_date=date(2025, 7, 1), expected_consumption=D(200),
+                  minimal_consumption_logic="linear")
+    assert linear_expected(terms, D(1000), D(200), FEB) == D("254.09836")
+    graced = Terms(end_date=date(2025, 7, 1), expected_consumption=D(200),
+                   minimal_consumption_logic="linear", grace_coefficient=D(50))
+    assert linear_expected(graced, D(1080), D(120), FEB) == D("334.09836")
+
+
+def test_floor_is_full_in_the_month_the_credit_ends() -> None:
+    from datetime import date
+
+    terms = Terms(end_date=date(2026, 4, 1), expected_consumption=D(80),
+                  grace_coefficient=D(25))
+    assert minimal_consumption(terms, date(2026, 3, 1)) == D(60)
+    assert minimal_consumption(terms, date(2026, 4, 1)) == D(80)
+    assert minimal_consumption(Terms(apply_as_minimal_consumption=False), date(2026, 4, 1)) == 0
+
+
+def test_replay_draws_nothing_more(ledger: Ledger) -> None:
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    [first] = ledger.post_consumption([item("x", a, "30")], "t")
+    [again] = ledger.post_consumption([item("x", a, "999")], "t")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.drawn_from_customer_credit == D(30)
+    assert value(ledger, org) == D(70)
+
+
+def test_reversal_and_closed_period(ledger: Ledger) -> None:
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    ledger.post_consumption([item("x", a, "30"), item("y", a, "20")], "t")
+    ledger.reverse_consumption("x", "t")
+    assert value(ledger, org) == D(80)
+    with pytest.raises(Conflict):
+        ledger.reverse_consumption("x", "t")
+    ledger.close_period(FEB, "t", [org])
+    with pytest.raises(PeriodClosed):
+        ledger.reverse_consumption("y", "t")
+    with pytest.raises(PeriodClosed):
+        ledger.post_consumption([item("z", a, "1")], "t")
+    assert ledger.close_period(FEB, "t", [org]).already_closed
+
+
+def test_offering_restriction_and_expiry(ledger: Ledger) -> None:
+    from datetime import date
+
+    customer, [a] = org_with_projects(ledger, "A")
+    vm = ledger.register_offering("VM", "vm", "t")
+    storage = ledger.register_offering("Storage", "st", "t")
+    org = ledger.create_customer_credit(
+        customer, D(100), Terms(end_date=date(2025, 3, 1)), [vm], "t")
+    [covered, other] = ledger.post_consumption(
+        [item("v", a, "10", offering=vm), item("s", a, "10", offering=storage)], "t")
+    assert (covered.drawn_from_customer_credit, other.uncovered) == (D(10), D(10))
+    ledger.close_period(FEB, "t", [org])  # end date 2025-03-01: February was the last month
+    assert value(ledger, org) == 0
+    [late] = ledger.post_consumption([item("m", a, "5", Period.parse("2025-03"), vm)], "t")
+    assert late.uncovered == D(5)
+
+
+def test_termination_both_ways(ledger: Ledger) -> None:
+    """Reference §4.13-G."""
+    customer, [kept, forfeited] = org_with_projects(ledger, "Kept", "Forfeited")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    ledger.create_project_credit(kept, D(10), Terms(), False, "t")
+    ledger.create_project_credit(forfeited, D(10), Terms(), True, "t")
+    ledger.terminate_project(kept, "t")
+    assert value(ledger, org) == D(100)
+    ledger.terminate_project(forfeited, "t")
+    assert value(ledger, org) == D(90)
+    with pytest.raises(ProjectTerminated):
+        ledger.post_consumption([item("late", kept, "1")], "t")
+
+
+def test_consumption_item_records_its_split(ledger: Ledger) -> None:
+    customer, [a] = org_with_projects(ledger, "A")
+    ledger.create_customer_credit(customer, D(10), Terms(), [], "t")
+    ledger.post_consumption([item("big", a, "25")], "t")
+    recorded = ledger.find_consumption("big")
+    assert isinstance(recorded, ConsumptionItem)
+    assert (recorded.drawn_from_customer_credit, recorded.uncovered) == (D(10), D(15))
