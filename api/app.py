@@ -54,7 +54,8 @@ class Health:
 
 
 def create_app(services: Services) -> falcon.App:
-    app = falcon.App(middleware=[CatchUpMiddleware(services), AuthMiddleware(services.engine)])
+    middleware: list[Any] = [CatchUpMiddleware(services), AuthMiddleware(services.engine)]
+    app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSON
     app.resp_options.xml_error_serialization = False

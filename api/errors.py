@@ -91,8 +91,7 @@ def _handle_http_error(req: falcon.Request, resp: falcon.Response, error: falcon
         body = {"detail": error.description or error.title}
     resp.status = error.status
     resp.media = body
-    for name, value in (error.headers or {}).items():
-        resp.set_header(name, value)
+    resp.set_headers(error.headers or {})
 
 
 def _handle_unexpected(req: falcon.Request, resp: falcon.Response, error: Exception,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -23,18 +23,18 @@ class Page:
 
 
 def ordering(req: falcon.Request, fields: Mapping[str, ColumnElement[Any]],
-             default: list[ColumnElement[Any]]) -> list[ColumnElement[Any]]:
+             default: Sequence[Any]) -> list[Any]:
     """`o=-value,project_name`; a repeated `o` uses only the last, like django-filter."""
     text = last_param(req, "o") or ""
     keys = [key.strip() for key in text.split(",") if key.strip()]
-    order: list[ColumnElement[Any]] = []
+    order: list[Any] = []
     for key in keys:
         column = fields.get(key.removeprefix("-"))
         if column is None:
             raise validation_error({"o": [
                 f"Select a valid choice. {key} is not one of the available choices."]})
         order.append(column.desc() if key.startswith("-") else column.asc())
-    return order + default
+    return order + list(default)
 
 
 def last_param(req: falcon.Request, name: str) -> str | None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -45,6 +46,19 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> date:
         return date.fromisoformat(data)
+
+
+class TermsAsDict(Transcoding):
+    """Credit aggregates hold Terms; snapshots (every 100 events) must encode them."""
+
+    type = Terms
+    name = "credit_terms"
+
+    def encode(self, obj: Terms) -> dict[str, Any]:
+        return obj.as_kwargs()
+
+    def decode(self, data: dict[str, Any]) -> Terms:
+        return Terms(**data)
 
 
 @dataclass(frozen=True)
@@ -106,12 +120,13 @@ class Ledger(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
+        transcoder.register(TermsAsDict())
 
     # --- plumbing ------------------------------------------------------------------------
 
     def get(self, aggregate_id: UUID, cls: type[A]) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(f"No {cls.__name__} {aggregate_id.hex}.") from None
         if not isinstance(aggregate, cls) or getattr(aggregate, "deleted", False):
@@ -401,7 +416,8 @@ class Ledger(Application[UUID]):
             return CloseResult(period, already_closed=True, customers_settled=0)
         settled = 0
         for credit_id in customer_credit_ids:
-            if self.retrying(lambda unit, cid=credit_id: self._settle(unit, cid, period, actor)):
+            if self.retrying(partial(self._settle, credit_id=credit_id, period=period,
+                                     actor=actor)):
                 settled += 1
             progress(settled)
 
@@ -440,7 +456,8 @@ class Ledger(Application[UUID]):
         self.calendar().check_reopenable(period)
         reopened = 0
         for credit_id in customer_credit_ids:
-            if self.retrying(lambda unit, cid=credit_id: self._unsettle(unit, cid, period, actor)):
+            if self.retrying(partial(self._unsettle, credit_id=credit_id, period=period,
+                                     actor=actor)):
                 reopened += 1
 
         def reopen(unit: _Unit) -> None:

@@ -7,6 +7,7 @@ posting the same key twice (even racing) can record it only once.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -23,6 +24,9 @@ def consumption_id(item_id: str) -> UUID:
 
 class ConsumptionItem(Aggregate):
     """One posted cost item and how it was covered."""
+
+    Recorded: ClassVar[type[Aggregate.Event]]
+    Reversed: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id(item_id: str) -> UUID:
@@ -73,6 +77,10 @@ class ConsumptionItem(Aggregate):
 
 class BillingCalendar(Aggregate):
     """Which billing periods are closed; one stream so close and reopen are ordered."""
+
+    Started: ClassVar[type[Aggregate.Event]]
+    PeriodClosed: ClassVar[type[Aggregate.Event]]
+    PeriodReopened: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id() -> UUID:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -217,6 +217,11 @@ class Credit(Aggregate):
 class CustomerCredit(Credit):
     """The organisation credit; the consistency boundary for allocations to projects."""
 
+    OfferingsChanged: ClassVar[type[Aggregate.Event]]
+    AllocationChanged: ClassVar[type[Aggregate.Event]]
+    PeriodSettled: ClassVar[type[Aggregate.Event]]
+    PeriodReopened: ClassVar[type[Aggregate.Event]]
+
     @event("Created")
     def __init__(self, customer_id: UUID, value: Decimal, terms: dict[str, Any],
                  offering_ids: list[UUID], actor: str) -> None:
@@ -291,6 +296,9 @@ class CustomerCredit(Credit):
 
 class ProjectCredit(Credit):
     """An earmark of the organisation credit for one project."""
+
+    TerminationPolicyChanged: ClassVar[type[Aggregate.Event]]
+    Moved: ClassVar[type[Aggregate.Event]]
 
     @event("Created")
     def __init__(self, project_id: UUID, customer_id: UUID, value: Decimal,

@@ -7,6 +7,7 @@ appear on credits and reports. Each holds the id of its credit, which makes
 
 from __future__ import annotations
 
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -16,6 +17,10 @@ from ledger.errors import DuplicateCredit, ProjectTerminated
 
 class Customer(Aggregate):
     """An organisation that may hold one organisation credit."""
+
+    Registered: ClassVar[type[Aggregate.Event]]
+    CreditAttached: ClassVar[type[Aggregate.Event]]
+    CreditDetached: ClassVar[type[Aggregate.Event]]
 
     @event("Registered")
     def __init__(self, name: str, slug: str, actor: str) -> None:
@@ -43,6 +48,11 @@ class Customer(Aggregate):
 
 class Project(Aggregate):
     """A project of a customer; may hold one project credit; can be terminated."""
+
+    Registered: ClassVar[type[Aggregate.Event]]
+    CreditAttached: ClassVar[type[Aggregate.Event]]
+    CreditDetached: ClassVar[type[Aggregate.Event]]
+    Terminated: ClassVar[type[Aggregate.Event]]
 
     @event("Registered")
     def __init__(self, name: str, slug: str, customer_id: UUID, actor: str) -> None:
@@ -85,6 +95,8 @@ class Project(Aggregate):
 
 class Offering(Aggregate):
     """A marketplace offering that consumption can be attributed to."""
+
+    Registered: ClassVar[type[Aggregate.Event]]
 
     @event("Registered")
     def __init__(self, name: str, type: str, actor: str) -> None:

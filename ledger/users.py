@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -21,6 +22,9 @@ def hash_token(token: str) -> str:
 
 class User(Aggregate):
     """An API user; the username is unique because it determines the id."""
+
+    RoleGranted: ClassVar[type[Aggregate.Event]]
+    RoleRevoked: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id(username: str) -> UUID:
