@@ -17,7 +17,10 @@ from api.consumptions import BillingPeriods, Consumptions
 from api.customer_credits import CustomerCredits
 from api.directory import Customers, Offerings, Projects
 from api.errors import register_error_handlers
+from api.history import CreditHistory
 from api.project_credits import ProjectCredits
+from api.reconciliation import Reconciliation
+from api.transactions import CreditTransactions
 from api.wiring import Services
 
 
@@ -42,7 +45,7 @@ class CatchUpMiddleware:
         self.services = services
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.services.projector.catch_up()
+        self.services.projector.catch_up_patiently()
 
 
 class Health:
@@ -80,6 +83,10 @@ def create_app(services: Services) -> falcon.App:
     app.add_route("/api/billing-periods/", periods)
     app.add_route("/api/billing-periods/{period}/close/", periods, suffix="close")
     app.add_route("/api/billing-periods/{period}/reopen/", periods, suffix="reopen")
+    _collection(app, "/api/credit-transactions/", CreditTransactions(services))
+    app.add_route("/api/project-credits/{uuid}/history/", CreditHistory(services, "project"))
+    app.add_route("/api/customer-credits/{uuid}/history/", CreditHistory(services, "customer"))
+    app.add_route("/api/reconciliation/", Reconciliation(services))
     return app
 
 

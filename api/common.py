@@ -39,7 +39,7 @@ class Resource:
 
     def settle_reads(self) -> None:
         """Read-your-writes: project what this request just saved."""
-        self.services.projector.catch_up()
+        self.services.projector.catch_up_patiently()
 
 
 def apply_uuid_filter(query: Select[Any], req: falcon.Request, name: str,

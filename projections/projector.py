@@ -8,16 +8,20 @@ same notification.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from ledger.application import Ledger
 from projections import consumption, credits, directory, transactions
 from projections.tables import READ_MODEL_TABLES, metadata, tracking
 
 Handler = Callable[[Any, Connection, int], None]
+log = logging.getLogger(__name__)
 NAME = "read_models"
 HANDLERS: Sequence[Handler] = (
     directory.project,
@@ -58,6 +62,18 @@ class Projector:
             done += applied
             progress(done)
         return done
+
+    def catch_up_patiently(self, attempts: int = 3) -> int:
+        """catch_up for request paths: a busy database is retried, not turned into a 500."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.catch_up()
+            except OperationalError:
+                if attempt == attempts:
+                    raise
+                log.warning("read models busy; catch-up attempt %d failed", attempt)
+                time.sleep(0.05 * attempt)
+        return 0
 
     def _apply_batch(self) -> int:
         with self.engine.begin() as conn:
