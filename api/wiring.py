@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from sqlalchemy import Engine
 
+from api import idempotency
 from ledger.application import Ledger
 from projections.database import make_engine
 from projections.projector import Projector
@@ -99,6 +100,7 @@ def build_services(url: str | None = None, create_tables: bool = False,
     projector = Projector(ledger, engine)
     if create_tables:
         projector.create_tables()
+        idempotency.metadata.create_all(engine)
     return Services(ledger=ledger, engine=engine, projector=projector, today=today)
 
 

@@ -146,3 +146,20 @@ def test_directory(directory: Directory, org: dict[str, Any]) -> None:
     customer = client.simulate_get(f"/api/customers/{org['uuid']}/", headers=staff).json
     assert (customer["customer_credit"], customer["customer_unallocated_credit"]) == (
         "100.00000", "60.00000")
+
+
+def test_idempotency_key_replays_the_first_answer(directory: Directory,
+                                                  org: dict[str, Any]) -> None:
+    client, staff = directory.client, directory.staff
+    headers = {**staff, "Idempotency-Key": "create-org-credit-1"}
+    body = {"customer": org["url"], "value": "100"}
+    first = client.simulate_post("/api/customer-credits/", json=body, headers=headers)
+    again = client.simulate_post("/api/customer-credits/", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json == first.json
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert client.simulate_head("/api/customer-credits/", headers=staff
+                                ).headers["X-Result-Count"] == "1"
+    other = client.simulate_post("/api/customer-credits/", headers=headers,
+                                 json={**body, "value": "5"})
+    assert other.status_code == 422
