@@ -55,6 +55,7 @@ def _domain_body(error: domain.LedgerError) -> Any:
 
 _STATUS: list[tuple[type[domain.LedgerError], int]] = [
     (domain.NotFound, 404),
+    (domain.PreconditionFailed, 412),
     (domain.Conflict, 409),
     (domain.RuleViolation, 400),
 ]

@@ -25,7 +25,14 @@ from ledger import drawing, settlement
 from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, consumption_id
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
-from ledger.errors import Conflict, NoCustomerCredit, NotFound, PeriodClosed, RuleViolation
+from ledger.errors import (
+    Conflict,
+    NoCustomerCredit,
+    NotFound,
+    PeriodClosed,
+    RuleViolation,
+    check_version,
+)
 from ledger.periods import Period
 from ledger.terms import Terms
 from ledger.users import User, hash_token
@@ -209,9 +216,11 @@ class Ledger(Application[UUID]):
 
     def update_customer_credit(self, credit_id: UUID, actor: str, value: Decimal | None = None,
                                terms: dict[str, Any] | None = None,
-                               offering_ids: list[UUID] | None = None) -> None:
+                               offering_ids: list[UUID] | None = None,
+                               expected_version: int | None = None) -> None:
         def command(unit: _Unit) -> None:
             credit = unit.get(credit_id, CustomerCredit)
+            check_version(credit.version, expected_version)
             if value is not None:
                 credit.set_value(value, actor)
             new_terms = credit.terms.updated(**(terms or {}))
@@ -224,11 +233,13 @@ class Ledger(Application[UUID]):
 
         self.retrying(command)
 
-    def delete_customer_credit(self, credit_id: UUID, actor: str) -> None:
+    def delete_customer_credit(self, credit_id: UUID, actor: str,
+                               expected_version: int | None = None) -> None:
         """Deleting the organisation credit deletes its project credits (as upstream)."""
 
         def command(unit: _Unit) -> None:
             credit = unit.get(credit_id, CustomerCredit)
+            check_version(credit.version, expected_version)
             for key in list(credit.allocations):
                 self._delete_project_credit(unit, credit, UUID(key), actor)
             credit.delete(actor)
@@ -258,9 +269,11 @@ class Ledger(Application[UUID]):
     def update_project_credit(self, credit_id: UUID, actor: str,
                               project_id: UUID | None = None, value: Decimal | None = None,
                               terms: dict[str, Any] | None = None,
-                              mark_unused: bool | None = None) -> None:
+                              mark_unused: bool | None = None,
+                              expected_version: int | None = None) -> None:
         def command(unit: _Unit) -> None:
             credit = unit.get(credit_id, ProjectCredit)
+            check_version(credit.version, expected_version)
             project = unit.get(credit.project_id, Project)
             project.check_active()
             customer_credit = self._customer_credit_of(unit, project)
@@ -290,11 +303,13 @@ class Ledger(Application[UUID]):
         old.detach_credit(actor)
         credit.move(new_project_id, actor)
 
-    def delete_project_credit(self, credit_id: UUID, actor: str) -> None:
+    def delete_project_credit(self, credit_id: UUID, actor: str,
+                              expected_version: int | None = None) -> None:
         """The allocation returns to the unallocated pool; the organisation value stays."""
 
         def command(unit: _Unit) -> None:
             credit = unit.get(credit_id, ProjectCredit)
+            check_version(credit.version, expected_version)
             customer = unit.get(credit.customer_id, Customer)
             customer_credit = (
                 unit.get(customer.credit_id, CustomerCredit) if customer.credit_id else None

@@ -9,7 +9,8 @@ LedgerError
 │   ├── ProjectTerminated    the project takes no new credit or consumption
 │   └── InvalidTerms         credit terms are inconsistent
 └── Conflict                 the state forbids it now (closed period, concurrent change)
-    └── PeriodClosed
+    ├── PeriodClosed
+    └── PreconditionFailed   the caller's If-Match version is no longer current
 """
 
 from __future__ import annotations
@@ -58,3 +59,14 @@ class Conflict(LedgerError):
 
 class PeriodClosed(Conflict):
     """Consumption for a closed billing period is refused."""
+
+
+class PreconditionFailed(Conflict):
+    """A conditional write named a version that is no longer the current one."""
+
+
+def check_version(aggregate_version: int, expected: int | None) -> None:
+    """Optimistic concurrency for callers: act only on the version they have seen."""
+    if expected is not None and aggregate_version != expected:
+        raise PreconditionFailed(
+            f"The credit is at version {aggregate_version}, not {expected}; reload and retry.")
