@@ -38,6 +38,7 @@ class Projector:
         self.app = app
         self.engine = engine
         self.batch_size = batch_size
+        self.known_position = 0  # positions only grow: a floor for the stored one
 
     def create_tables(self) -> None:
         metadata.create_all(self.engine)
@@ -50,18 +51,29 @@ class Projector:
             return found.scalar() or 0
 
     def pending(self) -> bool:
-        """Cheap check before taking the lock: is there anything after our position?"""
-        return (self.app.recorder.max_notification_id() or 0) > self.position()
+        """Cheap check before taking the lock: is there anything after our position?
+
+        One query in the steady state: the stored position is read only when the log has
+        grown past the last position this process saw.
+        """
+        newest = self.app.recorder.max_notification_id() or 0
+        if newest <= self.known_position:
+            return False
+        self.known_position = self.position()
+        return newest > self.known_position
 
     def catch_up(self, progress: Callable[[int], None] = lambda n: None) -> int:
         """Apply every event not yet applied; returns how many were applied."""
         done = 0
         if not self.pending():
             return done
-        while applied := self._apply_batch():
+        while True:
+            applied = self._apply_batch()
             done += applied
-            progress(done)
-        return done
+            if applied:
+                progress(done)
+            if applied < self.batch_size:
+                return done
 
     def catch_up_patiently(self, attempts: int = 3) -> int:
         """catch_up for request paths: a busy database is retried, not turned into a 500."""
@@ -84,11 +96,12 @@ class Projector:
             for notification in notifications:
                 self.apply(conn, self.app.mapper.to_domain_event(notification), notification.id)
             if notifications:
+                position = notifications[-1].id
                 conn.execute(
-                    update(tracking).where(tracking.c.name == NAME)
-                    .values(position=notifications[-1].id)
+                    update(tracking).where(tracking.c.name == NAME).values(position=position)
                 )
-            return len(notifications)
+        self.known_position = max(self.known_position, position)
+        return len(notifications)
 
     @staticmethod
     def apply(conn: Connection, domain_event: Any, position: int) -> None:

@@ -154,6 +154,8 @@ consumptions = Table(
     Column("reversed", Boolean, nullable=False),
     Column("created", DateTime(timezone=True), nullable=False),
     Index("consumptions_customer_period", "customer_uuid", "period"),
+    Index("consumptions_project_period", "project_uuid", "period"),
+    Index("consumptions_credit_period", "customer_credit_uuid", "period"),
 )
 
 billing_periods = Table(

@@ -278,3 +278,24 @@ def _run_threads(targets: list[Any]) -> None:
     for thread in threads:
         thread.join(timeout=120)
         assert not thread.is_alive()
+
+
+def test_month_fields_follow_posted_consumption(directory: Directory, clock: Clock) -> None:
+    """creditable_cost_this_month counts eligible cost only; null means nothing was posted."""
+    clock.today = date(2025, 2, 20)
+    org = directory.customer("Org")
+    p, q = directory.project(org, "P"), directory.project(org, "Q")
+    vm, storage = directory.offering("VM"), directory.offering("Storage")
+    directory.customer_credit(org, "1000", offerings=[vm["url"]])
+    pc = directory.project_credit(p, "100")
+    qc = directory.project_credit(q, "100")
+    assert get(directory, pc)["creditable_cost_this_month"] is None
+    post_items(directory, item("vm", p, "30", "2025-02", vm),
+               item("st", p, "500", "2025-02", storage))
+    assert get(directory, pc)["creditable_cost_this_month"] == "30.00000"
+    assert get(directory, qc)["creditable_cost_this_month"] == "0.00000"
+    clock.today = date(2025, 3, 3)
+    assert (get(directory, pc)["consumption_last_month"],
+            get(directory, qc)["consumption_last_month"]) == ("30.00000", "0.00000")
+    clock.today = date(2025, 4, 3)
+    assert get(directory, pc)["consumption_last_month"] is None
