@@ -18,6 +18,7 @@ from api.customer_credits import CustomerCredits
 from api.directory import Customers, Offerings, Projects
 from api.errors import register_error_handlers
 from api.history import CreditHistory
+from api.idempotency import IdempotencyMiddleware
 from api.project_credits import ProjectCredits
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
@@ -57,7 +58,8 @@ class Health:
 
 
 def create_app(services: Services) -> falcon.App:
-    middleware: list[Any] = [CatchUpMiddleware(services), AuthMiddleware(services.engine)]
+    middleware: list[Any] = [CatchUpMiddleware(services), AuthMiddleware(services.engine),
+                             IdempotencyMiddleware(services.engine)]
     app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSON

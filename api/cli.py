@@ -1,8 +1,10 @@
-"""The `credit-ledger` command: serve, project, rebuild, close-period, users, roles."""
+"""The `credit-ledger` command: serve, project, rebuild, close-period, export, verify,
+users, roles."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 import time
@@ -71,6 +73,41 @@ def cmd_reopen_period(services: Services, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_reconciliation(services: Services, args: argparse.Namespace) -> int:
+    """Write the month's report; non-zero when a row does not tie out or closing drifts."""
+    from api.reconciliation import render_csv
+    from projections.reconciliation import reconcile
+
+    period = Period.parse(args.period)
+    services.projector.catch_up()
+    report = reconcile(services.ledger, services.engine, period, progress("scanned events"))
+    kind = args.format or ("json" if args.out.endswith(".json") else "csv")
+    text = json.dumps(report.as_dict(), indent=2) if kind == "json" else render_csv(report)
+    with open(args.out, "w", encoding="utf-8", newline="") as out:
+        out.write(text)
+    summary = report.summary()
+    print(f"Wrote {summary['rows']} rows for {period} to {args.out} ({kind}); "
+          f"every row ties out: {summary['all_rows_tie_out']}; closing balances match the "
+          f"{summary['closing_compared_with'].replace('_', ' ')}: {summary['closing_matches']}.")
+    return 0 if summary["all_rows_tie_out"] and summary["closing_matches"] else 1
+
+
+def cmd_verify(services: Services, args: argparse.Namespace) -> int:
+    """Replay everything into fresh read models; print each difference; non-zero on drift."""
+    from projections.verify import verify
+
+    result = verify(services.ledger, services.engine, progress("replayed events"))
+    for difference in result.differences:
+        print(difference)
+    if result.differences:
+        print(f"Drift: {len(result.differences)} differences between the read models and a "
+              f"replay of {result.position} events.")
+        return 1
+    print(f"Read models match a replay of {result.position} events "
+          f"({result.rows_compared} rows compared).")
+    return 0
+
+
 def _customer_credit_ids(services: Services) -> list[UUID]:
     from sqlalchemy import false, select
 
@@ -122,6 +159,17 @@ def parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=f"{name.split('-')[0]} a billing period (YYYY-MM)")
         command.add_argument("period")
         command.set_defaults(handler=handler)
+    export = sub.add_parser("export", help="finance exports").add_subparsers(
+        dest="report", required=True)
+    reconciliation = export.add_parser(
+        "reconciliation", help="a month's reconciliation (exit 1 if it does not tie out)")
+    reconciliation.add_argument("--period", required=True, help="YYYY-MM")
+    reconciliation.add_argument("--out", required=True, help="file to write")
+    reconciliation.add_argument("--format", choices=("csv", "json"),
+                                help="default: json for *.json, else csv")
+    reconciliation.set_defaults(handler=cmd_export_reconciliation)
+    sub.add_parser("verify", help="replay every event and compare with the read models"
+                   ).set_defaults(handler=cmd_verify)
     users = sub.add_parser("users", help="manage API users").add_subparsers(
         dest="action", required=True)
     create = users.add_parser("create", help="create a user and print its token")

@@ -9,7 +9,7 @@ import falcon
 from sqlalchemy import Select
 
 from api.auth import require_principal
-from api.errors import not_found, validation_error
+from api.errors import ApiError, not_found, validation_error
 from api.fields import FieldError, uuid_filter
 from api.listing import last_param
 from api.wiring import Services
@@ -57,3 +57,19 @@ def apply_exact_filter(query: Select[Any], req: falcon.Request, name: str,
                        column: Any) -> Select[Any]:
     raw = last_param(req, name)
     return query if raw is None else query.where(column == raw)
+
+
+def if_match(req: falcon.Request) -> int | None:
+    """The aggregate version a conditional write expects (`If-Match: "7"`); None if absent."""
+    header = req.get_header("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise ApiError(412, {"detail": "If-Match must be an ETag this API gave out."})
+    return int(tag)
+
+
+def set_etag(resp: falcon.Response, version: int) -> None:
+    """A credit's ETag is its aggregate version: send it back in If-Match to write safely."""
+    resp.set_header("ETag", f'"{version}"')

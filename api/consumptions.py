@@ -61,8 +61,8 @@ class Consumptions(StaffResource):
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         self.staff(req)
         with self.services.engine.connect() as conn:
-            row = conn.execute(select(consumptions)
-                               .where(consumptions.c.item_id == item_id)).first()
+            row = None if "\x00" in item_id else conn.execute(  # no such id can be posted
+                select(consumptions).where(consumptions.c.item_id == item_id)).first()
         if row is None:
             raise not_found("No consumption item matches the given query.")
         resp.media = {

@@ -7,10 +7,18 @@ from typing import Any
 from uuid import UUID
 
 import falcon
-from sqlalchemy import Connection, false, or_, select
+from sqlalchemy import Connection, Select, false, or_, select
 
-from api import fields
-from api.common import Resource, apply_exact_filter, apply_uuid_filter, base_url, parse_uuid
+from api import fields, history
+from api.common import (
+    Resource,
+    apply_exact_filter,
+    apply_uuid_filter,
+    base_url,
+    if_match,
+    parse_uuid,
+    set_etag,
+)
 from api.errors import not_found, permission_denied, validation_error
 from api.forms import Field, validate
 from api.listing import last_param, ordering, paginate
@@ -43,12 +51,18 @@ OFFERING_LINK = fields.hyperlink("/api/marketplace-provider-offerings/",
 class CustomerCredits(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
+        if history.wants_as_of(req):
+            resp.media = self._as_of(req, resp, principal)
+            return
         with self.services.engine.connect() as conn:
             page = paginate(conn, req, resp, self._filtered(req, principal))
             resp.media = self._render(conn, req, page.rows, nested=True)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
+        if history.wants_as_of(req):
+            self._as_of(req, resp, principal)
+            return
         with self.services.engine.connect() as conn:
             paginate(conn, req, resp, self._filtered(req, principal))
 
@@ -62,11 +76,15 @@ class CustomerCredits(Resource):
             values.get("offerings", []), principal.actor)
         self.settle_reads()
         resp.status = falcon.HTTP_201
-        resp.media = self._one(req, principal, credit_id.hex, nested=False)
+        resp.media = self._one(req, resp, principal, credit_id.hex, nested=False)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
-        resp.media = self._one(req, principal, parse_uuid(uuid, NOT_FOUND).hex, nested=True)
+        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
+        if history.wants_as_of(req):
+            resp.media = history.customer_credit_as_of(self.services, req, principal, credit_uuid)
+            return
+        resp.media = self._one(req, resp, principal, credit_uuid, nested=True)
 
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=False)
@@ -78,7 +96,8 @@ class CustomerCredits(Resource):
         principal = self.principal(req)
         row = self._visible_row(principal, uuid)
         self._staff(req)
-        self.services.ledger.delete_customer_credit(UUID(row.uuid), principal.actor)
+        self.services.ledger.delete_customer_credit(UUID(row.uuid), principal.actor,
+                                                    expected_version=if_match(req))
         self.settle_reads()
         resp.status = falcon.HTTP_204
 
@@ -93,6 +112,13 @@ class CustomerCredits(Resource):
                        "price": f"{amount:.2f}"} for period, amount in months]
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _as_of(self, req: falcon.Request, resp: falcon.Response,
+               principal: Principal) -> list[dict[str, Any]]:
+        """`?as_of=`: the same filters over every credit that may have existed then."""
+        candidates = history.customer_credit_candidates(principal)
+        return history.customer_credits_as_of(
+            self.services, req, resp, self._filtered(req, principal, candidates))
 
     def _staff(self, req: falcon.Request) -> Principal:
         principal = self.principal(req)
@@ -111,9 +137,9 @@ class CustomerCredits(Resource):
         self.services.ledger.update_customer_credit(
             UUID(row.uuid), principal.actor, value=values.get("value"),
             terms={k: v for k, v in values.items() if k in TERM_NAMES},
-            offering_ids=values.get("offerings"))
+            offering_ids=values.get("offerings"), expected_version=if_match(req))
         self.settle_reads()
-        resp.media = self._one(req, principal, row.uuid, nested=False)
+        resp.media = self._one(req, resp, principal, row.uuid, nested=False)
 
     def _check_terms(self, values: dict[str, Any], current: Any) -> None:
         """Upstream's serializer-level rules (reference §3.2), on the credit as it would be."""
@@ -145,9 +171,10 @@ class CustomerCredits(Resource):
             raise not_found(NOT_FOUND)
         return row
 
-    def _one(self, req: falcon.Request, principal: Principal, credit_uuid: str,
-             nested: bool) -> Any:
+    def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+             credit_uuid: str, nested: bool) -> Any:
         row = self._visible_row(principal, credit_uuid)
+        set_etag(resp, row.version)
         with self.services.engine.connect() as conn:
             return self._render(conn, req, [row], nested)[0]
 
@@ -156,8 +183,9 @@ class CustomerCredits(Resource):
         views = customer_credit_views(conn, rows, self.services.today())
         return [customer_credit(base_url(req), view, nested) for view in views]
 
-    def _filtered(self, req: falcon.Request, principal: Principal) -> Any:
-        query = customer_credit_select(principal)
+    def _filtered(self, req: falcon.Request, principal: Principal,
+                  base: Select[Any] | None = None) -> Any:
+        query = customer_credit_select(principal) if base is None else base
         query = apply_uuid_filter(query, req, "customer_uuid", customer_credits.c.customer_uuid)
         query = apply_exact_filter(query, req, "customer_slug", customers.c.slug)
         if name := last_param(req, "customer_name"):

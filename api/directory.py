@@ -46,19 +46,23 @@ class _Directory(Resource):
         raise NotImplementedError
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self.principal(req)
+        query = self.listed(req, self.principal(req))
+        with self.services.engine.connect() as conn:
+            page = paginate(conn, req, resp, query)
+            resp.media = self.represent(conn, base_url(req), page.rows)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query = self.listed(req, self.principal(req))
+        with self.services.engine.connect() as conn:
+            paginate(conn, req, resp, query)
+
+    def listed(self, req: falcon.Request, principal: Principal) -> Select[Any]:
+        """What GET lists and HEAD counts: the visible rows, `name` and the filters."""
         query = self.visible(principal)
         if name := last_param(req, "name"):
             query = query.where(icontains(self.table.c.name, name))
         query = query.order_by(self.table.c.created, self.table.c.uuid)
-        with self.services.engine.connect() as conn:
-            page = paginate(conn, req, resp, self.filter(req, query))
-            resp.media = self.represent(conn, base_url(req), page.rows)
-
-    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self.principal(req)
-        with self.services.engine.connect() as conn:
-            paginate(conn, req, resp, self.filter(req, self.visible(principal)))
+        return self.filter(req, query)
 
     def filter(self, req: falcon.Request, query: Select[Any]) -> Select[Any]:
         return query

@@ -93,6 +93,7 @@ def choice(*choices: str) -> Parser:
         if isinstance(raw, str) and raw in choices:
             return raw
         shown = raw if isinstance(raw, str) else _python_str(raw)
+        shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
         raise FieldError(f'"{shown}" is not a valid choice.')
 
     return parse
@@ -115,6 +116,17 @@ def boolean(raw: Any) -> bool:
     raise FieldError("Must be a valid boolean.")
 
 
+def prohibited_characters(text: str) -> list[str]:
+    """DRF CharField's validators: no NUL (PostgreSQL cannot store it), no lone surrogates."""
+    messages = []
+    if "\x00" in text:
+        messages.append("Null characters are not allowed.")
+    surrogate = next((char for char in text if "\ud800" <= char <= "\udfff"), None)
+    if surrogate is not None:
+        messages.append(f"Surrogate characters are not allowed: U+{ord(surrogate):X}.")
+    return messages
+
+
 def string(max_length: int) -> Parser:
     def parse(raw: Any) -> str:
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
@@ -122,8 +134,12 @@ def string(max_length: int) -> Parser:
         text = str(raw).strip()
         if not text:
             raise FieldError("This field may not be blank.")
+        messages = []
         if len(text) > max_length:
-            raise FieldError(f"Ensure this field has no more than {max_length} characters.")
+            messages.append(f"Ensure this field has no more than {max_length} characters.")
+        messages.extend(prohibited_characters(text))
+        if messages:
+            raise FieldError(*messages)
         return text
 
     return parse

@@ -41,6 +41,8 @@ def last_param(req: falcon.Request, name: str) -> str | None:
     """Django's QueryDict.get: the last of repeated values; empty means absent."""
     raw = req.params.get(name)
     value = raw[-1] if isinstance(raw, list) else raw
+    if value and "\x00" in value:  # PostgreSQL cannot compare with it; Django refuses it too
+        raise validation_error({name: ["Null characters are not allowed."]})
     return value if value else None
 
 

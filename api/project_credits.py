@@ -6,15 +6,24 @@ from typing import Any
 from uuid import UUID
 
 import falcon
-from sqlalchemy import Connection, false, or_, select
+from sqlalchemy import Connection, Select, false, or_, select
 
-from api import fields
-from api.common import Resource, apply_exact_filter, apply_uuid_filter, base_url, parse_uuid
+from api import fields, history
+from api.common import (
+    Resource,
+    apply_exact_filter,
+    apply_uuid_filter,
+    base_url,
+    if_match,
+    parse_uuid,
+    set_etag,
+)
 from api.errors import not_found, permission_denied
 from api.forms import Field, validate
 from api.listing import last_param, ordering, paginate
 from api.representations import project_credit
 from ledger.access import Principal
+from ledger.money import ZERO
 from ledger.terms import LOGICS, TERM_NAMES, Terms
 from projections.queries import icontains, project_credit_select, project_credit_views
 from projections.tables import customers, project_credits, projects
@@ -43,12 +52,18 @@ def term_fields() -> list[Field]:
 class ProjectCredits(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
+        if history.wants_as_of(req):
+            resp.media = self._as_of(req, resp, principal)
+            return
         with self.services.engine.connect() as conn:
             page = paginate(conn, req, resp, self._filtered(req, principal))
             resp.media = self._render(conn, req, principal, page.rows)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
+        if history.wants_as_of(req):
+            self._as_of(req, resp, principal)
+            return
         with self.services.engine.connect() as conn:
             paginate(conn, req, resp, self._filtered(req, principal))
 
@@ -57,15 +72,19 @@ class ProjectCredits(Resource):
         with self.services.engine.connect() as conn:
             values = validate(req.get_media(), self._fields(conn, principal, None))
         credit_id = self.services.ledger.create_project_credit(
-            values["project"], values.get("value", fields.MONEY("0")),
+            values["project"], values.get("value", ZERO),
             Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor)
         self.settle_reads()
         resp.status = falcon.HTTP_201
-        resp.media = self._one(req, principal, credit_id.hex)
+        resp.media = self._one(req, resp, principal, credit_id.hex)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
-        resp.media = self._one(req, principal, parse_uuid(uuid, NOT_FOUND).hex)
+        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
+        if history.wants_as_of(req):
+            resp.media = history.project_credit_as_of(self.services, req, principal, credit_uuid)
+            return
+        resp.media = self._one(req, resp, principal, credit_uuid)
 
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=False)
@@ -78,11 +97,19 @@ class ProjectCredits(Resource):
         row = self._visible_row(principal, uuid)
         if not principal.is_owner(row.customer_uuid):
             raise permission_denied()
-        self.services.ledger.delete_project_credit(UUID(row.uuid), principal.actor)
+        self.services.ledger.delete_project_credit(UUID(row.uuid), principal.actor,
+                                                   expected_version=if_match(req))
         self.settle_reads()
         resp.status = falcon.HTTP_204
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _as_of(self, req: falcon.Request, resp: falcon.Response,
+               principal: Principal) -> list[dict[str, Any]]:
+        """`?as_of=`: the same filters over every credit that may have existed then."""
+        candidates = history.project_credit_candidates(principal)
+        return history.project_credits_as_of(
+            self.services, req, resp, principal, self._filtered(req, principal, candidates))
 
     def _update(self, req: falcon.Request, resp: falcon.Response, uuid: str,
                 partial: bool) -> None:
@@ -96,9 +123,9 @@ class ProjectCredits(Resource):
             UUID(row.uuid), principal.actor, project_id=values.get("project"),
             value=values.get("value"),
             terms={k: v for k, v in values.items() if k in TERM_NAMES},
-            mark_unused=values.get(MARK_UNUSED))
+            mark_unused=values.get(MARK_UNUSED), expected_version=if_match(req))
         self.settle_reads()
-        resp.media = self._one(req, principal, row.uuid)
+        resp.media = self._one(req, resp, principal, row.uuid)
 
     def _visible_row(self, principal: Principal, uuid: str) -> Any:
         credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
@@ -109,12 +136,14 @@ class ProjectCredits(Resource):
             raise not_found(NOT_FOUND)
         return row
 
-    def _one(self, req: falcon.Request, principal: Principal, credit_uuid: str) -> Any:
+    def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+             credit_uuid: str) -> Any:
         with self.services.engine.connect() as conn:
             row = conn.execute(project_credit_select(principal)
                                .where(project_credits.c.uuid == credit_uuid)).first()
             if row is None:
                 raise not_found(NOT_FOUND)
+            set_etag(resp, row.version)
             return self._render(conn, req, principal, [row])[0]
 
     def _render(self, conn: Connection, req: falcon.Request, principal: Principal,
@@ -124,8 +153,9 @@ class ProjectCredits(Resource):
                                principal.sees_organisation_fields(view["row"].customer_uuid))
                 for view in views]
 
-    def _filtered(self, req: falcon.Request, principal: Principal) -> Any:
-        query = project_credit_select(principal)
+    def _filtered(self, req: falcon.Request, principal: Principal,
+                  base: Select[Any] | None = None) -> Any:
+        query = project_credit_select(principal) if base is None else base
         query = apply_uuid_filter(query, req, "project_uuid", project_credits.c.project_uuid)
         query = apply_uuid_filter(query, req, "customer_uuid", project_credits.c.customer_uuid)
         query = apply_exact_filter(query, req, "customer_slug", customers.c.slug)

@@ -39,7 +39,7 @@ def _terms(row: Any, view: dict[str, Any]) -> dict[str, Any]:
     return {
         "end_date": iso_date(row.end_date),
         "expected_consumption": format_money(row.expected_consumption),
-        "minimal_consumption": str(view["minimal_consumption"]),
+        "minimal_consumption": f"{view['minimal_consumption']:f}",  # never "0E-7"
         "minimal_consumption_logic": row.minimal_consumption_logic,
         "grace_coefficient": str(row.grace_coefficient),
         "apply_as_minimal_consumption": row.apply_as_minimal_consumption,

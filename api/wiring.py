@@ -94,7 +94,10 @@ def build_services(url: str | None = None, create_tables: bool = False,
                    today: Callable[[], date] = today_utc) -> Services:
     """Connect to the event store and read models; create their tables if asked."""
     database = parse_database_url(url or database_url())
-    env = {**database.event_store_env, "CREATE_TABLE": "y" if create_tables else "n"}
+    env = {**database.event_store_env, "CREATE_TABLE": "y" if create_tables else "n",
+           # Credits gain events with every draw; a per-process cache that fast-forwards
+           # from the store keeps loads cheap and stays correct with several workers.
+           "AGGREGATE_CACHE_MAXSIZE": "1000"}
     ledger = Ledger(env=env)
     engine = make_engine(database.sqlalchemy_url, database.schema)
     projector = Projector(ledger, engine)
@@ -105,5 +108,26 @@ def build_services(url: str | None = None, create_tables: bool = False,
 
 
 def create_tables(url: str | None = None) -> None:
-    """Run the DDL of the event store and the read models once (gunicorn's on_starting)."""
-    build_services(url, create_tables=True).close()
+    """Run the DDL of the event store and the read models (gunicorn's on_starting, the CLI).
+
+    On PostgreSQL, concurrent DDL (even `IF NOT EXISTS` / `CREATE OR REPLACE` on existing
+    objects) fails with "tuple concurrently updated", e.g. two CLI commands at once or one
+    while the server starts; callers take turns on an advisory lock per schema.
+    """
+    database = parse_database_url(url or database_url())
+    if not database.sqlalchemy_url.startswith("postgresql"):
+        build_services(url, create_tables=True).close()
+        return
+    from sqlalchemy import text
+
+    engine = make_engine(database.sqlalchemy_url, database.schema)
+    key = f"credit-ledger-ddl:{database.schema or ''}"
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": key})
+            try:
+                build_services(url, create_tables=True).close()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
+    finally:
+        engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select
@@ -27,6 +27,7 @@ from projections.tables import (
 )
 
 org = customer_credits.alias("org")
+CENT = Decimal("0.01")
 
 
 def project_credit_select(principal: Principal) -> Select[Any]:
@@ -123,20 +124,19 @@ def drawn_in_period(conn: Connection, key: ColumnElement[Any], keys: list[str],
 def creditable_cost(conn: Connection, rows: list[Any], period: Period,
                     restrictions: dict[str, list[Offering]]) -> dict[str, Decimal]:
     """Eligible cost posted for each project this period, uncapped (reference §4.10)."""
-    project_uuids = [row.project_uuid for row in rows]
-    items = conn.execute(
-        select(consumptions.c.project_uuid, consumptions.c.offering_uuid, consumptions.c.amount)
-        .where(consumptions.c.project_uuid.in_(project_uuids),
+    totals = conn.execute(
+        select(consumptions.c.project_uuid, consumptions.c.offering_uuid,
+               func.sum(consumptions.c.amount, type_=Money()))
+        .where(consumptions.c.project_uuid.in_([row.project_uuid for row in rows]),
                consumptions.c.period == str(period), consumptions.c.reversed == false())
+        .group_by(consumptions.c.project_uuid, consumptions.c.offering_uuid)
     ).all()
     allowed = {row.project_uuid: {o.uuid for o in restrictions.get(row.org_uuid, [])}
                for row in rows}
     cost: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for item in items:
-        offering_ok = not allowed[item.project_uuid] or item.offering_uuid in allowed[
-            item.project_uuid]
-        if offering_ok:
-            cost[item.project_uuid] += item.amount
+    for project_uuid, offering_uuid, amount in totals:
+        if not allowed[project_uuid] or offering_uuid in allowed[project_uuid]:
+            cost[project_uuid] += amount
     return cost
 
 
@@ -212,12 +212,20 @@ def customer_credit_views(conn: Connection, rows: list[Any], today: date) -> lis
 
 
 def monthly_consumption(conn: Connection, credit_uuid: str) -> list[tuple[str, Decimal]]:
-    """What consumption drew from an organisation credit, per billing period, ascending."""
-    drawn = consumptions.c.drawn_from_project_credit + consumptions.c.drawn_from_customer_credit
+    """What consumption drew from an organisation credit, per billing period, ascending.
+
+    Priced as upstream prices compensation items: each item's draw is rounded to the cent
+    away from zero (`quantize_price`, ROUND_UP), then the month's items are summed.
+    """
     rows = conn.execute(
-        select(consumptions.c.period, func.sum(drawn, type_=Money()))
+        select(consumptions.c.period, consumptions.c.drawn_from_project_credit,
+               consumptions.c.drawn_from_customer_credit)
         .where(consumptions.c.customer_credit_uuid == credit_uuid,
                consumptions.c.reversed == false())
-        .group_by(consumptions.c.period).order_by(consumptions.c.period)
+        .order_by(consumptions.c.period)
     ).all()
-    return [(row[0], row[1]) for row in rows]
+    months: dict[str, Decimal] = {}
+    for period, from_project, from_customer in rows:
+        price = (from_project + from_customer).quantize(CENT, rounding=ROUND_UP)
+        months[period] = months.get(period, Decimal("0.00")) + price
+    return list(months.items())

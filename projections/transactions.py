@@ -6,6 +6,7 @@ the credit, and the row's uuid derives from the event, so a rebuild gives the sa
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
@@ -15,6 +16,7 @@ from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.periods import Period
 from projections.dispatch import Dispatch
 from projections.tables import (
+    consumptions,
     credit_transactions,
     customer_credits,
     customers,
@@ -70,27 +72,50 @@ def comment_of(event: Any) -> str:
     return ""
 
 
+@project.on(CustomerCredit.Created, ProjectCredit.Created)
+def _created(event: Any, conn: Connection, position: int) -> None:
+    """A credit created with a value is a grant of that value (upstream: delta on create)."""
+    if event.value != 0:
+        _record(event, conn, position, event.value, "staff_grant", "", None)
+
+
 @project.on(Credit.BalanceChanged)
 def _balance_changed(event: Any, conn: Connection, position: int) -> None:
-    if event.amount == 0:
-        return
+    if event.amount != 0:
+        _record(event, conn, position, event.amount, transaction_type(event), comment_of(event),
+                event.period)
+
+
+def _record(event: Any, conn: Connection, position: int, amount: Decimal, kind: str,
+            comment: str, period: str | None) -> None:
     is_org = isinstance(event, CustomerCredit.Event)
     credit = customer_credits if is_org else project_credits
     row = conn.execute(select(credit).where(credit.c.uuid == event.originator_id.hex)).one()
     customer_name = conn.execute(
         select(customers.c.name).where(customers.c.uuid == row.customer_uuid)).scalar()
-    project_id = getattr(event, "project_id", None)
-    project_uuid = project_id.hex if project_id else (None if is_org else row.project_uuid)
+    project_uuid = _project_of(event, conn) or (None if is_org else row.project_uuid)
     project_name = conn.execute(
         select(projects.c.name).where(projects.c.uuid == project_uuid)).scalar()
     conn.execute(insert(credit_transactions).values(
         uuid=uuid5(NAMESPACE_URL, f"{event.originator_id}/{event.originator_version}").hex,
-        position=position, created=event.timestamp, amount=event.amount,
-        transaction_type=transaction_type(event), comment=comment_of(event),
+        position=position, created=event.timestamp, amount=amount,
+        transaction_type=kind, comment=comment,
         credit_uuid=row.uuid if is_org else None,
         project_credit_uuid=None if is_org else row.uuid,
         customer_uuid=row.customer_uuid, customer_name=customer_name,
         project_uuid=project_uuid, project_name=project_name,
-        billing_period=Period.parse(event.period).first_day if event.period else None,
+        billing_period=Period.parse(period).first_day if period else None,
         balance_after=row.value,
         actor=event.actor, event_type=type(event).__qualname__))
+
+
+def _project_of(event: Any, conn: Connection) -> str | None:
+    """The project a movement is for; a reversal is for its consumption item's project."""
+    project_id = getattr(event, "project_id", None)
+    if project_id is not None:
+        return str(project_id.hex)
+    if isinstance(event, Credit.DrawReversed):
+        found = conn.execute(select(consumptions.c.project_uuid)
+                             .where(consumptions.c.item_id == event.item_id)).scalar()
+        return str(found) if found else None
+    return None

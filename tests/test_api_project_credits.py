@@ -243,3 +243,19 @@ def test_deleting_the_organisation_credit_removes_project_credits(
     again = directory.customer_credit(world["org"], "10")
     assert again["value"] == "10.00000"
     assert directory.project_credit(world["alpha"], "5")["value"] == "5.00000"
+
+
+def test_conditional_writes_with_etags(directory: Directory, world: dict[str, Any]) -> None:
+    client, staff = directory.client, directory.staff
+    credit = directory.project_credit(world["alpha"], "100")
+    path = f"/api/project-credits/{credit['uuid']}/"
+    etag = client.simulate_get(path, headers=staff).headers["ETag"]
+    first = client.simulate_patch(path, json={"value": "90"}, headers={**staff, "If-Match": etag})
+    assert first.status_code == 200 and first.headers["ETag"] != etag
+    stale = client.simulate_patch(path, json={"value": "80"}, headers={**staff, "If-Match": etag})
+    assert stale.status_code == 412
+    assert client.simulate_get(path, headers=staff).json["value"] == "90.00000"
+    gone = client.simulate_delete(path, headers={**staff, "If-Match": etag})
+    assert gone.status_code == 412
+    deleted = client.simulate_delete(path, headers={**staff, "If-Match": first.headers["ETag"]})
+    assert deleted.status_code == 204

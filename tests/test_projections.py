@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from uuid import UUID
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
 from sqlalchemy import func, select

@@ -1,0 +1,128 @@
+"""/api/credit-transactions/: upstream's read-only credit ledger (reference §1.4, §3.3).
+
+Rows come from the `credit_transactions` read model: one per balance change of an
+organisation credit (`credit_uuid` set) or a project credit (`project_credit_uuid` set).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import falcon
+from sqlalchemy import ColumnElement, Select, false, or_, select
+
+from api.common import Resource, apply_uuid_filter, parse_uuid
+from api.errors import not_found, validation_error
+from api.listing import last_param, ordering, paginate
+from api.representations import iso_date, iso_datetime
+from ledger.access import Principal
+from ledger.money import format_money
+from projections.tables import credit_transactions as tx
+from projections.transactions import DISPLAY
+
+NOT_FOUND = "No CreditTransaction matches the given query."
+ORDERING = {"created": tx.c.created, "billing_period": tx.c.billing_period}
+DEFAULT_ORDER: list[ColumnElement[Any]] = [tx.c.created.desc(), tx.c.position.desc()]
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def visible(principal: Principal) -> Select[Any]:
+    """Staff and support see every row; others their customers' and projects' rows."""
+    query = select(tx)
+    if principal.sees_everything:
+        return query
+    customers, projects = principal.customer_uuids(), principal.project_uuids()
+    if not customers and not projects:
+        return query.where(false())
+    return query.where(or_(tx.c.customer_uuid.in_(customers), tx.c.project_uuid.in_(projects)))
+
+
+def date_filter(req: falcon.Request, name: str) -> date | None:
+    """django-filter DateFilter: YYYY-MM-DD, otherwise a DRF-shaped 400."""
+    raw = last_param(req, name)
+    if raw is None:
+        return None
+    try:
+        if _DATE.match(raw.strip()):
+            return date.fromisoformat(raw.strip())
+    except ValueError:
+        pass
+    raise validation_error({name: ["Enter a valid date."]})
+
+
+def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
+    query = visible(principal)
+    query = apply_uuid_filter(query, req, "credit_uuid", tx.c.credit_uuid)
+    query = apply_uuid_filter(query, req, "customer_uuid", tx.c.customer_uuid)
+    query = apply_uuid_filter(query, req, "project_credit_uuid", tx.c.project_credit_uuid)
+    if (project := last_param(req, "project_uuid")) is not None:
+        project_hex = _hex_or_none(project)
+        query = query.where(tx.c.project_uuid == project_hex if project_hex else false())
+    if (kind := last_param(req, "transaction_type")) is not None:
+        query = query.where(tx.c.transaction_type == kind if kind in DISPLAY else false())
+    if (day := date_filter(req, "billing_period")) is not None:
+        query = query.where(tx.c.billing_period == day)
+    if (day := date_filter(req, "billing_period_after")) is not None:
+        query = query.where(tx.c.billing_period >= day)
+    if (day := date_filter(req, "billing_period_before")) is not None:
+        query = query.where(tx.c.billing_period <= day)
+    return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
+
+
+def _hex_or_none(text: str) -> str | None:
+    """`project_uuid` is a plain CharFilter upstream: any spelling of a uuid, else no rows."""
+    try:
+        return UUID(text.strip()).hex
+    except ValueError:
+        return None
+
+
+def transaction(row: Any, principal: Principal) -> dict[str, Any]:
+    """Upstream's CreditTransactionSerializer fields, then ours.
+
+    `balance_after` of an organisation row is the organisation's balance: like the other
+    organisation totals it is null for callers who are not staff, support or owners.
+    """
+    shows_balance = row.credit_uuid is None or principal.sees_organisation_fields(
+        row.customer_uuid)
+    return {
+        "uuid": row.uuid,
+        "created": iso_datetime(row.created),
+        "amount": format_money(row.amount),
+        "transaction_type": row.transaction_type,
+        "transaction_type_display": DISPLAY.get(row.transaction_type, row.transaction_type),
+        "comment": row.comment,
+        "customer_uuid": row.customer_uuid,
+        "customer_name": row.customer_name,
+        "project_uuid": row.project_uuid or "",
+        "project_name": row.project_name or "",
+        "billing_period": iso_date(row.billing_period),
+        "balance_after": format_money(row.balance_after) if shows_balance else None,
+        "credit_uuid": row.credit_uuid,
+        "project_credit_uuid": row.project_credit_uuid,
+    }
+
+
+class CreditTransactions(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            page = paginate(conn, req, resp, filtered(req, principal))
+        resp.media = [transaction(row, principal) for row in page.rows]
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.engine.connect() as conn:
+            paginate(conn, req, resp, filtered(req, principal))
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        principal = self.principal(req)
+        row_uuid = parse_uuid(uuid, NOT_FOUND).hex
+        with self.services.engine.connect() as conn:
+            row = conn.execute(visible(principal).where(tx.c.uuid == row_uuid)).first()
+        if row is None:
+            raise not_found(NOT_FOUND)
+        resp.media = transaction(row, principal)
