@@ -1,0 +1,1 @@
+"""Benchmarks of the credit ledger (not tests): run them with ``python -m bench.<name>``."""

@@ -1,0 +1,252 @@
+"""Write path: ``Ledger.post_consumption`` (one item per call) vs bare eventsourcing saves.
+
+Subject   ``ledger``:   post_consumption([one item]) to a project that has a project credit
+                        under an organisation credit (each call records 4 events: the item,
+                        two draws and the allocation mirror, in one atomic save).
+Baseline  ``bare``:     a minimal Aggregate, one ``@event`` command, ``app.save()`` per call,
+                        in an Application with the same persistence settings (the env that
+                        api.wiring derives from the database URL).
+Reference ``bare-get``: the same, but each call first reloads the aggregate with
+                        ``repository.get`` (snapshot every 100 events, as the Ledger does).
+
+Each measurement runs in a fresh process on a fresh database for ``--seconds`` after a
+warm-up; rounds alternate the order. Run from the repository root:
+
+    python -m bench.write [--backend postgresql] [--seconds 3] [--rounds 3] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from bench.common import (
+    add_common_arguments,
+    environment,
+    latency_summary,
+    median,
+    postgres_version,
+    print_table,
+    ratio,
+    report,
+    rss_mib,
+    run_child,
+    temp_database,
+    write_json,
+)
+
+ROLES = ("bare", "bare-get", "ledger")
+BASELINE = "bare"
+WARMUP_CALLS = 30
+
+
+def bare_application(url: str) -> Any:
+    """A minimal Application on the persistence settings the service would use for ``url``."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    from api.wiring import parse_database_url
+
+    class Counter(Aggregate):
+        @event("Started")
+        def __init__(self) -> None:
+            self.total = Decimal(0)
+
+        @event("Bumped")
+        def bump(self, amount: Decimal) -> None:
+            self.total += amount
+
+    class Bare(Application[UUID]):
+        name = "Bare"
+        snapshotting_intervals = {Counter: 100}
+
+    env = {**parse_database_url(url).event_store_env, "CREATE_TABLE": "y"}
+    return Bare(env=env), Counter
+
+
+@dataclass
+class Timing:
+    latencies: list[float]
+    elapsed: float
+    cpu_seconds: float
+    profile: str
+
+
+def timed_loop(call: Any, seconds: float, max_calls: int, profile: bool) -> Timing:
+    """Call ``call(i)`` for ``seconds`` (at most ``max_calls`` times); per-call latencies."""
+    profiler = cProfile.Profile() if profile else None
+    latencies: list[float] = []
+    if profiler:
+        profiler.enable()
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    deadline = start + seconds
+    while len(latencies) < max_calls:
+        began = time.perf_counter()
+        call(len(latencies))
+        ended = time.perf_counter()
+        latencies.append(ended - began)
+        if ended >= deadline:
+            break
+    elapsed = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
+    text = ""
+    if profiler:
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+        text = out.getvalue()
+    return Timing(latencies, elapsed, cpu_seconds, text)
+
+
+def child(args: argparse.Namespace) -> None:
+    role, url = args.child, args.url
+    if role == "ledger":
+        from api.wiring import build_services
+        from bench.seed import ACTOR, current_period, funded_project, item
+
+        if interval := os.environ.get("BENCH_SNAPSHOT_INTERVAL"):
+            # What-if only (see README): the service's own interval is 100.
+            from ledger.application import Ledger
+            from ledger.credits import CustomerCredit, ProjectCredit
+
+            Ledger.snapshotting_intervals = {CustomerCredit: int(interval),
+                                             ProjectCredit: int(interval)}
+        services = build_services(url, create_tables=True)
+        ledger = services.ledger
+        funded = funded_project(ledger)
+        period = current_period()
+
+        def call(i: int) -> None:
+            ledger.post_consumption([item(f"item-{i}", funded.project_id, period)], ACTOR)
+
+        max_id = ledger.recorder.max_notification_id
+        close = services.close
+    else:
+        app, counter_class = bare_application(url)
+        counter = counter_class()
+        app.save(counter)
+        amount = Decimal("0.01")
+        if role == "bare":
+            def call(i: int) -> None:
+                counter.bump(amount)
+                app.save(counter)
+        else:
+            def call(i: int) -> None:
+                aggregate = app.repository.get(counter.id)
+                aggregate.bump(amount)
+                app.save(aggregate)
+
+        max_id = app.recorder.max_notification_id
+        close = app.close
+    for i in range(WARMUP_CALLS):
+        call(-1 - i)
+    rss_before = rss_mib()
+    events_before = max_id() or 0
+    timing = timed_loop(call, args.seconds, args.max_calls, args.profile)
+    events = (max_id() or 0) - events_before
+    close()
+    calls = len(timing.latencies)
+    report({
+        "role": role, "calls": calls, "seconds": timing.elapsed,
+        "calls_per_s": calls / timing.elapsed,
+        "events_per_s": events / timing.elapsed,
+        "events_per_call": events / calls,
+        "cpu_ms_per_call": timing.cpu_seconds / calls * 1000,
+        **latency_summary(timing.latencies),
+        "rss_before_mib": rss_before, "rss_after_mib": rss_mib(),
+        "loadavg_1m": os.getloadavg()[0],
+        "profile": timing.profile,
+    })
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.write", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="timed duration of each measurement (default %(default)s)")
+    parser.add_argument("--max-calls", type=int, default=100_000)
+    parser.add_argument("--profile", action="store_true",
+                        help="print a cProfile of one Ledger run instead of benchmarking")
+    parser.add_argument("--child-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="what-if: extra environment for the measured processes, e.g. "
+                             "LEDGER_AGGREGATE_CACHE_MAXSIZE=1000, PYTHONOPTIMIZE=1, "
+                             "BENCH_SNAPSHOT_INTERVAL=20")
+    args = parser.parse_args(argv)
+    child_env = dict(item.split("=", 1) for item in args.child_env)
+    if args.child:
+        child(args)
+        return 0
+
+    env_info = environment(args.backend)
+    if args.backend == "postgresql":
+        env_info["postgresql"] = postgres_version(args.pg_url)
+    if args.profile:
+        with temp_database(args.backend, args.pg_url) as url:
+            result = run_child("bench.write", "ledger", url,
+                               ["--seconds", str(args.seconds), "--profile"], child_env)
+        print(result["profile"])
+        return 0
+
+    runs: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    for round_no in range(args.rounds):
+        order = ROLES if round_no % 2 == 0 else tuple(reversed(ROLES))
+        for role in order:
+            with temp_database(args.backend, args.pg_url) as url:
+                result = run_child("bench.write", role, url,
+                                   ["--seconds", str(args.seconds),
+                                    "--max-calls", str(args.max_calls)], child_env)
+            result.pop("profile", None)
+            runs[role].append(result)
+            print(f"round {round_no + 1} {role:8s} {result['calls_per_s']:8.0f} calls/s",
+                  file=sys.stderr, flush=True)
+
+    summary = {role: {key: median([r[key] for r in results])
+                      for key in ("calls_per_s", "events_per_s", "events_per_call",
+                                  "cpu_ms_per_call", "p50_ms", "p95_ms", "p99_ms",
+                                  "peak_rss_mib", "loadavg_1m")}
+               for role, results in runs.items()}
+    base = summary[BASELINE]
+    for values in summary.values():
+        values["throughput_ratio"] = ratio(values["calls_per_s"], base["calls_per_s"])
+        values["p50_ratio"] = ratio(values["p50_ms"], base["p50_ms"])
+        values["cpu_ratio"] = ratio(values["cpu_ms_per_call"], base["cpu_ms_per_call"])
+    labels = {"bare": "bare save (baseline)", "bare-get": "bare get+save",
+              "ledger": "Ledger.post_consumption"}
+    what_if = f" {child_env}" if child_env else ""
+    print_table(
+        f"Write path, {args.backend}{what_if}, median of {args.rounds} rounds x "
+        f"{args.seconds:g} s (ratio = subject / baseline)",
+        ("subject", "calls/s", "events/s", "ev/call", "p50 ms", "p95 ms", "p99 ms",
+         "CPU ms/call", "peak RSS MiB", "calls/s ratio", "p50 ratio", "CPU ratio"),
+        [(labels[role], v["calls_per_s"], v["events_per_s"], v["events_per_call"],
+          v["p50_ms"], v["p95_ms"], v["p99_ms"], v["cpu_ms_per_call"], v["peak_rss_mib"],
+          v["throughput_ratio"], v["p50_ratio"], v["cpu_ratio"])
+         for role, v in summary.items()],
+    )
+    ledger = summary["ledger"]
+    print(f"\nLedger.post_consumption runs at {ledger['throughput_ratio']:.3f}x the bare save "
+          f"rate ({1 / ledger['throughput_ratio']:.1f}x slower per item; "
+          f"{ratio(ledger['events_per_s'], base['events_per_s']):.2f}x per event).")
+    env_info["loadavg_after"] = os.getloadavg()
+    print(f"load average before/after: {env_info['loadavg_before'][0]:.2f} / "
+          f"{env_info['loadavg_after'][0]:.2f} (on {env_info['cpus']} CPUs)")
+    write_json(args.json, {"benchmark": "write", "environment": env_info,
+                           "settings": {"seconds": args.seconds, "rounds": args.rounds,
+                                        "child_env": child_env},
+                           "summary": summary, "runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
