@@ -19,6 +19,7 @@ from api.directory import Customers, Offerings, Projects
 from api.errors import register_error_handlers
 from api.history import CreditHistory
 from api.idempotency import IdempotencyMiddleware
+from api.openapi import OpenApiSchema
 from api.project_credits import ProjectCredits
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
@@ -89,6 +90,7 @@ def create_app(services: Services) -> falcon.App:
     app.add_route("/api/project-credits/{uuid}/history/", CreditHistory(services, "project"))
     app.add_route("/api/customer-credits/{uuid}/history/", CreditHistory(services, "customer"))
     app.add_route("/api/reconciliation/", Reconciliation(services))
+    app.add_route("/api/schema/", OpenApiSchema())
     return app
 
 

@@ -1,0 +1,630 @@
+"""The OpenAPI 3 document of our API, written by hand as data, served at GET /api/schema/.
+
+The credits schemas keep upstream's component names and fields
+(reference/waldur-openapi-credits.yaml) but say what we actually serve: every decimal is a
+string (upstream declares some as numbers), uuids are 32 hex digits (upstream says
+`format: uuid`, which promises hyphens), and fields only owners see are not required.
+tests/test_openapi.py checks that every route of the Falcon app is here and the reverse, and
+runs schemathesis against the app with this document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+Json = dict[str, Any]
+
+MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{5}$"
+MONEY_INPUT_PATTERN = r"^[0-9]{1,11}(\.[0-9]{1,5})?$"
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+HEX_UUID_PATTERN = r"^[0-9a-f]{32}$"
+PERIOD_PATTERN = r"^[0-9]{4}-[0-9]{2}$"
+TRANSACTION_TYPES = ["staff_grant", "compensation", "minimal_draw", "affiliate_fee",
+                     "transfer_in", "transfer_out", "payout", "expiry", "rollback",
+                     "adjustment", "withdrawable_adjustment"]
+
+
+# --- schema helpers -----------------------------------------------------------------------
+
+def ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Json) -> Json:
+    if "$ref" in schema:
+        return {"allOf": [schema], "nullable": True}
+    return {**schema, "nullable": True}
+
+
+def obj(properties: Json, required: list[str] | None = None, description: str = "") -> Json:
+    schema: Json = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def array(items: Json) -> Json:
+    return {"type": "array", "items": items}
+
+
+STRING = {"type": "string"}
+BOOLEAN = {"type": "boolean"}
+INTEGER = {"type": "integer"}
+URI = {"type": "string", "format": "uri"}
+DATE = {"type": "string", "format": "date"}
+DATETIME = {"type": "string", "format": "date-time"}
+HEX_UUID = {"type": "string", "pattern": HEX_UUID_PATTERN}
+MONEY = {"type": "string", "format": "decimal", "pattern": MONEY_PATTERN,
+         "description": "Money: a decimal string with 5 places."}
+MONEY_INPUT = {"type": "string", "format": "decimal", "pattern": MONEY_INPUT_PATTERN,
+               "description": "Money: a decimal string, at most 11 digits before the point "
+                              "and 5 after, not negative."}
+GRACE = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]{1,3}$"}
+PERIOD = {"type": "string", "pattern": PERIOD_PATTERN, "description": "A month, YYYY-MM."}
+
+
+def read_only(schema: Json) -> Json:
+    return {**schema, "readOnly": True}
+
+
+# --- component schemas --------------------------------------------------------------------
+
+def _terms(request: bool) -> Json:
+    """BaseCredit's terms, as served (request=False) or as accepted."""
+    money = MONEY_INPUT if request else MONEY
+    terms: Json = {
+        "end_date": nullable({**DATE, "description": "The 1st of a month: the exclusive end "
+                                                     "of coverage."}),
+        "expected_consumption": money,
+    }
+    if not request:
+        terms["minimal_consumption"] = read_only({
+            "type": "string", "format": "decimal", "pattern": DECIMAL_PATTERN,
+            "description": "The monthly floor; a raw decimal, upstream's arithmetic scale."})
+    terms.update({
+        "minimal_consumption_logic": ref("MinimalConsumptionLogicEnum"),
+        "grace_coefficient": GRACE,
+        "apply_as_minimal_consumption": BOOLEAN,
+    })
+    return terms
+
+
+def _offering(description: str) -> Json:
+    return obj({"uuid": read_only(HEX_UUID), "url": read_only(URI),
+                "type": {"type": "string", "maxLength": 100}, "name": STRING},
+               ["uuid", "url", "type", "name"], description)
+
+
+MARK_UNUSED = "mark_unused_credit_as_spent_on_project_termination"
+
+
+def _project_credit_request(required: list[str] | None) -> Json:
+    return obj({"value": MONEY_INPUT, "project": URI, **_terms(request=True),
+                MARK_UNUSED: BOOLEAN}, required)
+
+
+def _customer_credit_request(required: list[str] | None) -> Json:
+    return obj({"value": MONEY_INPUT, "customer": {**URI, "description":
+                                                   "Ignored on update."},
+                "offerings": array(URI), **_terms(request=True)}, required)
+
+
+def _customer_credit(offerings: Json) -> Json:
+    properties = {
+        "uuid": read_only(HEX_UUID), "url": read_only(URI), "value": MONEY, "customer": URI,
+        "customer_name": read_only(STRING), "customer_uuid": read_only(HEX_UUID),
+        "customer_slug": read_only(STRING), "offerings": offerings, **_terms(request=False),
+        "allocated_to_projects": read_only(MONEY),
+        "consumption_last_month": read_only(nullable(MONEY)),
+        "withdrawable_balance": read_only(MONEY),
+    }
+    return obj(properties, list(properties))
+
+
+PROJECT_CREDIT_FIELDS: Json = {
+    "uuid": read_only(HEX_UUID), "url": read_only(URI), "value": MONEY, "project": URI,
+    "project_name": read_only(STRING), "project_uuid": read_only(HEX_UUID),
+    "project_slug": read_only(STRING), "customer_name": read_only(STRING),
+    "customer_slug": read_only(STRING), "customer_uuid": read_only(HEX_UUID),
+    "customer_credit": read_only({**MONEY, "description": "Owners, staff and support only."}),
+    "allocated_customer_credit": read_only(nullable(MONEY)),
+    "consumption_last_month": read_only(nullable(MONEY)),
+    "creditable_cost_this_month": read_only(nullable(MONEY)),
+    "spendable_value": read_only(MONEY),
+    "is_limited_by_organization_credit": read_only(BOOLEAN),
+    "offerings": read_only({**array(ref("NestedPublicOffering")),
+                            "description": "Owners, staff and support only."}),
+    **_terms(request=False),
+    MARK_UNUSED: BOOLEAN,
+}
+OWNER_ONLY = ("customer_credit", "allocated_customer_credit", "offerings")
+
+_RECONCILIATION_ROW = obj({
+    "kind": {"type": "string", "enum": ["customer_credit", "project_credit", "total"]},
+    "uuid": STRING, "customer_uuid": STRING, "customer_name": STRING, "project_uuid": STRING,
+    "project_name": STRING, "opening": MONEY, "granted": MONEY, "consumed": MONEY,
+    "floor_draws": MONEY, "expired": MONEY, "written_off": MONEY, "reversed": MONEY,
+    "closing": MONEY, "ties_out": {**BOOLEAN, "description": "opening + movements = closing"},
+}, ["kind", "uuid", "customer_uuid", "customer_name", "project_uuid", "project_name",
+    "opening", "granted", "consumed", "floor_draws", "expired", "written_off", "reversed",
+    "closing", "ties_out"])
+
+SCHEMAS: Json = {
+    # upstream's credits components
+    "MinimalConsumptionLogicEnum": {"type": "string", "enum": ["fixed", "linear"]},
+    "ProjectCreditOEnum": {"type": "string", "enum": [
+        "-end_date", "-expected_consumption", "-project_name", "-value", "end_date",
+        "expected_consumption", "project_name", "value"]},
+    "CustomerCreditOEnum": {"type": "string", "enum": [
+        "-customer_name", "-end_date", "-expected_consumption", "-value", "customer_name",
+        "end_date", "expected_consumption", "value"]},
+    "NestedPublicOffering": _offering(""),
+    "NestedProviderOffering": _offering(""),
+    "ProjectCredit": obj(PROJECT_CREDIT_FIELDS,
+                         [name for name in PROJECT_CREDIT_FIELDS if name not in OWNER_ONLY]),
+    "ProjectCreditRequest": _project_credit_request(["project"]),
+    "PatchedProjectCreditRequest": _project_credit_request(None),
+    "CustomerCredit": _customer_credit(read_only(array(ref("NestedProviderOffering")))),
+    "CreateCustomerCredit": _customer_credit(array(URI)),
+    "CreateCustomerCreditRequest": _customer_credit_request(["customer"]),
+    "PatchedCreateCustomerCreditRequest": _customer_credit_request(None),
+    "CustomerCreditConsumption": obj({
+        "date": read_only(DATE),
+        "price": read_only({"type": "string", "format": "decimal",
+                            "pattern": r"^-?[0-9]+\.[0-9]{2}$"})}, ["date", "price"]),
+    "CreditTransaction": obj({
+        "uuid": read_only(HEX_UUID), "created": read_only(DATETIME), "amount": MONEY,
+        "transaction_type": ref("CreditTransactionTypeEnum"),
+        "transaction_type_display": read_only(STRING), "comment": STRING,
+        "customer_uuid": nullable(HEX_UUID), "customer_name": nullable(STRING),
+        "project_uuid": {**STRING, "description": "Empty when no project is concerned."},
+        "project_name": STRING, "billing_period": nullable(DATE), "balance_after": MONEY,
+        "credit_uuid": nullable(HEX_UUID), "project_credit_uuid": nullable(HEX_UUID),
+    }, ["uuid", "created", "amount", "transaction_type", "transaction_type_display",
+        "comment", "customer_uuid", "customer_name", "project_uuid", "project_name",
+        "billing_period", "balance_after", "credit_uuid", "project_credit_uuid"]),
+    "CreditTransactionTypeEnum": {"type": "string", "enum": TRANSACTION_TYPES},
+    # ours
+    "CreditHistoryEntry": obj({
+        "version": {**INTEGER, "description": "The credit's version after this event."},
+        "type": {**STRING, "description": "The event's name."},
+        "timestamp": DATETIME,
+        "actor": nullable(STRING),
+        "changes": {"type": "object", "additionalProperties": True,
+                    "description": "The event's own attributes."},
+        "amount": nullable(MONEY),
+        "balance_after": MONEY,
+        "transaction_type": nullable(ref("CreditTransactionTypeEnum")),
+        "transaction_uuid": nullable(HEX_UUID),
+    }, ["version", "type", "timestamp", "actor", "changes", "amount", "balance_after",
+        "transaction_type", "transaction_uuid"]),
+    "Customer": obj({
+        "uuid": read_only(HEX_UUID), "url": read_only(URI), "name": STRING, "slug": STRING,
+        "customer_credit": read_only(nullable(MONEY)),
+        "customer_unallocated_credit": read_only(nullable(MONEY)),
+    }, ["uuid", "url", "name", "slug", "customer_credit", "customer_unallocated_credit"]),
+    "CustomerRequest": obj({"name": {**STRING, "maxLength": 500},
+                            "slug": {**STRING, "maxLength": 500}}, ["name"]),
+    "Project": obj({
+        "uuid": read_only(HEX_UUID), "url": read_only(URI), "name": STRING, "slug": STRING,
+        "customer": URI, "customer_uuid": read_only(HEX_UUID),
+        "customer_name": read_only(STRING), "project_credit": read_only(nullable(MONEY)),
+        "is_terminated": read_only(BOOLEAN),
+    }, ["uuid", "url", "name", "slug", "customer", "customer_uuid", "customer_name",
+        "project_credit", "is_terminated"]),
+    "ProjectRequest": obj({"name": {**STRING, "maxLength": 500},
+                           "slug": {**STRING, "maxLength": 500}, "customer": URI},
+                          ["name", "customer"]),
+    "Offering": _offering("A marketplace offering (public and provider routes alike)."),
+    "OfferingRequest": obj({"name": {**STRING, "maxLength": 500},
+                            "type": {**STRING, "maxLength": 100}}, ["name", "type"]),
+    "ConsumptionItemRequest": obj({
+        "id": {**STRING, "maxLength": 255,
+               "description": "The caller's key; posting it again draws nothing more."},
+        "project": URI, "offering": nullable(URI), "amount": MONEY_INPUT, "period": PERIOD,
+    }, ["id", "project", "amount", "period"], "A cost item, net of tax."),
+    "ConsumptionResult": obj({
+        "id": STRING, "project_uuid": HEX_UUID, "amount": MONEY,
+        "drawn_from_project_credit": MONEY, "drawn_from_customer_credit": MONEY,
+        "uncovered": MONEY, "replayed": BOOLEAN,
+    }, ["id", "project_uuid", "amount", "drawn_from_project_credit",
+        "drawn_from_customer_credit", "uncovered", "replayed"]),
+    "ConsumptionItem": obj({
+        "id": STRING, "project_uuid": HEX_UUID, "offering_uuid": nullable(HEX_UUID),
+        "period": PERIOD, "amount": MONEY, "drawn_from_project_credit": MONEY,
+        "drawn_from_customer_credit": MONEY, "uncovered": MONEY, "reversed": BOOLEAN,
+        "created": DATETIME,
+    }, ["id", "project_uuid", "offering_uuid", "period", "amount",
+        "drawn_from_project_credit", "drawn_from_customer_credit", "uncovered", "reversed",
+        "created"]),
+    "BillingPeriod": obj({"period": PERIOD,
+                          "state": {"type": "string", "enum": ["open", "closed"]},
+                          "modified": DATETIME}, ["period", "state", "modified"]),
+    "BillingPeriodClosed": obj({
+        "period": PERIOD, "state": {"type": "string", "enum": ["closed"]},
+        "already_closed": BOOLEAN, "customers_settled": INTEGER,
+    }, ["period", "state", "already_closed", "customers_settled"]),
+    "BillingPeriodReopened": obj({
+        "period": PERIOD, "state": {"type": "string", "enum": ["open"]},
+        "customers_reopened": INTEGER,
+    }, ["period", "state", "customers_reopened"]),
+    "ReconciliationRow": _RECONCILIATION_ROW,
+    "Reconciliation": obj({
+        "period": PERIOD, "attribution": STRING,
+        "rows": array(ref("ReconciliationRow")), "totals": ref("ReconciliationRow"),
+        "summary": obj({
+            "rows": INTEGER, "all_rows_tie_out": BOOLEAN, "totals_tie_out": BOOLEAN,
+            "closing_compared_with": {"type": "string",
+                                      "enum": ["live_read_model", "next_period_opening"]},
+            "closing_matches": BOOLEAN, "mismatches": array(STRING),
+        }, ["rows", "all_rows_tie_out", "totals_tie_out", "closing_compared_with",
+            "closing_matches", "mismatches"]),
+    }, ["period", "attribution", "rows", "totals", "summary"]),
+    "Health": obj({"status": {"type": "string", "enum": ["ok"]},
+                   "position": {**INTEGER, "description": "The projector's position."}},
+                  ["status", "position"]),
+    "Detail": obj({"detail": STRING}, ["detail"], "DRF's error body."),
+    "ValidationError": {
+        "description": "DRF's validation body: field name to messages (a list; a string for "
+                       "model-level rules), or one object per item of a list body.",
+        "oneOf": [
+            {"type": "object", "additionalProperties": {
+                "oneOf": [array(STRING), STRING]}},
+            {"type": "array", "items": {"oneOf": [STRING, {"type": "object"}]}},
+        ],
+    },
+}
+
+
+# --- parameters, responses ----------------------------------------------------------------
+
+def query(name: str, schema: Json, description: str = "", required: bool = False) -> Json:
+    param: Json = {"in": "query", "name": name, "schema": schema}
+    if description:
+        param["description"] = description
+    if required:
+        param["required"] = True
+    return param
+
+
+def path(name: str, schema: Json) -> Json:
+    return {"in": "path", "name": name, "required": True, "schema": schema}
+
+
+def ordering(key: Json) -> Json:
+    """`o=-value,project_name`: comma-separated keys, `-` for descending."""
+    return {**query("o", array(key), "Ordering"), "style": "form", "explode": False}
+
+
+def param_ref(name: str) -> Json:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+PARAMETERS: Json = {
+    "Page": query("page", INTEGER, "A page number within the paginated result set."),
+    "PageSize": query("page_size", INTEGER, "Number of results to return per page "
+                                            "(default 10, at most 300)."),
+    "Uuid": path("uuid", {"type": "string", "format": "uuid"}),
+    "AsOf": query("as_of", DATETIME, "The state at that moment, by replaying the events."),
+    "IfMatch": {"in": "header", "name": "If-Match", "required": False,
+                "schema": {**STRING, "pattern": r'^(\*|(W/)?"?[0-9]+"?)$'},
+                "description": "The credit's ETag (its version): act only on that version, "
+                               "412 otherwise."},
+    "IdempotencyKey": {"in": "header", "name": "Idempotency-Key", "required": False,
+                       "schema": {**STRING, "maxLength": 255},
+                       "description": "A retry with the same key and body replays the "
+                                      "first answer; with another body it is refused (422)."},
+}
+PAGINATION = [param_ref("Page"), param_ref("PageSize")]
+
+
+def _detail_response(description: str, headers: Json | None = None) -> Json:
+    response: Json = {"description": description,
+                      "content": {"application/json": {"schema": ref("Detail")}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RESPONSES: Json = {
+    "ValidationError": {"description": "Invalid input (DRF's validation body), or a "
+                                       "malformed JSON body (`detail`).",
+                        "content": {"application/json": {"schema": {
+                            "anyOf": [ref("ValidationError"), ref("Detail")]}}}},
+    "Unauthorized": _detail_response("No token, or an invalid one.", {
+        "WWW-Authenticate": {"schema": {"type": "string", "enum": ["Token"]}}}),
+    "Forbidden": _detail_response("The caller's role does not allow this."),
+    "NotFound": _detail_response("No such object, or not visible to the caller; for lists, "
+                                 "an invalid page."),
+    "Conflict": _detail_response("The state forbids it now: a closed billing period, a "
+                                 "concurrent change, or an Idempotency-Key still in progress."),
+    "PreconditionFailed": _detail_response("If-Match names a version that is no longer "
+                                           "current, or is not an ETag of this API."),
+    "UnsupportedMediaType": _detail_response("The body is not JSON."),
+    "UnprocessableEntity": _detail_response("The Idempotency-Key was used with a different "
+                                            "request."),
+}
+ERROR_NAMES = {400: "ValidationError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+               409: "Conflict", 412: "PreconditionFailed", 415: "UnsupportedMediaType",
+               422: "UnprocessableEntity"}
+
+ETAG: Json = {"ETag": {"description": "The credit's version, for If-Match",
+                        "schema": {**STRING, "pattern": r'^"[0-9]+"$'}}}
+LIST_HEADERS: Json = {
+    "X-Result-Count": {"description": "Total number of results available",
+                       "schema": INTEGER},
+    "Link": {"description": "first, prev, next and last pages (RFC 8288)", "schema": STRING},
+}
+
+
+def errors(*codes: int) -> Json:
+    return {str(code): {"$ref": f"#/components/responses/{ERROR_NAMES[code]}"}
+            for code in codes}
+
+
+def json_response(schema: Json, description: str = "", headers: Json | None = None) -> Json:
+    response: Json = {"description": description or "OK",
+                      "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def json_body(schema: Json, required: bool = True) -> Json:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
+              parameters: list[Json] | None = None, body: Json | None = None,
+              public: bool = False) -> Json:
+    """One operation; authenticated ones get 401, bodies 400/415, POSTs Idempotency-Key."""
+    op: Json = {"operationId": operation_id, "tags": [tag], "summary": summary}
+    params = list(parameters or [])
+    if operation_id.endswith(("_create", "_close", "_reopen")):
+        params.append(param_ref("IdempotencyKey"))
+        responses = {**responses, **errors(409, 422)}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = body
+        responses = {**responses, **errors(400, 415)}
+    if public:
+        op["security"] = []
+    else:
+        responses = {**responses, **errors(401)}
+    op["responses"] = dict(sorted(responses.items()))
+    return op
+
+
+# --- paths --------------------------------------------------------------------------------
+
+def credit_paths(collection: str, tag: str, *, item: str, created: str, request: str,
+                 patched: str, filters: list[Json], o_enum: str, writers: str) -> Json:
+    """Upstream's list/create/count and retrieve/update/partial/destroy for one credit kind."""
+    prefix = collection.replace("-", "_")
+    list_params = [*filters, ordering(ref(o_enum)), *PAGINATION, query("query", STRING),
+                   param_ref("AsOf")]
+    listing = json_response(array(ref(item)), headers=LIST_HEADERS)
+    return {
+        f"/api/{collection}/": {
+            "get": operation(f"{prefix}_list", tag, f"List {tag}", {
+                "200": listing, **errors(400, 404)}, parameters=list_params),
+            "head": operation(f"{prefix}_count", tag, "Count (headers only)", {
+                "200": {"description": "No response body", "headers": LIST_HEADERS},
+                **errors(400, 404)}, parameters=list_params),
+            "post": operation(f"{prefix}_create", tag, f"Create ({writers})", {
+                "201": json_response(ref(created), "Created", ETAG), **errors(403)},
+                body=json_body(ref(request))),
+        },
+        f"/api/{collection}/{{uuid}}/": {
+            "parameters": [param_ref("Uuid")],
+            "get": operation(f"{prefix}_retrieve", tag, "Retrieve (an ETag unless as_of)", {
+                "200": json_response(ref(item), headers=ETAG), **errors(400, 404)},
+                parameters=[param_ref("AsOf")]),
+            "put": operation(f"{prefix}_update", tag, f"Update ({writers})", {
+                "200": json_response(ref(created), headers=ETAG),
+                **errors(403, 404, 409, 412)},
+                parameters=[param_ref("IfMatch")], body=json_body(ref(request))),
+            "patch": operation(f"{prefix}_partial_update", tag, f"Partial update ({writers})", {
+                "200": json_response(ref(created), headers=ETAG),
+                **errors(403, 404, 409, 412)},
+                parameters=[param_ref("IfMatch")],
+                body=json_body(ref(patched), required=False)),
+            "delete": operation(f"{prefix}_destroy", tag, f"Delete ({writers})", {
+                "204": {"description": "No response body"}, **errors(403, 404, 409, 412)},
+                parameters=[param_ref("IfMatch")]),
+        },
+        f"/api/{collection}/{{uuid}}/history/": {
+            "parameters": [param_ref("Uuid")],
+            "get": operation(f"{prefix}_history", tag, "Every event of the credit, in order, "
+                                                       "with actor, time and balance after", {
+                "200": json_response(array(ref("CreditHistoryEntry"))), **errors(404)}),
+        },
+    }
+
+
+def directory_paths(collection: str, tag: str, schema: str, request: str,
+                    filters: list[Json], delete: Json | None = None) -> Json:
+    prefix = collection.replace("-", "_")
+    listing = json_response(array(ref(schema)), headers=LIST_HEADERS)
+    item: Json = {
+        "parameters": [param_ref("Uuid")],
+        "get": operation(f"{prefix}_retrieve", tag, "Retrieve", {
+            "200": json_response(ref(schema)), **errors(404)}),
+    }
+    if delete is not None:
+        item["delete"] = delete
+    return {
+        f"/api/{collection}/": {
+            "get": operation(f"{prefix}_list", tag, f"List {tag}", {
+                "200": listing, **errors(400, 404)},
+                parameters=[query("name", STRING, "Name contains (case-insensitive)"),
+                            *filters, *PAGINATION]),
+            "head": operation(f"{prefix}_count", tag, "Count (headers only)", {
+                "200": {"description": "No response body", "headers": LIST_HEADERS},
+                **errors(400, 404)},
+                parameters=[query("name", STRING), *filters, *PAGINATION]),
+            "post": operation(f"{prefix}_create", tag, "Register (staff)", {
+                "201": json_response(ref(schema), "Created"), **errors(403)},
+                body=json_body(ref(request))),
+        },
+        f"/api/{collection}/{{uuid}}/": item,
+    }
+
+
+def _paths() -> Json:
+    uuid_filter = {"type": "string", "format": "uuid"}
+    customer_filters = [query("customer_name", STRING), query("customer_slug", STRING),
+                        query("customer_uuid", uuid_filter)]
+    paths: Json = {
+        "/health": {"get": operation("health", "service", "Liveness", {
+            "200": json_response(ref("Health"))}, public=True)},
+        "/api/schema/": {"get": operation("schema", "service", "This document", {
+            "200": json_response({"type": "object"})}, public=True)},
+        **credit_paths("project-credits", "project-credits", item="ProjectCredit",
+                       created="ProjectCredit", request="ProjectCreditRequest",
+                       patched="PatchedProjectCreditRequest",
+                       filters=[*customer_filters, query("project_name", STRING),
+                                query("project_uuid", uuid_filter)],
+                       o_enum="ProjectCreditOEnum", writers="customer owners and staff"),
+        **credit_paths("customer-credits", "customer-credits", item="CustomerCredit",
+                       created="CreateCustomerCredit", request="CreateCustomerCreditRequest",
+                       patched="PatchedCreateCustomerCreditRequest", filters=customer_filters,
+                       o_enum="CustomerCreditOEnum", writers="staff"),
+        "/api/customer-credits/{uuid}/consumptions/": {
+            "parameters": [param_ref("Uuid")],
+            "get": operation("customer_credits_consumptions_list", "customer-credits",
+                             "Credit consumption history grouped by month", {
+                                 "200": json_response(array(ref("CustomerCreditConsumption"))),
+                                 **errors(404)}),
+        },
+        "/api/credit-transactions/": {},
+        "/api/credit-transactions/{uuid}/": {
+            "parameters": [param_ref("Uuid")],
+            "get": operation("credit_transactions_retrieve", "credit-transactions",
+                             "Retrieve", {"200": json_response(ref("CreditTransaction")),
+                                          **errors(404)}),
+        },
+        **directory_paths("customers", "customers", "Customer", "CustomerRequest", []),
+        **directory_paths(
+            "projects", "projects", "Project", "ProjectRequest",
+            [query("customer_uuid", uuid_filter)],
+            delete=operation("projects_destroy", "projects",
+                             "Terminate the project (staff or customer owner): its credit "
+                             "goes to 0, written off or back to the pool", {
+                                 "204": {"description": "No response body"},
+                                 **errors(400, 403, 404, 409)})),
+        **directory_paths("marketplace-public-offerings", "offerings", "Offering",
+                          "OfferingRequest", []),
+        **directory_paths("marketplace-provider-offerings", "offerings", "Offering",
+                          "OfferingRequest", []),
+        "/api/consumptions/": {"post": operation(
+            "consumptions_create", "consumptions",
+            "Post a batch of cost items (staff); validated whole, applied cheapest first", {
+                "201": json_response(array(ref("ConsumptionResult")), "Drawn"),
+                "200": json_response(array(ref("ConsumptionResult")),
+                                     "Every item was posted before: the original results"),
+                **errors(403)},
+            body=json_body({**array(ref("ConsumptionItemRequest")), "minItems": 1,
+                            "maxItems": 1000}))},
+        "/api/consumptions/{item_id}/": {
+            "parameters": [path("item_id", STRING)],
+            "get": operation("consumptions_retrieve", "consumptions", "Retrieve (staff)", {
+                "200": json_response(ref("ConsumptionItem")), **errors(403, 404)}),
+            "delete": operation("consumptions_destroy", "consumptions",
+                                "Reverse the item while its period is open (staff)", {
+                                    "204": {"description": "No response body"},
+                                    **errors(403, 404, 409)}),
+        },
+        "/api/billing-periods/": {"get": operation(
+            "billing_periods_list", "billing-periods", "Periods closed or re-opened so far", {
+                "200": json_response(array(ref("BillingPeriod")))})},
+        "/api/billing-periods/{period}/close/": {
+            "parameters": [path("period", PERIOD)],
+            "post": operation("billing_periods_close", "billing-periods",
+                              "Settle the month for every organisation (staff; idempotent)", {
+                                  "200": json_response(ref("BillingPeriodClosed")),
+                                  **errors(400, 403)}),
+        },
+        "/api/billing-periods/{period}/reopen/": {
+            "parameters": [path("period", PERIOD)],
+            "post": operation("billing_periods_reopen", "billing-periods",
+                              "Re-open the latest closed month, reversing its settlement "
+                              "(staff)", {"200": json_response(ref("BillingPeriodReopened")),
+                                          **errors(400, 403)}),
+        },
+        "/api/reconciliation/": {"get": operation(
+            "reconciliation_retrieve", "reconciliation",
+            "A month's reconciliation per credit (staff): opening + movements = closing", {
+                "200": {"description": "The report",
+                        "headers": {
+                            "X-Reconciliation-Ties-Out": {"schema": {
+                                "type": "string", "enum": ["true", "false"]}},
+                            "X-Reconciliation-Closing-Matches": {"schema": {
+                                "type": "string", "enum": ["true", "false"]}}},
+                        "content": {"application/json": {"schema": ref("Reconciliation")},
+                                    "text/csv": {"schema": STRING}}},
+                **errors(400, 403)},
+            parameters=[query("period", PERIOD, required=True),
+                        query("format", {"type": "string", "enum": ["json", "csv"]},
+                              "csv, or json (default; also chosen by the Accept header)")])},
+    }
+    tx_params = [
+        query("credit_uuid", uuid_filter), query("customer_uuid", uuid_filter),
+        query("project_credit_uuid", uuid_filter), query("project_uuid", STRING),
+        query("transaction_type", STRING), query("billing_period", DATE),
+        query("billing_period_after", DATE), query("billing_period_before", DATE),
+        ordering({"type": "string", "enum": [
+            "-billing_period", "-created", "billing_period", "created"]}),
+        *PAGINATION,
+    ]
+    tx_list = json_response(array(ref("CreditTransaction")), headers=LIST_HEADERS)
+    paths["/api/credit-transactions/"] = {
+        "get": operation("credit_transactions_list", "credit-transactions",
+                         "Every balance change of every visible credit, newest first", {
+                             "200": tx_list, **errors(400, 404)}, parameters=tx_params),
+        "head": operation("credit_transactions_count", "credit-transactions",
+                          "Count (headers only)", {
+                              "200": {"description": "No response body",
+                                      "headers": LIST_HEADERS}, **errors(400, 404)},
+                          parameters=tx_params),
+    }
+    return paths
+
+
+def document() -> Json:
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "credit-ledger",
+            "version": "0.1.0",
+            "description": "An event-sourced credit ledger serving Waldur's credits API "
+                           "(project-credits, customer-credits, credit-transactions) with "
+                           "history, as-of reads, consumption posting, month settlement "
+                           "and reconciliation on top.",
+        },
+        "security": [{"tokenAuth": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": PARAMETERS,
+            "responses": RESPONSES,
+            "securitySchemes": {"tokenAuth": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`Token <key>`"}},
+        },
+    }
+
+
+class OpenApiSchema:
+    """GET /api/schema/: this document; anonymous callers allowed."""
+
+    def __init__(self) -> None:
+        self.document = document()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.document
