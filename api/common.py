@@ -24,6 +24,11 @@ def parse_uuid(text: str, message: str = "Not found.") -> UUID:
         raise not_found(message) from None
 
 
+def request_body(req: falcon.Request) -> Any:
+    """The parsed JSON body; no body reads as an empty object, as in DRF."""
+    return req.get_media(default_when_empty={})
+
+
 def base_url(req: falcon.Request) -> str:
     return req.prefix
 

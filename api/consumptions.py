@@ -9,7 +9,7 @@ import falcon
 from sqlalchemy import Connection, select
 
 from api import fields
-from api.common import Resource
+from api.common import Resource, request_body
 from api.errors import ApiError, not_found, permission_denied, validation_error
 from api.forms import Field, expect_object, validate
 from api.representations import iso_datetime
@@ -52,7 +52,7 @@ class Consumptions(StaffResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
         with self.services.engine.connect() as conn:
-            items = self._validate(conn, req.get_media())
+            items = self._validate(conn, request_body(req))
         results = self.services.ledger.post_consumption(items, principal.actor)
         self.settle_reads()
         resp.status = falcon.HTTP_200 if all(r.replayed for r in results) else falcon.HTTP_201

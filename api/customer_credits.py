@@ -17,6 +17,7 @@ from api.common import (
     base_url,
     if_match,
     parse_uuid,
+    request_body,
     set_etag,
 )
 from api.errors import not_found, permission_denied, validation_error
@@ -69,7 +70,7 @@ class CustomerCredits(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self._staff(req)
         with self.services.engine.connect() as conn:
-            values = validate(req.get_media(), self._fields(conn, creating=True))
+            values = validate(request_body(req), self._fields(conn, creating=True))
         self._check_terms(values, current=None)
         credit_id = self.services.ledger.create_customer_credit(
             values["customer"], values.get("value", ZERO), Terms().updated(**values),
@@ -132,7 +133,7 @@ class CustomerCredits(Resource):
         row = self._visible_row(principal, uuid)
         self._staff(req)
         with self.services.engine.connect() as conn:
-            values = validate(req.get_media(), self._fields(conn, creating=False), partial)
+            values = validate(request_body(req), self._fields(conn, creating=False), partial)
         self._check_terms(values, current=row)
         self.services.ledger.update_customer_credit(
             UUID(row.uuid), principal.actor, value=values.get("value"),

@@ -11,7 +11,7 @@ import falcon
 from sqlalchemy import Connection, Select, false, or_, select
 
 from api import fields
-from api.common import Resource, apply_uuid_filter, base_url, parse_uuid
+from api.common import Resource, apply_uuid_filter, base_url, parse_uuid, request_body
 from api.errors import not_found, permission_denied
 from api.forms import Field, validate
 from api.listing import last_param, paginate
@@ -125,7 +125,7 @@ class Customers(_Directory):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        values = validate(req.get_media(), [Field("name", NAME, required=True),
+        values = validate(request_body(req), [Field("name", NAME, required=True),
                                             Field("slug", SLUG)])
         new_id = self.services.ledger.register_customer(
             values["name"], values.get("slug") or slugify(values["name"]), principal.actor)
@@ -170,7 +170,7 @@ class Projects(_Directory):
                 if found is None:
                     raise fields.FieldError("Invalid hyperlink - Object does not exist.")
 
-            values = validate(req.get_media(), [
+            values = validate(request_body(req), [
                 Field("name", NAME, required=True), Field("slug", SLUG),
                 Field("customer", fields.hyperlink("/api/customers/"), required=True,
                       check=check_customer)])
@@ -209,7 +209,7 @@ class Offerings(_Directory):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        values = validate(req.get_media(), [Field("name", NAME, required=True),
+        values = validate(request_body(req), [Field("name", NAME, required=True),
                                             Field("type", fields.string(100), required=True)])
         new_id = self.services.ledger.register_offering(
             values["name"], values["type"], principal.actor)

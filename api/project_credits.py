@@ -16,6 +16,7 @@ from api.common import (
     base_url,
     if_match,
     parse_uuid,
+    request_body,
     set_etag,
 )
 from api.errors import not_found, permission_denied
@@ -70,7 +71,7 @@ class ProjectCredits(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self.services.engine.connect() as conn:
-            values = validate(req.get_media(), self._fields(conn, principal, None))
+            values = validate(request_body(req), self._fields(conn, principal, None))
         credit_id = self.services.ledger.create_project_credit(
             values["project"], values.get("value", ZERO),
             Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor)
@@ -118,7 +119,7 @@ class ProjectCredits(Resource):
         if not principal.is_owner(row.customer_uuid):
             raise permission_denied()
         with self.services.engine.connect() as conn:
-            values = validate(req.get_media(), self._fields(conn, principal, row.uuid), partial)
+            values = validate(request_body(req), self._fields(conn, principal, row.uuid), partial)
         self.services.ledger.update_project_credit(
             UUID(row.uuid), principal.actor, project_id=values.get("project"),
             value=values.get("value"),

@@ -155,23 +155,27 @@ class Ledger(Application[UUID]):
     # --- directory -----------------------------------------------------------------------
 
     def register_customer(self, name: str, slug: str, actor: str) -> UUID:
+        check_text(name=name, slug=slug)
         customer = Customer(name=name, slug=slug, actor=actor)
         self.save(customer)
         return customer.id
 
     def register_project(self, name: str, slug: str, customer_id: UUID, actor: str) -> UUID:
+        check_text(name=name, slug=slug)
         self.get(customer_id, Customer)
         project = Project(name=name, slug=slug, customer_id=customer_id, actor=actor)
         self.save(project)
         return project.id
 
     def register_offering(self, name: str, type: str, actor: str) -> UUID:
+        check_text(name=name, type=type)
         offering = Offering(name=name, type=type, actor=actor)
         self.save(offering)
         return offering.id
 
     def create_user(self, username: str, token: str, is_staff: bool, is_support: bool,
                     actor: str) -> UUID:
+        check_text(username=username)
         user = User(username=username, token_hash=hash_token(token), is_staff=is_staff,
                     is_support=is_support, actor=actor)
         try:
@@ -513,6 +517,13 @@ class Ledger(Application[UUID]):
                 cc.sync_allocation(pc, actor)
 
         self.retrying(command)
+
+
+def check_text(**fields: str) -> None:
+    """Names end up in every store and report: no NUL (PostgreSQL refuses it), no surrogates."""
+    for field, text in fields.items():
+        if "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text):
+            raise RuleViolation("Null and surrogate characters are not allowed.", field)
 
 
 def floor_due(credit: Credit, period: Period) -> Decimal:

@@ -196,3 +196,12 @@ def test_consumption_item_records_its_split(ledger: Ledger) -> None:
     recorded = ledger.find_consumption("big")
     assert isinstance(recorded, ConsumptionItem)
     assert (recorded.drawn_from_customer_credit, recorded.uncovered) == (D(10), D(15))
+
+
+def test_names_refuse_characters_no_store_can_keep(ledger: Ledger) -> None:
+    from ledger.errors import RuleViolation
+
+    with pytest.raises(RuleViolation):
+        ledger.register_customer("bad\x00name", "bad", "t")
+    with pytest.raises(RuleViolation):
+        ledger.create_user("x\ud800", "token", False, False, "t")
