@@ -259,3 +259,13 @@ def test_conditional_writes_with_etags(directory: Directory, world: dict[str, An
     assert gone.status_code == 412
     deleted = client.simulate_delete(path, headers={**staff, "If-Match": first.headers["ETag"]})
     assert deleted.status_code == 204
+
+
+def test_an_empty_body_is_an_empty_object(directory: Directory, world: dict[str, Any]) -> None:
+    """As DRF: no body means no fields, not a parse error."""
+    client, staff = directory.client, directory.staff
+    credit = directory.project_credit(world["alpha"], "100")
+    patched = client.simulate_patch(f"/api/project-credits/{credit['uuid']}/", headers=staff)
+    assert (patched.status_code, patched.json["value"]) == (200, "100.00000")
+    created = client.simulate_post("/api/project-credits/", headers=staff)
+    assert created.json == {"project": ["This field is required."]}
