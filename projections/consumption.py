@@ -15,7 +15,7 @@ project = Dispatch()
 
 @project.on(ConsumptionItem.Recorded)
 def _recorded(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(consumptions).values(
+    conn.execute(insert(consumptions), dict(
         item_id=event.item_id, project_uuid=event.project_id.hex,
         customer_uuid=event.customer_id.hex,
         offering_uuid=event.offering_id.hex if event.offering_id else None,
@@ -41,5 +41,5 @@ def _calendar(event: Any, conn: Connection, position: int) -> None:
                            .where(billing_periods.c.period == event.period)
                            .values(closed=closed, modified=event.timestamp))
     if changed.rowcount == 0:
-        conn.execute(insert(billing_periods).values(
+        conn.execute(insert(billing_periods), dict(
             period=event.period, closed=closed, modified=event.timestamp))

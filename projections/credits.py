@@ -37,14 +37,14 @@ def _created(event: Any) -> dict[str, Any]:
 
 @project.on(CustomerCredit.Created)
 def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(customer_credits).values(
+    conn.execute(insert(customer_credits), dict(
         customer_uuid=event.customer_id.hex, **_created(event)))
     _set_offerings(conn, event.originator_id.hex, event.offering_ids)
 
 
 @project.on(ProjectCredit.Created)
 def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(project_credits).values(
+    conn.execute(insert(project_credits), dict(
         project_uuid=event.project_id.hex, customer_uuid=event.customer_id.hex,
         mark_unused_credit_as_spent_on_project_termination=(
             event.mark_unused_credit_as_spent_on_project_termination),
@@ -104,5 +104,5 @@ def _set_offerings(conn: Connection, credit_uuid: str, offering_ids: list[Any]) 
     table = customer_credit_offerings
     conn.execute(delete(table).where(table.c.credit_uuid == credit_uuid))
     for position, offering_id in enumerate(offering_ids):
-        conn.execute(insert(table).values(
+        conn.execute(insert(table), dict(
             credit_uuid=credit_uuid, offering_uuid=offering_id.hex, position=position))

@@ -16,13 +16,13 @@ project = Dispatch()
 
 @project.on(Customer.Registered)
 def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(customers).values(
+    conn.execute(insert(customers), dict(
         uuid=event.originator_id.hex, name=event.name, slug=event.slug, created=event.timestamp))
 
 
 @project.on(Project.Registered)
 def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(projects).values(
+    conn.execute(insert(projects), dict(
         uuid=event.originator_id.hex, name=event.name, slug=event.slug,
         customer_uuid=event.customer_id.hex, terminated=False, created=event.timestamp))
 
@@ -35,20 +35,20 @@ def _(event: Any, conn: Connection, position: int) -> None:
 
 @project.on(Offering.Registered)
 def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(offerings).values(
+    conn.execute(insert(offerings), dict(
         uuid=event.originator_id.hex, name=event.name, type=event.type, created=event.timestamp))
 
 
 @project.on(User.Created)
 def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(users).values(
+    conn.execute(insert(users), dict(
         uuid=event.originator_id.hex, username=event.username, token_hash=event.token_hash,
         is_staff=event.is_staff, is_support=event.is_support))
 
 
 @project.on(User.RoleGranted)
 def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(user_roles).values(
+    conn.execute(insert(user_roles), dict(
         user_uuid=event.originator_id.hex, scope=event.scope, scope_uuid=event.scope_id.hex,
         role=event.role))
 

@@ -115,7 +115,7 @@ class Projector:
             .values(position=tracking.c.position)
         )
         if locked.rowcount == 0:
-            conn.execute(insert(tracking).values(name=NAME, position=0))
+            conn.execute(insert(tracking), dict(name=NAME, position=0))
         found = conn.execute(select(tracking.c.position).where(tracking.c.name == NAME))
         return int(found.scalar_one())
 

@@ -96,7 +96,7 @@ def _record(event: Any, conn: Connection, position: int, amount: Decimal, kind: 
     project_uuid = _project_of(event, conn) or (None if is_org else row.project_uuid)
     project_name = conn.execute(
         select(projects.c.name).where(projects.c.uuid == project_uuid)).scalar()
-    conn.execute(insert(credit_transactions).values(
+    conn.execute(insert(credit_transactions), dict(
         uuid=uuid5(NAMESPACE_URL, f"{event.originator_id}/{event.originator_version}").hex,
         position=position, created=event.timestamp, amount=amount,
         transaction_type=kind, comment=comment,
