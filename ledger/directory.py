@@ -7,7 +7,7 @@ appear on credits and reports. Each holds the id of its credit, which makes
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -15,22 +15,18 @@ from eventsourcing.domain import Aggregate, event
 from ledger.errors import DuplicateCredit, ProjectTerminated
 
 
-class Customer(Aggregate):
-    """An organisation that may hold one organisation credit."""
+class CreditHolder(Aggregate):
+    """Holds the id of at most one credit: where "one credit per …" is checked."""
 
-    Registered: ClassVar[type[Aggregate.Event]]
     CreditAttached: ClassVar[type[Aggregate.Event]]
     CreditDetached: ClassVar[type[Aggregate.Event]]
-
-    @event("Registered")
-    def __init__(self, name: str, slug: str, actor: str) -> None:
-        self.name = name
-        self.slug = slug
-        self.credit_id: UUID | None = None
+    if TYPE_CHECKING:  # a class annotation would make eventsourcing expect it at creation
+        credit_id: UUID | None
+    duplicate: ClassVar[tuple[str, str]]  # upstream's message and field
 
     def attach_credit(self, credit_id: UUID, actor: str) -> None:
         if self.credit_id is not None:
-            raise DuplicateCredit("customer credit with this customer already exists.", "customer")
+            raise DuplicateCredit(*self.duplicate)
         self._credit_attached(credit_id=credit_id, actor=actor)
 
     @event("CreditAttached")
@@ -46,20 +42,32 @@ class Customer(Aggregate):
         self.credit_id = None
 
 
-class Project(Aggregate):
+class Customer(CreditHolder):
+    """An organisation that may hold one organisation credit."""
+
+    Registered: ClassVar[type[Aggregate.Event]]
+    duplicate = ("customer credit with this customer already exists.", "customer")
+
+    @event("Registered")
+    def __init__(self, name: str, slug: str, actor: str) -> None:
+        self.name = name
+        self.slug = slug
+        self.credit_id = None
+
+
+class Project(CreditHolder):
     """A project of a customer; may hold one project credit; can be terminated."""
 
     Registered: ClassVar[type[Aggregate.Event]]
-    CreditAttached: ClassVar[type[Aggregate.Event]]
-    CreditDetached: ClassVar[type[Aggregate.Event]]
     Terminated: ClassVar[type[Aggregate.Event]]
+    duplicate = ("project credit with this project already exists.", "project")
 
     @event("Registered")
     def __init__(self, name: str, slug: str, customer_id: UUID, actor: str) -> None:
         self.name = name
         self.slug = slug
         self.customer_id = customer_id
-        self.credit_id: UUID | None = None
+        self.credit_id = None
         self.terminated = False
 
     def check_active(self) -> None:
@@ -68,21 +76,7 @@ class Project(Aggregate):
 
     def attach_credit(self, credit_id: UUID, actor: str) -> None:
         self.check_active()
-        if self.credit_id is not None:
-            raise DuplicateCredit("project credit with this project already exists.", "project")
-        self._credit_attached(credit_id=credit_id, actor=actor)
-
-    @event("CreditAttached")
-    def _credit_attached(self, credit_id: UUID, actor: str) -> None:
-        self.credit_id = credit_id
-
-    def detach_credit(self, actor: str) -> None:
-        if self.credit_id is not None:
-            self._credit_detached(actor=actor)
-
-    @event("CreditDetached")
-    def _credit_detached(self, actor: str) -> None:
-        self.credit_id = None
+        super().attach_credit(credit_id, actor)
 
     def terminate(self, actor: str) -> None:
         self.check_active()
