@@ -14,9 +14,9 @@ from api.errors import ApiError, not_found, permission_denied, validation_error
 from api.forms import Field, expect_object, validate
 from api.representations import iso_datetime
 from ledger.access import Principal
-from ledger.application import ConsumptionInput, ConsumptionResult
 from ledger.money import format_money
 from ledger.periods import Period
+from ledger.posting import ConsumptionInput, ConsumptionResult
 from projections.tables import billing_periods, consumptions, customer_credits, offerings, projects
 
 MAX_ITEMS = 1000

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
-from ledger.application import ConsumptionInput, Ledger
+from ledger.application import Ledger
 from ledger.periods import Period
+from ledger.posting import ConsumptionInput
 from ledger.terms import Terms
 
 ACTOR = "bench"

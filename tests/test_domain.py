@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 
-from ledger.application import ConsumptionInput, Ledger
+from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
 from ledger.credits import CustomerCredit, ProjectCredit
 from ledger.errors import (
@@ -20,6 +20,7 @@ from ledger.errors import (
     ProjectTerminated,
 )
 from ledger.periods import Period
+from ledger.posting import ConsumptionInput
 from ledger.settlement import linear_expected, minimal_consumption, time_left_factor
 from ledger.terms import Terms
 

@@ -71,8 +71,8 @@ def test_concurrent_projectors_apply_each_event_once(directory: Directory, servi
     directory.customer_credit(org, "1000")
     credit = directory.project_credit(project, "500")
     project_id = UUID(project["uuid"])
-    from ledger.application import ConsumptionInput
     from ledger.periods import Period
+    from ledger.posting import ConsumptionInput
 
     for n in range(40):
         services.ledger.post_consumption(

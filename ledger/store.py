@@ -1,0 +1,115 @@
+"""The plumbing every command shares: transcodings, loading, and retried atomic saves.
+
+Each command loads the aggregates it touches, lets them check their rules, and saves
+every changed aggregate in one atomic save. A concurrent writer makes the save fail on
+the version check; the command is then re-run on fresh state a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+
+from ledger.errors import Conflict, NotFound
+from ledger.terms import Terms
+
+A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
+MAX_ATTEMPTS = 12
+
+
+class DateAsISO(Transcoding):
+    """eventsourcing does not transcode datetime.date by default."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class TermsAsDict(Transcoding):
+    """Credit aggregates hold Terms; snapshots (every 100 events) must encode them."""
+
+    type = Terms
+    name = "credit_terms"
+
+    def encode(self, obj: Terms) -> dict[str, Any]:
+        return obj.as_kwargs()
+
+    def decode(self, data: dict[str, Any]) -> Terms:
+        return Terms(**data)
+
+
+class Unit:
+    """The aggregates one command has loaded (each once) and changed."""
+
+    def __init__(self, app: LedgerBase) -> None:
+        self.app = app
+        self.loaded: dict[UUID, Aggregate] = {}
+
+    def get(self, aggregate_id: UUID, cls: type[A]) -> A:
+        if aggregate_id not in self.loaded:
+            self.loaded[aggregate_id] = self.app.get(aggregate_id, cls)
+        aggregate = self.loaded[aggregate_id]
+        assert isinstance(aggregate, cls)
+        return aggregate
+
+    def add(self, aggregate: A) -> A:
+        self.loaded[aggregate.id] = aggregate
+        return aggregate
+
+    def save(self) -> int:
+        recordings = self.app.save(*self.loaded.values())
+        return max((r.notification.id for r in recordings), default=0)
+
+
+class LedgerBase(Application[UUID]):
+    """Loading and saving for the command groups that make up the Ledger."""
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+        transcoder.register(TermsAsDict())
+
+
+    def get(self, aggregate_id: UUID, cls: type[A]) -> A:
+        try:
+            aggregate: Aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"No {cls.__name__} {aggregate_id.hex}.") from None
+        if not isinstance(aggregate, cls) or getattr(aggregate, "deleted", False):
+            raise NotFound(f"No {cls.__name__} {aggregate_id.hex}.")
+        return aggregate
+
+    def retrying(self, command: Callable[[Unit], T]) -> T:
+        """Run a command on fresh state until its save wins the version check."""
+        for attempt in range(MAX_ATTEMPTS):
+            unit = Unit(self)
+            result = command(unit)
+            try:
+                unit.save()
+                return result
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+        raise Conflict("The credit was changed concurrently; please retry.")
+
+    def live(self, unit: Unit, aggregate_id: UUID | None, cls: type[A]) -> A | None:
+        """The aggregate if it exists and is not deleted; None otherwise."""
+        if aggregate_id is None:
+            return None
+        try:
+            return unit.get(aggregate_id, cls)
+        except NotFound:
+            return None
