@@ -11,7 +11,6 @@ from sqlalchemy import Connection, Select, false, or_, select
 
 from api import fields, history
 from api.common import (
-    Resource,
     apply_exact_filter,
     apply_uuid_filter,
     base_url,
@@ -20,9 +19,10 @@ from api.common import (
     request_body,
     set_etag,
 )
+from api.credit_collection import CreditCollection
 from api.errors import not_found, permission_denied, validation_error
 from api.forms import Field, validate
-from api.listing import last_param, ordering, paginate
+from api.listing import last_param, ordering
 from api.project_credits import term_fields
 from api.representations import customer_credit
 from ledger.access import Principal
@@ -49,24 +49,7 @@ OFFERING_LINK = fields.hyperlink("/api/marketplace-provider-offerings/",
                                  "/api/marketplace-public-offerings/")
 
 
-class CustomerCredits(Resource):
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self.principal(req)
-        if history.wants_as_of(req):
-            resp.media = self._as_of(req, resp, principal)
-            return
-        with self.services.engine.connect() as conn:
-            page = paginate(conn, req, resp, self._filtered(req, principal))
-            resp.media = self._render(conn, req, page.rows, nested=True)
-
-    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self.principal(req)
-        if history.wants_as_of(req):
-            self._as_of(req, resp, principal)
-            return
-        with self.services.engine.connect() as conn:
-            paginate(conn, req, resp, self._filtered(req, principal))
-
+class CustomerCredits(CreditCollection):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self._staff(req)
         with self.services.engine.connect() as conn:
@@ -86,12 +69,6 @@ class CustomerCredits(Resource):
             resp.media = history.customer_credit_as_of(self.services, req, principal, credit_uuid)
             return
         resp.media = self._one(req, resp, principal, credit_uuid, nested=True)
-
-    def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        self._update(req, resp, uuid, partial=False)
-
-    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        self._update(req, resp, uuid, partial=True)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
@@ -113,6 +90,10 @@ class CustomerCredits(Resource):
                        "price": f"{amount:.2f}"} for period, amount in months]
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _list_page(self, conn: Connection, req: falcon.Request, principal: Principal,
+                   rows: list[Any]) -> list[dict[str, Any]]:
+        return self._render(conn, req, rows, nested=True)
 
     def _as_of(self, req: falcon.Request, resp: falcon.Response,
                principal: Principal) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from sqlalchemy import Connection, Select, false, or_, select
 
 from api import fields, history
 from api.common import (
-    Resource,
     apply_exact_filter,
     apply_uuid_filter,
     base_url,
@@ -19,9 +18,10 @@ from api.common import (
     request_body,
     set_etag,
 )
+from api.credit_collection import CreditCollection
 from api.errors import not_found, permission_denied
 from api.forms import Field, validate
-from api.listing import last_param, ordering, paginate
+from api.listing import last_param, ordering
 from api.representations import project_credit
 from ledger.access import Principal
 from ledger.money import ZERO
@@ -50,24 +50,7 @@ def term_fields() -> list[Field]:
     ]
 
 
-class ProjectCredits(Resource):
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self.principal(req)
-        if history.wants_as_of(req):
-            resp.media = self._as_of(req, resp, principal)
-            return
-        with self.services.engine.connect() as conn:
-            page = paginate(conn, req, resp, self._filtered(req, principal))
-            resp.media = self._render(conn, req, principal, page.rows)
-
-    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self.principal(req)
-        if history.wants_as_of(req):
-            self._as_of(req, resp, principal)
-            return
-        with self.services.engine.connect() as conn:
-            paginate(conn, req, resp, self._filtered(req, principal))
-
+class ProjectCredits(CreditCollection):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self.services.engine.connect() as conn:
@@ -87,12 +70,6 @@ class ProjectCredits(Resource):
             return
         resp.media = self._one(req, resp, principal, credit_uuid)
 
-    def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        self._update(req, resp, uuid, partial=False)
-
-    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        self._update(req, resp, uuid, partial=True)
-
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
         row = self._visible_row(principal, uuid)
@@ -104,6 +81,10 @@ class ProjectCredits(Resource):
         resp.status = falcon.HTTP_204
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _list_page(self, conn: Connection, req: falcon.Request, principal: Principal,
+                   rows: list[Any]) -> list[dict[str, Any]]:
+        return self._render(conn, req, principal, rows)
 
     def _as_of(self, req: falcon.Request, resp: falcon.Response,
                principal: Principal) -> list[dict[str, Any]]:

@@ -6,14 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Directory
-
-FIELDS = [
-    "uuid", "url", "value", "customer", "customer_name", "customer_uuid", "customer_slug",
-    "offerings", "end_date", "expected_consumption", "minimal_consumption",
-    "minimal_consumption_logic", "grace_coefficient", "apply_as_minimal_consumption",
-    "allocated_to_projects", "consumption_last_month", "withdrawable_balance",
-]
+from tests.support import CUSTOMER_CREDIT_FIELDS, Directory
 
 
 @pytest.fixture
@@ -29,7 +22,7 @@ def test_create_with_offerings_and_read_nested(directory: Directory,
                                                    "offerings": [vm["url"]],
                                                    "end_date": "2027-01-01"})
     assert created.status_code == 201, created.text
-    assert list(created.json) == FIELDS
+    assert list(created.json) == CUSTOMER_CREDIT_FIELDS
     base = "http://falconframework.org/api"
     assert created.json["offerings"] == [
         f"{base}/marketplace-provider-offerings/{vm['uuid']}/"]

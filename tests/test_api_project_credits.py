@@ -6,17 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Directory
-
-FIELDS = [
-    "uuid", "url", "value", "project", "project_name", "project_uuid", "project_slug",
-    "customer_name", "customer_slug", "customer_uuid", "customer_credit",
-    "allocated_customer_credit", "consumption_last_month", "creditable_cost_this_month",
-    "spendable_value", "is_limited_by_organization_credit", "offerings", "end_date",
-    "expected_consumption", "minimal_consumption", "minimal_consumption_logic",
-    "grace_coefficient", "apply_as_minimal_consumption",
-    "mark_unused_credit_as_spent_on_project_termination",
-]
+from tests.support import PROJECT_CREDIT_FIELDS, Directory
 
 
 @pytest.fixture
@@ -53,7 +43,7 @@ def test_created_credit_has_upstreams_fields_in_order(directory: Directory,
                                                    "expected_consumption": "80"})
     assert created.status_code == 201, created.text
     body = created.json
-    assert list(body) == FIELDS
+    assert list(body) == PROJECT_CREDIT_FIELDS
     assert body["value"] == "300.00000"
     assert body["project_uuid"] == world["alpha"]["uuid"]
     assert len(body["uuid"]) == 32

@@ -44,23 +44,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 CLI_TIMEOUT = 60.0
 
-# upstream's ProjectCreditSerializer Meta.fields, in emitted order (reference §2.2)
-PROJECT_CREDIT_FIELDS = [
-    "uuid", "url", "value", "project", "project_name", "project_uuid", "project_slug",
-    "customer_name", "customer_slug", "customer_uuid", "customer_credit",
-    "allocated_customer_credit", "consumption_last_month", "creditable_cost_this_month",
-    "spendable_value", "is_limited_by_organization_credit", "offerings", "end_date",
-    "expected_consumption", "minimal_consumption", "minimal_consumption_logic",
-    "grace_coefficient", "apply_as_minimal_consumption",
-    "mark_unused_credit_as_spent_on_project_termination",
-]
-ORGANIZATION_SCOPED_FIELDS = ("customer_credit", "allocated_customer_credit", "offerings")
-CUSTOMER_CREDIT_FIELDS = [
-    "uuid", "url", "value", "customer", "customer_name", "customer_uuid", "customer_slug",
-    "offerings", "end_date", "expected_consumption", "minimal_consumption",
-    "minimal_consumption_logic", "grace_coefficient", "apply_as_minimal_consumption",
-    "allocated_to_projects", "consumption_last_month", "withdrawable_balance",
-]
+
 NOT_AUTHENTICATED = {"detail": "Authentication credentials were not provided."}
 PERMISSION_DENIED = {"detail": "You do not have permission to perform this action."}
 NO_PROJECT_CREDIT = {"detail": "No ProjectCredit matches the given query."}

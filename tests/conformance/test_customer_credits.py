@@ -29,7 +29,6 @@ from waldur_api_client.models.patched_create_customer_credit_request import (
 )
 
 from tests.conformance.conftest import (
-    CUSTOMER_CREDIT_FIELDS,
     HEX32,
     NO_PROJECT_CREDIT,
     LedgerServer,
@@ -37,6 +36,7 @@ from tests.conformance.conftest import (
     last_month,
     this_month,
 )
+from tests.support import CUSTOMER_CREDIT_FIELDS
 
 
 def _error(raised: pytest.ExceptionInfo[UnexpectedStatus]) -> tuple[int, Any]:

@@ -30,11 +30,11 @@ from waldur_api_client.types import Unset
 from tests.conformance.conftest import (
     HEX32,
     NO_PROJECT_CREDIT,
-    PROJECT_CREDIT_FIELDS,
     LedgerServer,
     Staff,
     money,
 )
+from tests.support import PROJECT_CREDIT_FIELDS
 
 
 def _months_ahead(months: int) -> date:

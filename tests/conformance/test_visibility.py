@@ -16,14 +16,13 @@ from waldur_api_client.api.project_credits import project_credits_list, project_
 from tests.conformance.conftest import (
     NO_PROJECT_CREDIT,
     NOT_AUTHENTICATED,
-    ORGANIZATION_SCOPED_FIELDS,
     PERMISSION_DENIED,
-    PROJECT_CREDIT_FIELDS,
     LedgerServer,
     Staff,
     World,
     money,
 )
+from tests.support import ORGANIZATION_SCOPED_FIELDS, PROJECT_CREDIT_FIELDS
 
 STRIPPED_FIELDS = [name for name in PROJECT_CREDIT_FIELDS
                    if name not in ORGANIZATION_SCOPED_FIELDS]

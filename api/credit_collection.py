@@ -1,0 +1,56 @@
+"""What the two credit collections share: lists and counts (live or as of a moment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+from sqlalchemy import Connection, Select
+
+from api import history
+from api.common import Resource
+from api.listing import paginate
+from ledger.access import Principal
+
+
+class CreditCollection(Resource):
+    """GET and HEAD over the filtered credits, and PUT/PATCH routed to one update."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        if history.wants_as_of(req):
+            resp.media = self._as_of(req, resp, principal)
+            return
+        with self.services.engine.connect() as conn:
+            page = paginate(conn, req, resp, self._filtered(req, principal))
+            resp.media = self._list_page(conn, req, principal, page.rows)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        if history.wants_as_of(req):
+            self._as_of(req, resp, principal)
+            return
+        with self.services.engine.connect() as conn:
+            paginate(conn, req, resp, self._filtered(req, principal))
+
+    def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        self._update(req, resp, uuid, partial=False)
+
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        self._update(req, resp, uuid, partial=True)
+
+    def _filtered(self, req: falcon.Request, principal: Principal,
+                  base: Select[Any] | None = None) -> Any:
+        raise NotImplementedError
+
+    def _as_of(self, req: falcon.Request, resp: falcon.Response,
+               principal: Principal) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _list_page(self, conn: Connection, req: falcon.Request, principal: Principal,
+                   rows: list[Any]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _update(self, req: falcon.Request, resp: falcon.Response, uuid: str,
+                partial: bool) -> None:
+        raise NotImplementedError
