@@ -9,7 +9,7 @@ import falcon
 from sqlalchemy import Select
 
 from api.auth import require_principal
-from api.errors import ApiError, not_found, validation_error
+from api.errors import ApiError, not_found, permission_denied, validation_error
 from api.fields import FieldError, uuid_filter
 from api.listing import last_param
 from api.wiring import Services
@@ -41,6 +41,13 @@ class Resource:
 
     def principal(self, req: falcon.Request) -> Principal:
         return require_principal(req)
+
+    def staff(self, req: falcon.Request) -> Principal:
+        """The caller, who must be staff (403 otherwise)."""
+        principal = self.principal(req)
+        if not principal.is_staff:
+            raise permission_denied()
+        return principal
 
     def settle_reads(self) -> None:
         """Read-your-writes: project what this request just saved."""

@@ -10,10 +10,9 @@ from sqlalchemy import Connection, select
 
 from api import fields
 from api.common import Resource, request_body
-from api.errors import ApiError, not_found, permission_denied, validation_error
+from api.errors import ApiError, not_found, validation_error
 from api.forms import Field, expect_object, validate
 from api.representations import iso_datetime
-from ledger.access import Principal
 from ledger.money import format_money
 from ledger.periods import Period
 from ledger.posting import ConsumptionInput, ConsumptionResult
@@ -40,15 +39,7 @@ def closed_periods(conn: Connection) -> set[str]:
     return {row[0] for row in rows}
 
 
-class StaffResource(Resource):
-    def staff(self, req: falcon.Request) -> Principal:
-        principal = self.principal(req)
-        if not principal.is_staff:
-            raise permission_denied()
-        return principal
-
-
-class Consumptions(StaffResource):
+class Consumptions(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
         with self.services.engine.connect() as conn:
@@ -155,7 +146,7 @@ def _result(result: ConsumptionResult) -> dict[str, Any]:
     }
 
 
-class BillingPeriods(StaffResource):
+class BillingPeriods(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.principal(req)
         with self.services.engine.connect() as conn:

@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection, Select, Table
 
 from api import history
-from api.common import Resource
+from api.common import Resource, parse_uuid
+from api.errors import not_found
 from api.listing import paginate
 from ledger.access import Principal
 
 
 class CreditCollection(Resource):
     """GET and HEAD over the filtered credits, and PUT/PATCH routed to one update."""
+
+    table: Table
+    not_found_message: str
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
@@ -38,6 +42,19 @@ class CreditCollection(Resource):
 
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=True)
+
+    def _visible_row(self, principal: Principal, uuid: str) -> Any:
+        """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
+        credit_uuid = parse_uuid(uuid, self.not_found_message).hex
+        with self.services.engine.connect() as conn:
+            row = conn.execute(self._select(principal)
+                               .where(self.table.c.uuid == credit_uuid)).first()
+        if row is None:
+            raise not_found(self.not_found_message)
+        return row
+
+    def _select(self, principal: Principal) -> Select[Any]:
+        raise NotImplementedError
 
     def _filtered(self, req: falcon.Request, principal: Principal,
                   base: Select[Any] | None = None) -> Any:

@@ -20,7 +20,7 @@ from api.common import (
     set_etag,
 )
 from api.credit_collection import CreditCollection
-from api.errors import not_found, permission_denied, validation_error
+from api.errors import validation_error
 from api.forms import Field, validate
 from api.listing import last_param, ordering
 from api.project_credits import term_fields
@@ -50,8 +50,11 @@ OFFERING_LINK = fields.hyperlink("/api/marketplace-provider-offerings/",
 
 
 class CustomerCredits(CreditCollection):
+    table = customer_credits
+    not_found_message = NOT_FOUND
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = self._staff(req)
+        principal = self.staff(req)
         with self.services.engine.connect() as conn:
             values = validate(request_body(req), self._fields(conn, creating=True))
         self._check_terms(values, current=None)
@@ -73,7 +76,7 @@ class CustomerCredits(CreditCollection):
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
         row = self._visible_row(principal, uuid)
-        self._staff(req)
+        self.staff(req)
         self.services.ledger.delete_customer_credit(UUID(row.uuid), principal.actor,
                                                     expected_version=if_match(req))
         self.settle_reads()
@@ -102,17 +105,11 @@ class CustomerCredits(CreditCollection):
         return history.customer_credits_as_of(
             self.services, req, resp, self._filtered(req, principal, candidates))
 
-    def _staff(self, req: falcon.Request) -> Principal:
-        principal = self.principal(req)
-        if not principal.is_staff:
-            raise permission_denied()
-        return principal
-
     def _update(self, req: falcon.Request, resp: falcon.Response, uuid: str,
                 partial: bool) -> None:
         principal = self.principal(req)
         row = self._visible_row(principal, uuid)
-        self._staff(req)
+        self.staff(req)
         with self.services.engine.connect() as conn:
             values = validate(request_body(req), self._fields(conn, creating=False), partial)
         self._check_terms(values, current=row)
@@ -144,14 +141,8 @@ class CustomerCredits(CreditCollection):
         if errors:
             raise validation_error({"non_field_errors": errors})
 
-    def _visible_row(self, principal: Principal, uuid: str) -> Any:
-        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
-        with self.services.engine.connect() as conn:
-            row = conn.execute(customer_credit_select(principal)
-                               .where(customer_credits.c.uuid == credit_uuid)).first()
-        if row is None:
-            raise not_found(NOT_FOUND)
-        return row
+    def _select(self, principal: Principal) -> Select[Any]:
+        return customer_credit_select(principal)
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str, nested: bool) -> Any:

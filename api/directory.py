@@ -77,12 +77,6 @@ class _Directory(Resource):
                 raise not_found(self.not_found_message)
             return self.represent(conn, base_url(req), [row])[0]
 
-    def staff(self, req: falcon.Request) -> Principal:
-        principal = self.principal(req)
-        if not principal.is_staff:
-            raise permission_denied()
-        return principal
-
     def created(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
                 new_id: UUID) -> None:
         self.settle_reads()

@@ -19,7 +19,7 @@ from api.common import (
     set_etag,
 )
 from api.credit_collection import CreditCollection
-from api.errors import not_found, permission_denied
+from api.errors import permission_denied
 from api.forms import Field, validate
 from api.listing import last_param, ordering
 from api.representations import project_credit
@@ -51,6 +51,9 @@ def term_fields() -> list[Field]:
 
 
 class ProjectCredits(CreditCollection):
+    table = project_credits
+    not_found_message = NOT_FOUND
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self.services.engine.connect() as conn:
@@ -109,23 +112,14 @@ class ProjectCredits(CreditCollection):
         self.settle_reads()
         resp.media = self._one(req, resp, principal, row.uuid)
 
-    def _visible_row(self, principal: Principal, uuid: str) -> Any:
-        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
-        with self.services.engine.connect() as conn:
-            row = conn.execute(project_credit_select(principal)
-                               .where(project_credits.c.uuid == credit_uuid)).first()
-        if row is None:
-            raise not_found(NOT_FOUND)
-        return row
+    def _select(self, principal: Principal) -> Select[Any]:
+        return project_credit_select(principal)
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str) -> Any:
+        row = self._visible_row(principal, credit_uuid)
+        set_etag(resp, row.version)
         with self.services.engine.connect() as conn:
-            row = conn.execute(project_credit_select(principal)
-                               .where(project_credits.c.uuid == credit_uuid)).first()
-            if row is None:
-                raise not_found(NOT_FOUND)
-            set_etag(resp, row.version)
             return self._render(conn, req, principal, [row])[0]
 
     def _render(self, conn: Connection, req: falcon.Request, principal: Principal,

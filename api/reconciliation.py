@@ -11,7 +11,8 @@ import io
 
 import falcon
 
-from api.consumptions import StaffResource, period_field
+from api.common import Resource
+from api.consumptions import period_field
 from api.errors import validation_error
 from api.fields import FieldError
 from api.listing import last_param
@@ -27,7 +28,7 @@ def render_csv(report: Report) -> str:
     return out.getvalue()
 
 
-class Reconciliation(StaffResource):
+class Reconciliation(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.staff(req)
         period = self._period(req)
