@@ -39,7 +39,7 @@ from projections.tables import customer_credits, customers, offerings
 
 NOT_FOUND = "No CustomerCredit matches the given query."
 ORDERING = {
-    "customer_name": customers.c.name,
+    "customer_name": customer_credits.c.customer_name,
     "value": customer_credits.c.value,
     "end_date": customer_credits.c.end_date,
     "expected_consumption": customer_credits.c.expected_consumption,
@@ -160,13 +160,13 @@ class CustomerCredits(CreditCollection):
                   base: Select[Any] | None = None) -> Any:
         query = customer_credit_select(principal) if base is None else base
         query = apply_uuid_filter(query, req, "customer_uuid", customer_credits.c.customer_uuid)
-        query = apply_exact_filter(query, req, "customer_slug", customers.c.slug)
+        query = apply_exact_filter(query, req, "customer_slug", customer_credits.c.customer_slug)
         if name := last_param(req, "customer_name"):
-            query = query.where(icontains(customers.c.name, name))
+            query = query.where(icontains(customer_credits.c.customer_name, name))
         if text := last_param(req, "query"):
-            query = query.where(or_(icontains(customers.c.name, text),
-                                    icontains(customers.c.slug, text),
-                                    icontains(customers.c.uuid, text)))
+            query = query.where(or_(icontains(customer_credits.c.customer_name, text),
+                                    icontains(customer_credits.c.customer_slug, text),
+                                    icontains(customer_credits.c.customer_uuid, text)))
         return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
 
     def _fields(self, conn: Connection, creating: bool) -> list[Field]:

@@ -60,20 +60,13 @@ def project_credit_candidates(principal: Principal) -> Select[Any]:
     """Staff and support: every project credit ever created; others: the live visible ones."""
     if not principal.sees_everything:
         return project_credit_select(principal)
-    return (select(project_credits,
-                   projects.c.name.label("project_name"), projects.c.slug.label("project_slug"),
-                   customers.c.name.label("customer_name"),
-                   customers.c.slug.label("customer_slug"))
-            .join(projects, projects.c.uuid == project_credits.c.project_uuid)
-            .join(customers, customers.c.uuid == project_credits.c.customer_uuid))
+    return select(project_credits)
 
 
 def customer_credit_candidates(principal: Principal) -> Select[Any]:
     if not principal.sees_everything:
         return customer_credit_select(principal)
-    return (select(customer_credits, customers.c.name.label("customer_name"),
-                   customers.c.slug.label("customer_slug"))
-            .join(customers, customers.c.uuid == customer_credits.c.customer_uuid))
+    return select(customer_credits)
 
 
 # --- history ----------------------------------------------------------------------------
@@ -245,12 +238,12 @@ def project_credit_view(conn: Connection, replay: Replay, credit_uuid: str) -> A
         project_uuid=credit.project_id.hex, project_name=project.name,
         project_slug=project.slug, customer_uuid=credit.customer_id.hex,
         customer_name=customer.name, customer_slug=customer.slug,
-        org_uuid=org.id.hex, customer_credit=org.value,
         mark_unused_credit_as_spent_on_project_termination=credit.mark_unused,
         **_terms(credit.terms))
     spendable = min(credit.value, org.value)
     return {
         "row": row,
+        "customer_credit": org.value,
         "allocated_customer_credit": org.allocated,
         "consumption_last_month": None,
         "creditable_cost_this_month": None,

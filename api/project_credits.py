@@ -27,11 +27,11 @@ from ledger.access import Principal
 from ledger.money import ZERO
 from ledger.terms import LOGICS, TERM_NAMES, Terms
 from projections.queries import icontains, project_credit_select, project_credit_views
-from projections.tables import customers, project_credits, projects
+from projections.tables import project_credits, projects
 
 NOT_FOUND = "No ProjectCredit matches the given query."
 ORDERING = {
-    "project_name": projects.c.name,
+    "project_name": project_credits.c.project_name,
     "value": project_credits.c.value,
     "end_date": project_credits.c.end_date,
     "expected_consumption": project_credits.c.expected_consumption,
@@ -134,16 +134,18 @@ class ProjectCredits(CreditCollection):
         query = project_credit_select(principal) if base is None else base
         query = apply_uuid_filter(query, req, "project_uuid", project_credits.c.project_uuid)
         query = apply_uuid_filter(query, req, "customer_uuid", project_credits.c.customer_uuid)
-        query = apply_exact_filter(query, req, "customer_slug", customers.c.slug)
+        query = apply_exact_filter(query, req, "customer_slug", project_credits.c.customer_slug)
         if name := last_param(req, "project_name"):
-            query = query.where(icontains(projects.c.name, name))
+            query = query.where(icontains(project_credits.c.project_name, name))
         if name := last_param(req, "customer_name"):
-            query = query.where(icontains(customers.c.name, name))
+            query = query.where(icontains(project_credits.c.customer_name, name))
         if text := last_param(req, "query"):
             query = query.where(or_(
-                icontains(projects.c.name, text), icontains(projects.c.uuid, text),
-                icontains(customers.c.name, text), icontains(customers.c.slug, text),
-                icontains(customers.c.uuid, text)))
+                icontains(project_credits.c.project_name, text),
+                icontains(project_credits.c.project_uuid, text),
+                icontains(project_credits.c.customer_name, text),
+                icontains(project_credits.c.customer_slug, text),
+                icontains(project_credits.c.customer_uuid, text)))
         return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
 
     def _fields(self, conn: Connection, principal: Principal,

@@ -60,7 +60,7 @@ def project_credit(base: str, view: dict[str, Any], show_organisation: bool) -> 
         "customer_name": row.customer_name,
         "customer_slug": row.customer_slug,
         "customer_uuid": row.customer_uuid,
-        "customer_credit": format_money(row.customer_credit),
+        "customer_credit": format_money(view["customer_credit"]),
         "allocated_customer_credit": money_or_none(view["allocated_customer_credit"]),
         "consumption_last_month": money_or_none(view["consumption_last_month"]),
         "creditable_cost_this_month": money_or_none(view["creditable_cost_this_month"]),

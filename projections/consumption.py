@@ -1,21 +1,32 @@
-"""Read model of consumption items and billing periods."""
+"""Read model of consumption items, their monthly totals and billing periods.
+
+The monthly totals serve the fields upstream derives per month: what each credit drew
+(`consumption_last_month`), what each project's items cost per offering
+(`creditable_cost_this_month`) and whether an organisation had any item (upstream's
+"an invoice exists"). They are counters, kept net of reversals.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
-
 from ledger.consumption import BillingCalendar, ConsumptionItem
+from projections.changes import Changes, Row
 from projections.dispatch import Dispatch
-from projections.tables import billing_periods, consumptions
+from projections.tables import (
+    billing_periods,
+    consumptions,
+    credit_months,
+    customer_months,
+    project_months,
+)
 
 project = Dispatch()
 
 
 @project.on(ConsumptionItem.Recorded)
-def _recorded(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(consumptions), dict(
+def _recorded(event: Any, changes: Changes, position: int) -> None:
+    row = dict(
         item_id=event.item_id, project_uuid=event.project_id.hex,
         customer_uuid=event.customer_id.hex,
         offering_uuid=event.offering_id.hex if event.offering_id else None,
@@ -25,21 +36,32 @@ def _recorded(event: Any, conn: Connection, position: int) -> None:
         uncovered=event.uncovered,
         project_credit_uuid=event.project_credit_id.hex if event.project_credit_id else None,
         customer_credit_uuid=event.customer_credit_id.hex if event.customer_credit_id else None,
-        reversed=False, created=event.timestamp))
+        reversed=False, created=event.timestamp)
+    changes.insert(consumptions, row)
+    _count(changes, row, 1)
 
 
 @project.on(ConsumptionItem.Reversed)
-def _reversed(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(update(consumptions).where(consumptions.c.item_id == event.item_id)
-                 .values(reversed=True))
+def _reversed(event: Any, changes: Changes, position: int) -> None:
+    row = changes.update(consumptions, (event.item_id,), reversed=True)
+    _count(changes, row, -1)
+
+
+def _count(changes: Changes, item: Row, sign: int) -> None:
+    period = item["period"]
+    drawn = item["drawn_from_project_credit"] + item["drawn_from_customer_credit"]
+    for credit_uuid in {item["project_credit_uuid"], item["customer_credit_uuid"]} - {None}:
+        changes.add(credit_months, credit_uuid, period, drawn=sign * drawn)
+    changes.add(project_months, item["project_uuid"], period, item["offering_uuid"] or "",
+                cost=sign * item["amount"])
+    changes.add(customer_months, item["customer_uuid"], period, item_count=sign)
 
 
 @project.on(BillingCalendar.PeriodClosed, BillingCalendar.PeriodReopened)
-def _calendar(event: Any, conn: Connection, position: int) -> None:
+def _calendar(event: Any, changes: Changes, position: int) -> None:
     closed = isinstance(event, BillingCalendar.PeriodClosed)
-    changed = conn.execute(update(billing_periods)
-                           .where(billing_periods.c.period == event.period)
-                           .values(closed=closed, modified=event.timestamp))
-    if changed.rowcount == 0:
-        conn.execute(insert(billing_periods), dict(
-            period=event.period, closed=closed, modified=event.timestamp))
+    if changes.get(billing_periods, event.period) is None:
+        changes.insert(billing_periods, dict(period=event.period, closed=closed,
+                                             modified=event.timestamp))
+    else:
+        changes.update(billing_periods, (event.period,), closed=closed, modified=event.timestamp)

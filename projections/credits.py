@@ -1,70 +1,143 @@
-"""Read model of organisation and project credits: balances, terms, offerings."""
+"""Read model of organisation and project credits: balances, terms, names, offerings.
+
+Each credit row carries the names and slugs its list filters and orders on. An
+organisation credit's row also carries its allocation to projects and its offering
+restriction; the customer's row points at its live organisation credit, which is how
+a project credit's events find the organisation row to keep `allocated_to_projects`.
+Whether a project credit is listed (upstream hides credits of organisations without a
+credit) is kept on its row, and the number of listed rows in `counters`.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, update
-
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
+from projections.changes import Changes, Row
 from projections.dispatch import Dispatch
-from projections.tables import customer_credit_offerings, customer_credits, project_credits
+from projections.tables import (
+    counters,
+    customer_credits,
+    customers,
+    offerings,
+    project_credits,
+    projects,
+)
+
+project = Dispatch()
+LISTED_COUNTER = {"project_credits": "project_credits.listed",
+                  "customer_credits": "customer_credits.listed"}
 
 
-def table_of(event: Any) -> Table:
+def table_of(event: Any) -> Any:
     return customer_credits if isinstance(event, CustomerCredit.Event) else project_credits
 
 
-project = Dispatch()
+def is_listed(table: Any, row: Row) -> bool:
+    return bool(row["listed"]) if table is project_credits else not row["deleted"]
+
+
+def organisation_row(changes: Changes, customer_uuid: str) -> Row | None:
+    """The customer's live organisation credit row, if it has one."""
+    customer = changes.get(customers, customer_uuid)
+    credit_uuid = customer["credit_uuid"] if customer else None
+    return changes.get(customer_credits, credit_uuid) if credit_uuid else None
 
 
 def _terms(terms: dict[str, Any]) -> dict[str, Any]:
     return {**terms, "grace_coefficient": int(terms["grace_coefficient"])}
 
 
-def _touch(event: Any, conn: Connection, **values: Any) -> None:
+def _touch(event: Any, changes: Changes, **values: Any) -> Row:
     """Every credit event moves the row's version and modified time."""
     table = table_of(event)
-    conn.execute(update(table).where(table.c.uuid == event.originator_id.hex).values(
-        version=event.originator_version, modified=event.timestamp, **values))
+    row = changes.row(table, event.originator_id.hex)
+    was_listed = is_listed(table, row)
+    changes.update(table, (row["uuid"],), version=event.originator_version,
+                   modified=event.timestamp, **values)
+    _count_listed(changes, table, is_listed(table, row) - was_listed)
+    return row
 
 
-def _created(event: Any) -> dict[str, Any]:
+def _count_listed(changes: Changes, table: Any, delta: int) -> None:
+    if delta:
+        changes.add(counters, LISTED_COUNTER[table.name], value=delta)
+
+
+def _created(event: Any, customer: Row) -> dict[str, Any]:
     return dict(uuid=event.originator_id.hex, value=event.value, deleted=False,
-                version=event.originator_version, created=event.timestamp,
-                modified=event.timestamp, **_terms(event.terms))
+                customer_uuid=customer["uuid"], customer_name=customer["name"],
+                customer_slug=customer["slug"], version=event.originator_version,
+                created=event.timestamp, modified=event.timestamp, **_terms(event.terms))
+
+
+def _offerings_json(changes: Changes, offering_ids: list[Any]) -> str:
+    found = [changes.row(offerings, offering_id.hex) for offering_id in offering_ids]
+    return json.dumps([[o["uuid"], o["name"], o["type"]] for o in found])
 
 
 @project.on(CustomerCredit.Created)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(customer_credits), dict(
-        customer_uuid=event.customer_id.hex, **_created(event)))
-    _set_offerings(conn, event.originator_id.hex, event.offering_ids)
+def _(event: Any, changes: Changes, position: int) -> None:
+    customer = changes.row(customers, event.customer_id.hex)
+    changes.insert(customer_credits, dict(
+        allocated_to_projects=0, offerings=_offerings_json(changes, event.offering_ids),
+        **_created(event, customer)))
+    changes.update(customers, (customer["uuid"],), credit_uuid=event.originator_id.hex)
+    _count_listed(changes, customer_credits, 1)
 
 
 @project.on(ProjectCredit.Created)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(project_credits), dict(
-        project_uuid=event.project_id.hex, customer_uuid=event.customer_id.hex,
+def _(event: Any, changes: Changes, position: int) -> None:
+    customer = changes.row(customers, event.customer_id.hex)
+    found = changes.row(projects, event.project_id.hex)
+    organisation = organisation_row(changes, customer["uuid"])
+    changes.insert(project_credits, dict(
+        project_uuid=found["uuid"], project_name=found["name"], project_slug=found["slug"],
         mark_unused_credit_as_spent_on_project_termination=(
             event.mark_unused_credit_as_spent_on_project_termination),
-        **_created(event)))
+        listed=organisation is not None, **_created(event, customer)))
+    _count_listed(changes, project_credits, int(organisation is not None))
+    _allocate(changes, customer["uuid"], event.value)
+
+
+def _allocate(changes: Changes, customer_uuid: str, amount: Any) -> None:
+    organisation = organisation_row(changes, customer_uuid)
+    if amount and organisation is not None:
+        changes.update(customer_credits, (organisation["uuid"],),
+                       allocated_to_projects=organisation["allocated_to_projects"] + amount)
+
+
+@project.on(CustomerCredit.Deleted)
+def _(event: Any, changes: Changes, position: int) -> None:
+    """Upstream hides project credits of an organisation without a credit."""
+    row = changes.row(customer_credits, event.originator_id.hex)
+    _touch(event, changes, value=row["value"] + event.amount, deleted=True)
+    changes.update(customers, (row["customer_uuid"],), credit_uuid=None)
+    for credit in changes.find(project_credits, customer_uuid=row["customer_uuid"],
+                               listed=True):
+        changes.update(project_credits, (credit["uuid"],), listed=False)
+        _count_listed(changes, project_credits, -1)
 
 
 @project.on(Credit.BalanceChanged)
-def _(event: Any, conn: Connection, position: int) -> None:
+def _(event: Any, changes: Changes, position: int) -> None:
     table = table_of(event)
+    row = changes.row(table, event.originator_id.hex)
     extra: dict[str, Any] = {}
     if isinstance(event, Credit.Deleted):
-        extra["deleted"] = True
+        extra = {"deleted": True, "listed": False} if table is project_credits else {
+            "deleted": True}
     if isinstance(event, Credit.SettlementReversed) and event.expected_consumption is not None:
         extra["expected_consumption"] = event.expected_consumption
-    _touch(event, conn, value=table.c.value + event.amount, **extra)
+    _touch(event, changes, value=row["value"] + event.amount, **extra)
+    if table is project_credits:
+        _allocate(changes, row["customer_uuid"], event.amount)
 
 
 @project.on(Credit.TermsChanged)
-def _(event: Any, conn: Connection, position: int) -> None:
-    _touch(event, conn, **_terms({
+def _(event: Any, changes: Changes, position: int) -> None:
+    _touch(event, changes, **_terms({
         "end_date": event.end_date,
         "expected_consumption": event.expected_consumption,
         "minimal_consumption_logic": event.minimal_consumption_logic,
@@ -74,35 +147,28 @@ def _(event: Any, conn: Connection, position: int) -> None:
 
 
 @project.on(Credit.ExpectedConsumptionRecalculated)
-def _(event: Any, conn: Connection, position: int) -> None:
-    _touch(event, conn, expected_consumption=event.expected_consumption)
+def _(event: Any, changes: Changes, position: int) -> None:
+    _touch(event, changes, expected_consumption=event.expected_consumption)
 
 
 @project.on(CustomerCredit.OfferingsChanged)
-def _(event: Any, conn: Connection, position: int) -> None:
-    _touch(event, conn)
-    _set_offerings(conn, event.originator_id.hex, event.offering_ids)
+def _(event: Any, changes: Changes, position: int) -> None:
+    _touch(event, changes, offerings=_offerings_json(changes, event.offering_ids))
 
 
 @project.on(ProjectCredit.Moved)
-def _(event: Any, conn: Connection, position: int) -> None:
-    _touch(event, conn, project_uuid=event.project_id.hex)
+def _(event: Any, changes: Changes, position: int) -> None:
+    found = changes.row(projects, event.project_id.hex)
+    _touch(event, changes, project_uuid=found["uuid"], project_name=found["name"],
+           project_slug=found["slug"])
 
 
 @project.on(ProjectCredit.TerminationPolicyChanged)
-def _(event: Any, conn: Connection, position: int) -> None:
-    _touch(event, conn, mark_unused_credit_as_spent_on_project_termination=event.mark_unused)
+def _(event: Any, changes: Changes, position: int) -> None:
+    _touch(event, changes, mark_unused_credit_as_spent_on_project_termination=event.mark_unused)
 
 
 @project.on(Credit.Event)
-def _(event: Any, conn: Connection, position: int) -> None:
+def _(event: Any, changes: Changes, position: int) -> None:
     """Any other credit event (allocation mirror, period marks) only moves the version."""
-    _touch(event, conn)
-
-
-def _set_offerings(conn: Connection, credit_uuid: str, offering_ids: list[Any]) -> None:
-    table = customer_credit_offerings
-    conn.execute(delete(table).where(table.c.credit_uuid == credit_uuid))
-    for position, offering_id in enumerate(offering_ids):
-        conn.execute(insert(table), dict(
-            credit_uuid=credit_uuid, offering_uuid=offering_id.hex, position=position))
+    _touch(event, changes)

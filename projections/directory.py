@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, update
-
 from ledger.directory import Customer, Offering, Project
 from ledger.users import User
+from projections.changes import Changes
 from projections.dispatch import Dispatch
 from projections.tables import customers, offerings, projects, user_roles, users
 
@@ -15,46 +14,44 @@ project = Dispatch()
 
 
 @project.on(Customer.Registered)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(customers), dict(
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.insert(customers, dict(
         uuid=event.originator_id.hex, name=event.name, slug=event.slug, created=event.timestamp))
 
 
 @project.on(Project.Registered)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(projects), dict(
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.insert(projects, dict(
         uuid=event.originator_id.hex, name=event.name, slug=event.slug,
         customer_uuid=event.customer_id.hex, terminated=False, created=event.timestamp))
 
 
 @project.on(Project.Terminated)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(update(projects).where(projects.c.uuid == event.originator_id.hex)
-                 .values(terminated=True))
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.update(projects, (event.originator_id.hex,), terminated=True)
 
 
 @project.on(Offering.Registered)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(offerings), dict(
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.insert(offerings, dict(
         uuid=event.originator_id.hex, name=event.name, type=event.type, created=event.timestamp))
 
 
 @project.on(User.Created)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(users), dict(
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.insert(users, dict(
         uuid=event.originator_id.hex, username=event.username, token_hash=event.token_hash,
         is_staff=event.is_staff, is_support=event.is_support))
 
 
 @project.on(User.RoleGranted)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(insert(user_roles), dict(
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.insert(user_roles, dict(
         user_uuid=event.originator_id.hex, scope=event.scope, scope_uuid=event.scope_id.hex,
         role=event.role))
 
 
 @project.on(User.RoleRevoked)
-def _(event: Any, conn: Connection, position: int) -> None:
-    conn.execute(delete(user_roles).where(
-        user_roles.c.user_uuid == event.originator_id.hex, user_roles.c.scope == event.scope,
-        user_roles.c.scope_uuid == event.scope_id.hex, user_roles.c.role == event.role))
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.delete(user_roles, event.originator_id.hex, event.scope, event.scope_id.hex,
+                   event.role)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection
+from projections.changes import Changes
 
-Handler = Callable[[Any, Connection, int], None]
+Handler = Callable[[Any, Changes, int], None]
 
 
 class Dispatch:
@@ -27,8 +27,8 @@ class Dispatch:
 
         return register
 
-    def __call__(self, event: Any, conn: Connection, position: int) -> None:
+    def __call__(self, event: Any, changes: Changes, position: int) -> None:
         for classes, handler in self.handlers:
             if isinstance(event, classes):
-                handler(event, conn, position)
+                handler(event, changes, position)
                 return

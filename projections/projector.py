@@ -3,38 +3,63 @@
 One tracking row holds the last notification id applied. Each batch locks that row,
 applies the next events and moves the position in the same transaction, so a crash
 leaves either everything or nothing of the batch, and two processes never apply the
-same notification.
+same notification. A batch is folded in memory and written in bulk (`Changes`).
+
+`rebuild` replays the whole log into a shadow copy of the read models (a schema of its
+own on PostgreSQL, an attached file on SQLite) while the API keeps serving the live
+tables, then swaps the copy in within one short transaction and refreshes the planner's
+statistics.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from ledger.application import Ledger
+from ledger.consumption import ConsumptionItem
+from ledger.credits import Credit
 from projections import consumption, credits, directory, transactions
-from projections.tables import READ_MODEL_TABLES, metadata, tracking
+from projections.changes import Changes, Key
+from projections.dispatch import Handler
+from projections.tables import (
+    READ_MODEL_TABLES,
+    consumptions,
+    create_search_indexes,
+    customer_credits,
+    customers,
+    metadata,
+    offerings,
+    project_credits,
+    projects,
+    tracking,
+)
 
-Handler = Callable[[Any, Connection, int], None]
 log = logging.getLogger(__name__)
 NAME = "read_models"
+SHADOW = "shadow"
+REBUILD_BATCH = 5000
 HANDLERS: Sequence[Handler] = (
     directory.project,
     credits.project,
     consumption.project,
     transactions.project,
 )
+Progress = Callable[[int], None]
 
 
 class Projector:
     """Applies the ledger's events to every read model."""
 
-    def __init__(self, app: Ledger, engine: Engine, batch_size: int = 500) -> None:
+    def __init__(self, app: Ledger, engine: Engine, batch_size: int = 1000) -> None:
         self.app = app
         self.engine = engine
         self.batch_size = batch_size
@@ -43,6 +68,8 @@ class Projector:
     def create_tables(self) -> None:
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
+            create_search_indexes(conn)
+        with self.engine.begin() as conn:  # SQLite: a transaction that read cannot then write
             self._lock_position(conn)
 
     def position(self) -> int:
@@ -59,10 +86,10 @@ class Projector:
         newest = self.app.recorder.max_notification_id() or 0
         if newest <= self.known_position:
             return False
-        self.known_position = self.position()
+        self.known_position = max(self.known_position, self.position())
         return newest > self.known_position
 
-    def catch_up(self, progress: Callable[[int], None] = lambda n: None) -> int:
+    def catch_up(self, progress: Progress = lambda n: None) -> int:
         """Apply every event not yet applied; returns how many were applied."""
         done = 0
         if not self.pending():
@@ -74,6 +101,12 @@ class Projector:
                 progress(done)
             if applied < self.batch_size:
                 return done
+
+    def catch_up_to(self, position: int) -> int:
+        """Read-your-writes: wait only until `position` is applied (by anyone)."""
+        if position <= self.known_position:
+            return 0
+        return self.catch_up_patiently()
 
     def catch_up_patiently(self, attempts: int = 3) -> int:
         """catch_up for request paths: a busy database is retried, not turned into a 500."""
@@ -90,23 +123,23 @@ class Projector:
     def _apply_batch(self) -> int:
         with self.engine.begin() as conn:
             position = self._lock_position(conn)
-            notifications = self.app.recorder.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False
-            )
-            for notification in notifications:
-                self.apply(conn, self.app.mapper.to_domain_event(notification), notification.id)
-            if notifications:
-                position = notifications[-1].id
+            applied = self._apply_next(conn, position)
+            if applied:
+                position = applied[-1]
                 conn.execute(
                     update(tracking).where(tracking.c.name == NAME).values(position=position)
                 )
         self.known_position = max(self.known_position, position)
-        return len(notifications)
+        return len(applied)
 
-    @staticmethod
-    def apply(conn: Connection, domain_event: Any, position: int) -> None:
-        for handler in HANDLERS:
-            handler(domain_event, conn, position)
+    def _apply_next(self, conn: Connection, position: int, limit: int | None = None,
+                    schema: str | None = None) -> list[int]:
+        """Apply the notifications after `position` (into `schema`); returns their ids."""
+        notifications = self.app.recorder.select_notifications(
+            start=position, limit=limit or self.batch_size, inclusive_of_start=False)
+        events = [(self.app.mapper.to_domain_event(n), n.id) for n in notifications]
+        apply_events(conn, events, schema)
+        return [n.id for n in notifications]
 
     def _lock_position(self, conn: Connection) -> int:
         """Write first, then read: takes the row lock (PostgreSQL) or write lock (SQLite)."""
@@ -119,25 +152,151 @@ class Projector:
         found = conn.execute(select(tracking.c.position).where(tracking.c.name == NAME))
         return int(found.scalar_one())
 
-    def rebuild(self, progress: Callable[[int], None] = lambda n: None) -> int:
-        """Drop every read model and replay the whole log into it, in one transaction."""
-        total = 0
-        with self.engine.begin() as conn:
-            self._lock_position(conn)
-            metadata.drop_all(conn, tables=READ_MODEL_TABLES)
-            metadata.create_all(conn, tables=READ_MODEL_TABLES)
-            position = 0
-            while True:
-                notifications = self.app.recorder.select_notifications(
-                    start=position, limit=self.batch_size, inclusive_of_start=False
-                )
-                if not notifications:
-                    break
-                for notification in notifications:
-                    domain_event = self.app.mapper.to_domain_event(notification)
-                    self.apply(conn, domain_event, notification.id)
-                position = notifications[-1].id
-                total += len(notifications)
-                progress(total)
-            conn.execute(update(tracking).where(tracking.c.name == NAME).values(position=position))
+    # --- rebuild -------------------------------------------------------------------------
+
+    def rebuild(self, progress: Progress = lambda n: None) -> int:
+        """Replay the whole log into shadow tables, then swap them in; returns events replayed.
+
+        The live read models keep serving (and catching up) until the swap, which takes
+        the tracking lock, applies what arrived meanwhile and replaces the tables.
+        """
+        with self.engine.connect() as conn:
+            shadow = Shadow.open(conn)
+            try:
+                shadow.create_tables(conn)
+                total, position = 0, 0
+                while True:
+                    with conn.begin():
+                        applied = self._apply_next(conn, position, REBUILD_BATCH, shadow.name)
+                    if not applied:
+                        break
+                    position = applied[-1]
+                    total += len(applied)
+                    progress(total)
+                with conn.begin():
+                    self._lock_position(conn)
+                    while applied := self._apply_next(conn, position, schema=shadow.name):
+                        position = applied[-1]
+                        total += len(applied)
+                    shadow.swap_in(conn)
+                    conn.execute(update(tracking).where(tracking.c.name == NAME)
+                                 .values(position=position))
+                analyze(conn)
+            finally:
+                shadow.close(conn)
+        self.known_position = max(self.known_position, position)
         return total
+
+
+def apply_events(conn: Connection, events: list[tuple[Any, int]],
+                 schema: str | None = None) -> None:
+    """Fold a batch of (event, position) into the read models and write it in bulk."""
+    changes = Changes(conn, schema)
+    prefetch(changes, [event for event, _ in events])
+    for event, position in events:
+        for handler in HANDLERS:
+            handler(event, changes, position)
+    changes.flush()
+
+
+def prefetch(changes: Changes, events: Iterable[Any]) -> None:
+    """Load the rows a batch will touch with a few queries, not one per event."""
+    keys: dict[Table, set[Key]] = defaultdict(set)
+    event: Any
+    for event in events:
+        if isinstance(event, Credit.Event):
+            keys[credits.table_of(event)].add((event.originator_id.hex,))
+        for name, table in (("customer_id", customers), ("project_id", projects),
+                            ("project_credit_id", project_credits),
+                            ("customer_credit_id", customer_credits)):
+            found = getattr(event, name, None)
+            if isinstance(found, UUID):
+                keys[table].add((found.hex,))
+        for offering_id in getattr(event, "offering_ids", None) or ():
+            keys[offerings].add((offering_id.hex,))
+        if isinstance(event, ConsumptionItem.Reversed | Credit.DrawReversed):
+            reversal: Any = event
+            keys[consumptions].add((reversal.item_id,))
+    for table in (project_credits, customer_credits, projects, offerings, consumptions):
+        changes.load(table, keys[table])
+    owners = {(row["customer_uuid"],) for row in changes.rows[project_credits].values() if row}
+    changes.load(customers, keys[customers] | owners)
+    organisations = {(row["credit_uuid"],) for row in changes.rows[customers].values()
+                     if row and row["credit_uuid"]}
+    changes.load(customer_credits, organisations)
+
+
+def analyze(conn: Connection) -> None:
+    """Fresh planner statistics for the read models (a rebuilt table has none)."""
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            for table in READ_MODEL_TABLES:
+                conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+        else:
+            conn.exec_driver_sql("ANALYZE")
+
+
+class Shadow:
+    """Where a rebuild writes: a schema beside the live one, or an attached SQLite file."""
+
+    def __init__(self, name: str, path: Path | None, live_schema: str) -> None:
+        self.name = name
+        self.path = path
+        self.live_schema = live_schema
+
+    @classmethod
+    def open(cls, conn: Connection) -> Shadow:
+        if conn.dialect.name == "postgresql":
+            with conn.begin():
+                live = str(conn.exec_driver_sql("SELECT current_schema()").scalar())
+                shadow = cls(f"{live}_rebuild", None, live)
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{shadow.name}" CASCADE')
+                conn.exec_driver_sql(f'CREATE SCHEMA "{shadow.name}"')
+            return shadow
+        database = conn.engine.url.database
+        assert database, "SQLite read models live in a file"
+        path = Path(f"{database}.rebuild")
+        path.unlink(missing_ok=True)
+        _outside_transaction(conn, f"ATTACH DATABASE '{path}' AS {SHADOW}")
+        return cls(SHADOW, path, "main")
+
+    def create_tables(self, conn: Connection) -> None:
+        conn.execution_options(schema_translate_map={None: self.name})
+        try:
+            with conn.begin():
+                metadata.create_all(conn, tables=READ_MODEL_TABLES, checkfirst=False)
+                create_search_indexes(conn, self.name)
+        finally:
+            conn.execution_options(schema_translate_map=None)
+
+    def swap_in(self, conn: Connection) -> None:
+        """Replace the live tables by the shadow ones, inside the caller's transaction."""
+        live = self.live_schema
+        for table in reversed(READ_MODEL_TABLES):
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{live}"."{table.name}"')
+        if conn.dialect.name == "postgresql":
+            for table in READ_MODEL_TABLES:
+                conn.exec_driver_sql(
+                    f'ALTER TABLE "{self.name}"."{table.name}" SET SCHEMA "{live}"')
+            return
+        metadata.create_all(conn, tables=READ_MODEL_TABLES, checkfirst=False)
+        for table in READ_MODEL_TABLES:
+            conn.exec_driver_sql(
+                f'INSERT INTO main."{table.name}" SELECT * FROM {self.name}."{table.name}"')
+
+    def close(self, conn: Connection) -> None:
+        if conn.in_transaction():
+            conn.rollback()
+        if self.path is None:
+            with conn.begin():
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
+            return
+        _outside_transaction(conn, f"DETACH DATABASE {self.name}")
+        self.path.unlink(missing_ok=True)
+
+
+def _outside_transaction(conn: Connection, sql: str) -> None:
+    """SQLite's ATTACH and DETACH refuse to run inside a transaction."""
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    dbapi_connection.execute(sql)

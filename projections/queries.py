@@ -2,47 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, false, func, or_, select
 
 from ledger.access import Principal
 from ledger.money import ZERO
 from ledger.periods import Period
 from ledger.settlement import minimal_consumption
 from ledger.terms import Terms
+from projections.credits import LISTED_COUNTER
 from projections.tables import (
-    Money,
+    LISTED,
     consumptions,
-    customer_credit_offerings,
+    counters,
+    credit_months,
     customer_credits,
-    customers,
-    offerings,
+    customer_months,
     project_credits,
-    projects,
+    project_months,
 )
 
-org = customer_credits.alias("org")
 CENT = Decimal("0.01")
 
 
 def project_credit_select(principal: Principal) -> Select[Any]:
-    """Live project credits whose organisation has a credit (upstream hides orphans)."""
-    query = (
-        select(project_credits,
-               projects.c.name.label("project_name"), projects.c.slug.label("project_slug"),
-               customers.c.name.label("customer_name"), customers.c.slug.label("customer_slug"),
-               org.c.uuid.label("org_uuid"), org.c.value.label("customer_credit"))
-        .join(projects, projects.c.uuid == project_credits.c.project_uuid)
-        .join(customers, customers.c.uuid == project_credits.c.customer_uuid)
-        .join(org, and_(org.c.customer_uuid == project_credits.c.customer_uuid,
-                        org.c.deleted == false()))
-        .where(project_credits.c.deleted == false())
-    )
+    """Listed project credits (upstream hides those of organisations without a credit)."""
+    query = select(project_credits).where(LISTED["project_credits"])
     if principal.sees_everything:
         return query
     return query.where(or_(
@@ -52,18 +43,21 @@ def project_credit_select(principal: Principal) -> Select[Any]:
 
 
 def customer_credit_select(principal: Principal) -> Select[Any]:
-    query = (
-        select(customer_credits,
-               customers.c.name.label("customer_name"), customers.c.slug.label("customer_slug"))
-        .join(customers, customers.c.uuid == customer_credits.c.customer_uuid)
-        .where(customer_credits.c.deleted == false())
-    )
+    query = select(customer_credits).where(LISTED["customer_credits"])
     if principal.sees_everything:
         return query
     return query.where(customer_credits.c.customer_uuid.in_(principal.customer_uuids()))
 
 
+def listed_count(conn: Connection, table: Table) -> int:
+    """Every listed row, from the counter the projector keeps: no scan per request."""
+    found = conn.execute(select(counters.c.value).where(
+        counters.c.name == LISTED_COUNTER[table.name])).scalar()
+    return int(found or 0)
+
+
 def icontains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
+    """`lower(x) LIKE '%text%'`: served by a trigram index on PostgreSQL."""
     return func.lower(column).contains(text.lower(), autoescape=True)
 
 
@@ -74,68 +68,51 @@ class Offering:
     type: str
 
 
-def offerings_of(conn: Connection, credit_uuids: list[str]) -> dict[str, list[Offering]]:
-    """Each organisation credit's offering restriction, in the order it was given."""
-    link = customer_credit_offerings
-    rows = conn.execute(
-        select(link.c.credit_uuid, offerings.c.uuid, offerings.c.name, offerings.c.type)
-        .join(offerings, offerings.c.uuid == link.c.offering_uuid)
-        .where(link.c.credit_uuid.in_(credit_uuids)).order_by(link.c.position)
-    ).all()
-    found: dict[str, list[Offering]] = defaultdict(list)
-    for row in rows:
-        found[row.credit_uuid].append(Offering(row.uuid, row.name, row.type))
-    return found
+def offerings_from_json(text: str) -> list[Offering]:
+    return [Offering(*item) for item in json.loads(text)]
 
 
-def allocated_by_customer(conn: Connection, customer_uuids: list[str]) -> dict[str, Decimal]:
-    rows = conn.execute(
-        select(project_credits.c.customer_uuid, func.sum(project_credits.c.value, type_=Money()))
-        .where(project_credits.c.customer_uuid.in_(customer_uuids),
-               project_credits.c.deleted == false())
-        .group_by(project_credits.c.customer_uuid)
-    ).all()
-    return {row[0]: row[1] for row in rows}
+def organisations_of(conn: Connection, customer_uuids: list[str]) -> dict[str, Any]:
+    """Each customer's live organisation credit row, by customer: one indexed lookup."""
+    rows = conn.execute(select(customer_credits).where(
+        customer_credits.c.customer_uuid.in_(customer_uuids), LISTED["customer_credits"]))
+    return {row.customer_uuid: row for row in rows}
 
 
 def customers_with_items(conn: Connection, customer_uuids: list[str], period: Period) -> set[str]:
     """Customers with consumption posted for the period (upstream: an invoice exists)."""
     rows = conn.execute(
-        select(consumptions.c.customer_uuid).distinct()
-        .where(consumptions.c.customer_uuid.in_(customer_uuids),
-               consumptions.c.period == str(period), consumptions.c.reversed == false())
-    ).all()
+        select(customer_months.c.customer_uuid)
+        .where(customer_months.c.customer_uuid.in_(customer_uuids),
+               customer_months.c.period == str(period), customer_months.c.item_count > 0))
     return {row[0] for row in rows}
 
 
-def drawn_in_period(conn: Connection, key: ColumnElement[Any], keys: list[str],
-                    period: Period) -> dict[str, Decimal]:
-    """What consumption drew in the period, per project credit or per organisation credit."""
-    drawn = consumptions.c.drawn_from_project_credit + consumptions.c.drawn_from_customer_credit
+def drawn_in_period(conn: Connection, credit_uuids: list[str], period: Period
+                    ) -> dict[str, Decimal]:
+    """What consumption drew from each credit in the period, net of reversals."""
     rows = conn.execute(
-        select(key, func.sum(drawn, type_=Money()))
-        .where(key.in_(keys), consumptions.c.period == str(period),
-               consumptions.c.reversed == false())
-        .group_by(key)
-    ).all()
+        select(credit_months.c.credit_uuid, credit_months.c.drawn)
+        .where(credit_months.c.credit_uuid.in_(credit_uuids),
+               credit_months.c.period == str(period)))
     return {row[0]: row[1] for row in rows}
 
 
 def creditable_cost(conn: Connection, rows: list[Any], period: Period,
                     restrictions: dict[str, list[Offering]]) -> dict[str, Decimal]:
-    """Eligible cost posted for each project this period, uncapped (reference §4.10)."""
+    """Eligible cost posted for each project this period, uncapped (reference §4.10).
+
+    `restrictions` is keyed by project uuid: the offerings its organisation allows.
+    """
     totals = conn.execute(
-        select(consumptions.c.project_uuid, consumptions.c.offering_uuid,
-               func.sum(consumptions.c.amount, type_=Money()))
-        .where(consumptions.c.project_uuid.in_([row.project_uuid for row in rows]),
-               consumptions.c.period == str(period), consumptions.c.reversed == false())
-        .group_by(consumptions.c.project_uuid, consumptions.c.offering_uuid)
-    ).all()
-    allowed = {row.project_uuid: {o.uuid for o in restrictions.get(row.org_uuid, [])}
-               for row in rows}
+        select(project_months.c.project_uuid, project_months.c.offering_uuid,
+               project_months.c.cost)
+        .where(project_months.c.project_uuid.in_([row.project_uuid for row in rows]),
+               project_months.c.period == str(period))).all()
+    allowed = {uuid: {o.uuid for o in found} for uuid, found in restrictions.items()}
     cost: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for project_uuid, offering_uuid, amount in totals:
-        if not allowed[project_uuid] or offering_uuid in allowed[project_uuid]:
+        if not allowed.get(project_uuid) or offering_uuid in allowed[project_uuid]:
             cost[project_uuid] += amount
     return cost
 
@@ -164,30 +141,35 @@ def terms_of(row: Any) -> Terms:
 
 
 def project_credit_views(conn: Connection, rows: list[Any], today: date) -> list[dict[str, Any]]:
-    """Rows plus the fields upstream derives at read time (reference §4.10)."""
+    """Rows plus their organisation's figures and the fields upstream derives at read time
+    (reference §4.10): a few lookups by key for the page, whatever the table's size."""
     month = Month.of(today)
     customer_uuids = sorted({row.customer_uuid for row in rows})
-    credit_uuids = [row.uuid for row in rows]
-    allocated = allocated_by_customer(conn, customer_uuids)
-    restrictions = offerings_of(conn, sorted({row.org_uuid for row in rows}))
+    organisations = organisations_of(conn, customer_uuids)
+    restrictions = {
+        row.project_uuid: offerings_from_json(organisations[row.customer_uuid].offerings)
+        for row in rows if row.customer_uuid in organisations}
     invoiced_last = customers_with_items(conn, customer_uuids, month.last)
     invoiced_now = customers_with_items(conn, customer_uuids, month.current)
-    drawn_last = drawn_in_period(conn, consumptions.c.project_credit_uuid, credit_uuids,
-                                 month.last)
+    drawn_last = drawn_in_period(conn, [row.uuid for row in rows], month.last)
     cost_now = creditable_cost(conn, rows, month.current, restrictions)
     views = []
     for row in rows:
-        spendable = min(row.value, row.customer_credit)
+        organisation = organisations.get(row.customer_uuid)
+        customer_credit = organisation.value if organisation is not None else ZERO
+        spendable = min(row.value, customer_credit)
         views.append({
             "row": row,
-            "allocated_customer_credit": allocated.get(row.customer_uuid),
+            "customer_credit": customer_credit,
+            "allocated_customer_credit": (organisation.allocated_to_projects
+                                          if organisation is not None else None),
             "consumption_last_month": (drawn_last.get(row.uuid, ZERO)
                                        if row.customer_uuid in invoiced_last else None),
             "creditable_cost_this_month": (cost_now.get(row.project_uuid, ZERO)
                                            if row.customer_uuid in invoiced_now else None),
             "spendable_value": spendable,
             "is_limited_by_organization_credit": spendable < row.value,
-            "offerings": restrictions.get(row.org_uuid, []),
+            "offerings": restrictions.get(row.project_uuid, []),
             "minimal_consumption": minimal_consumption(terms_of(row), today),
         })
     return views
@@ -195,18 +177,14 @@ def project_credit_views(conn: Connection, rows: list[Any], today: date) -> list
 
 def customer_credit_views(conn: Connection, rows: list[Any], today: date) -> list[dict[str, Any]]:
     month = Month.of(today)
-    customer_uuids = sorted({row.customer_uuid for row in rows})
-    allocated = allocated_by_customer(conn, customer_uuids)
-    restrictions = offerings_of(conn, [row.uuid for row in rows])
-    invoiced_last = customers_with_items(conn, customer_uuids, month.last)
-    drawn_last = drawn_in_period(conn, consumptions.c.customer_credit_uuid,
-                                 [row.uuid for row in rows], month.last)
+    invoiced_last = customers_with_items(conn, [row.customer_uuid for row in rows], month.last)
+    drawn_last = drawn_in_period(conn, [row.uuid for row in rows], month.last)
     return [{
         "row": row,
-        "allocated_to_projects": allocated.get(row.customer_uuid, ZERO),
+        "allocated_to_projects": row.allocated_to_projects,
         "consumption_last_month": (drawn_last.get(row.uuid, ZERO)
                                    if row.customer_uuid in invoiced_last else None),
-        "offerings": restrictions.get(row.uuid, []),
+        "offerings": offerings_from_json(row.offerings),
         "minimal_consumption": minimal_consumption(terms_of(row), today),
     } for row in rows]
 

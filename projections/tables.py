@@ -1,7 +1,16 @@
-"""The read-model tables. Money is stored as integer units of 10^-5, exact on every database."""
+"""The read-model tables, shaped for their queries.
+
+Money is stored as integer units of 10^-5, exact on every database. Each credit row
+carries what its list shows and filters on (names, slugs, uuids), so a page is an index
+range scan with LIMIT. Organisation-level figures (the organisation's balance, its
+allocation to projects, its offering restriction) live once, on the organisation credit's
+row: a draw then changes one row rather than every project credit of the organisation,
+and a page fetches them for its few organisations by key.
+"""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -9,6 +18,8 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
+    Connection,
     Date,
     DateTime,
     Dialect,
@@ -18,12 +29,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
+    true,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator
 
 from ledger.money import money
 
 SCALE = Decimal(100000)
+log = logging.getLogger(__name__)
 
 
 class Money(TypeDecorator[Decimal]):
@@ -62,6 +77,7 @@ customers = Table(
     Column("name", String(500), nullable=False),
     Column("slug", String(500), nullable=False, index=True),
     Column("created", DateTime(timezone=True), nullable=False),
+    Uuid("credit_uuid", nullable=True),  # the live organisation credit, if any
 )
 
 projects = Table(
@@ -119,14 +135,11 @@ customer_credits = Table(
     "customer_credits", metadata,
     Uuid("uuid", primary_key=True),
     Uuid("customer_uuid", nullable=False, index=True),
+    Column("customer_name", String(500), nullable=False),
+    Column("customer_slug", String(500), nullable=False),
+    Column("allocated_to_projects", Money, nullable=False),
+    Column("offerings", Text, nullable=False),  # JSON [[uuid, name, type], ...] in given order
     *_credit_columns(),
-)
-
-customer_credit_offerings = Table(
-    "customer_credit_offerings", metadata,
-    Uuid("credit_uuid", primary_key=True),
-    Uuid("offering_uuid", primary_key=True),
-    Column("position", Integer, nullable=False),
 )
 
 project_credits = Table(
@@ -134,9 +147,80 @@ project_credits = Table(
     Uuid("uuid", primary_key=True),
     Uuid("project_uuid", nullable=False, index=True),
     Uuid("customer_uuid", nullable=False, index=True),
+    Column("project_name", String(500), nullable=False),
+    Column("project_slug", String(500), nullable=False),
+    Column("customer_name", String(500), nullable=False),
+    Column("customer_slug", String(500), nullable=False, index=True),
     Column("mark_unused_credit_as_spent_on_project_termination", Boolean, nullable=False),
+    # Upstream lists only credits whose organisation holds a live credit ("no orphans").
+    Column("listed", Boolean, nullable=False),
     *_credit_columns(),
 )
+
+LISTED: dict[str, ColumnElement[bool]] = {
+    "project_credits": project_credits.c.listed == true(),
+    "customer_credits": customer_credits.c.deleted == false(),
+}
+LIST_ORDERINGS = {
+    "project_credits": ("project_name", "value", "end_date", "expected_consumption"),
+    "customer_credits": ("customer_name", "value", "end_date", "expected_consumption"),
+}
+
+
+def listed_index(table: Table, column: str | None) -> Index:
+    """An index over the rows a list shows (partial on both engines), one per `o` key.
+
+    Ties break on (created, uuid) in the key's direction, so one index serves `o=x` and
+    `o=-x` alike, and the default order (created, uuid) has its own.
+    """
+    keys = [table.c[column]] if column else []
+    where = LISTED[table.name]
+    return Index(f"{table.name}_by_{column or 'created'}", *keys, table.c.created, table.c.uuid,
+                 postgresql_where=where, sqlite_where=where)
+
+
+for _table in (project_credits, customer_credits):
+    for _column in (None, *LIST_ORDERINGS[_table.name]):
+        listed_index(_table, _column)
+
+TRIGRAM_COLUMNS = {
+    "project_credits": ("project_name", "customer_name", "customer_slug"),
+    "customer_credits": ("customer_name", "customer_slug"),
+}
+
+
+def create_search_indexes(conn: Connection, schema: str | None = None) -> None:
+    """PostgreSQL: trigram indexes serve the `icontains` filters (`lower(x) LIKE '%y%'`).
+
+    pg_trgm is a trusted extension; where it cannot be created the filters still work,
+    by scanning.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    operators = _trigram_schema(conn)
+    if operators is None:
+        log.warning("pg_trgm is not available: name filters will scan")
+        return
+    prefix = f'"{schema}".' if schema else ""
+    for table, columns in TRIGRAM_COLUMNS.items():
+        for column in columns:
+            conn.exec_driver_sql(
+                f"CREATE INDEX IF NOT EXISTS {table}_{column}_trgm ON {prefix}{table} "
+                f"USING gin (lower({column}) {operators}.gin_trgm_ops)")
+
+
+def _trigram_schema(conn: Connection) -> str | None:
+    find = "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n " \
+           "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+    schema = conn.exec_driver_sql(find).scalar()
+    if schema is None:
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+        except DBAPIError:
+            return None
+        schema = conn.exec_driver_sql(find).scalar()
+    return str(schema) if schema else None
 
 consumptions = Table(
     "consumptions", metadata,
@@ -158,6 +242,34 @@ consumptions = Table(
     Index("consumptions_credit_period", "customer_credit_uuid", "period"),
 )
 
+credit_months = Table(
+    "credit_months", metadata,
+    Uuid("credit_uuid", primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("drawn", Money, nullable=False),  # drawn by consumption, net of reversals
+)
+
+project_months = Table(
+    "project_months", metadata,
+    Uuid("project_uuid", primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("offering_uuid", String(32), primary_key=True),  # "" for no offering
+    Column("cost", Money, nullable=False),  # posted cost, net of reversals
+)
+
+customer_months = Table(
+    "customer_months", metadata,
+    Uuid("customer_uuid", primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("item_count", Integer, nullable=False),  # live items: upstream's "invoice exists"
+)
+
+counters = Table(
+    "counters", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
 billing_periods = Table(
     "billing_periods", metadata,
     Column("period", String(7), primary_key=True),
@@ -169,7 +281,7 @@ credit_transactions = Table(
     "credit_transactions", metadata,
     Uuid("uuid", primary_key=True),
     Column("position", BigInteger, nullable=False, index=True),
-    Column("created", DateTime(timezone=True), nullable=False, index=True),
+    Column("created", DateTime(timezone=True), nullable=False),
     Column("amount", Money, nullable=False),
     Column("transaction_type", String(30), nullable=False),
     Column("comment", Text, nullable=False),
@@ -183,6 +295,7 @@ credit_transactions = Table(
     Column("balance_after", Money, nullable=False),
     Column("actor", String(64), nullable=False),
     Column("event_type", String(64), nullable=False),
+    Index("credit_transactions_created", "created", "position"),
 )
 
 READ_MODEL_TABLES = [t for t in metadata.sorted_tables if t is not tracking]

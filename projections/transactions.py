@@ -10,16 +10,14 @@ from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
-from sqlalchemy import Connection, insert, select
-
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.periods import Period
+from projections.changes import Changes
 from projections.dispatch import Dispatch
 from projections.tables import (
     consumptions,
     credit_transactions,
     customer_credits,
-    customers,
     project_credits,
     projects,
 )
@@ -73,49 +71,45 @@ def comment_of(event: Any) -> str:
 
 
 @project.on(CustomerCredit.Created, ProjectCredit.Created)
-def _created(event: Any, conn: Connection, position: int) -> None:
+def _created(event: Any, changes: Changes, position: int) -> None:
     """A credit created with a value is a grant of that value (upstream: delta on create)."""
     if event.value != 0:
-        _record(event, conn, position, event.value, "staff_grant", "", None)
+        _record(event, changes, position, event.value, "staff_grant", "", None)
 
 
 @project.on(Credit.BalanceChanged)
-def _balance_changed(event: Any, conn: Connection, position: int) -> None:
+def _balance_changed(event: Any, changes: Changes, position: int) -> None:
     if event.amount != 0:
-        _record(event, conn, position, event.amount, transaction_type(event), comment_of(event),
-                event.period)
+        _record(event, changes, position, event.amount, transaction_type(event),
+                comment_of(event), event.period)
 
 
-def _record(event: Any, conn: Connection, position: int, amount: Decimal, kind: str,
+def _record(event: Any, changes: Changes, position: int, amount: Decimal, kind: str,
             comment: str, period: str | None) -> None:
+    """One row; the credits projection has already applied the event to the credit's row."""
     is_org = isinstance(event, CustomerCredit.Event)
-    credit = customer_credits if is_org else project_credits
-    row = conn.execute(select(credit).where(credit.c.uuid == event.originator_id.hex)).one()
-    customer_name = conn.execute(
-        select(customers.c.name).where(customers.c.uuid == row.customer_uuid)).scalar()
-    project_uuid = _project_of(event, conn) or (None if is_org else row.project_uuid)
-    project_name = conn.execute(
-        select(projects.c.name).where(projects.c.uuid == project_uuid)).scalar()
-    conn.execute(insert(credit_transactions), dict(
+    row = changes.row(customer_credits if is_org else project_credits, event.originator_id.hex)
+    project_uuid = _project_of(event, changes) or (None if is_org else row["project_uuid"])
+    found = changes.get(projects, project_uuid) if project_uuid else None
+    changes.insert(credit_transactions, dict(
         uuid=uuid5(NAMESPACE_URL, f"{event.originator_id}/{event.originator_version}").hex,
         position=position, created=event.timestamp, amount=amount,
         transaction_type=kind, comment=comment,
-        credit_uuid=row.uuid if is_org else None,
-        project_credit_uuid=None if is_org else row.uuid,
-        customer_uuid=row.customer_uuid, customer_name=customer_name,
-        project_uuid=project_uuid, project_name=project_name,
+        credit_uuid=row["uuid"] if is_org else None,
+        project_credit_uuid=None if is_org else row["uuid"],
+        customer_uuid=row["customer_uuid"], customer_name=row["customer_name"],
+        project_uuid=project_uuid, project_name=found["name"] if found else None,
         billing_period=Period.parse(period).first_day if period else None,
-        balance_after=row.value,
+        balance_after=row["value"],
         actor=event.actor, event_type=type(event).__qualname__))
 
 
-def _project_of(event: Any, conn: Connection) -> str | None:
+def _project_of(event: Any, changes: Changes) -> str | None:
     """The project a movement is for; a reversal is for its consumption item's project."""
     project_id = getattr(event, "project_id", None)
     if project_id is not None:
         return str(project_id.hex)
     if isinstance(event, Credit.DrawReversed):
-        found = conn.execute(select(consumptions.c.project_uuid)
-                             .where(consumptions.c.item_id == event.item_id)).scalar()
-        return str(found) if found else None
+        item = changes.get(consumptions, event.item_id)
+        return str(item["project_uuid"]) if item else None
     return None

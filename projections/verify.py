@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from ledger.application import Ledger
 from projections.database import make_engine
-from projections.projector import NAME, Projector
+from projections.projector import NAME, apply_events
 from projections.tables import READ_MODEL_TABLES, metadata, tracking
 
 BATCH = 500
@@ -80,12 +80,11 @@ def read_live(engine: Engine) -> tuple[int, dict[str, Rows]]:
 
 
 def replay(app: Ledger, fresh: Engine, stop: int, progress: Callable[[int], None]) -> None:
-    metadata.create_all(fresh, tables=READ_MODEL_TABLES)
+    metadata.create_all(fresh, tables=READ_MODEL_TABLES)  # no trigram indexes: SQLite
     done = 0
     with fresh.begin() as conn:
         for batch in notifications(app, stop):
-            for notification in batch:
-                Projector.apply(conn, app.mapper.to_domain_event(notification), notification.id)
+            apply_events(conn, [(app.mapper.to_domain_event(n), n.id) for n in batch])
             done += len(batch)
             progress(done)
 

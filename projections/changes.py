@@ -1,0 +1,197 @@
+"""A batch's effect on the read models: rows folded in memory, then written in bulk.
+
+Handlers do not issue SQL per event. They read rows through `Changes` (loaded once per
+batch, many keys per query), change them in memory, and `flush` writes each table's
+new rows with one multi-row INSERT, its changed rows with one multi-row UPDATE and its
+counters with one upsert. A batch of a thousand events costs a few dozen statements.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Executable, Table, bindparam, delete, insert, select, tuple_
+from sqlalchemy import update as sql_update
+
+from projections.tables import metadata
+
+Key = tuple[Any, ...]
+Row = dict[str, Any]
+LOAD_CHUNK = 500
+
+
+def primary_key(table: Table) -> list[str]:
+    return [column.name for column in table.primary_key.columns]
+
+
+class Changes:
+    """Rows of one batch: what was loaded, inserted, updated, deleted and counted."""
+
+    def __init__(self, conn: Connection, schema: str | None = None) -> None:
+        self.conn = conn
+        self.options = {"schema_translate_map": {None: schema}} if schema else {}
+        self.rows: dict[Table, dict[Key, Row | None]] = defaultdict(dict)
+        self.inserted: dict[Table, set[Key]] = defaultdict(set)
+        self.updated: dict[Table, set[Key]] = defaultdict(set)
+        self.deleted: dict[Table, set[Key]] = defaultdict(set)
+        self.deltas: dict[Table, dict[Key, dict[str, Any]]] = defaultdict(dict)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def get(self, table: Table, *key: Any) -> Row | None:
+        """The row as this batch sees it (None if absent); loaded by key on first use."""
+        rows = self.rows[table]
+        if key not in rows:
+            self.load(table, [key])
+        return rows[key]
+
+    def row(self, table: Table, *key: Any) -> Row:
+        found = self.get(table, *key)
+        if found is None:
+            raise LookupError(f"{table.name} has no row {key}")
+        return found
+
+    def load(self, table: Table, keys: Iterable[Key]) -> None:
+        """Load many rows in few queries; keys not found are remembered as absent."""
+        rows = self.rows[table]
+        wanted = [key for key in dict.fromkeys(keys) if key not in rows]
+        names = primary_key(table)
+        columns = [table.c[name] for name in names]
+        for start in range(0, len(wanted), LOAD_CHUNK):
+            chunk = wanted[start:start + LOAD_CHUNK]
+            condition = (columns[0].in_([key[0] for key in chunk]) if len(columns) == 1
+                         else tuple_(*columns).in_(chunk))
+            for found in self._execute(select(table).where(condition)).mappings():
+                rows[tuple(found[name] for name in names)] = dict(found)
+            for key in chunk:
+                rows.setdefault(key, None)
+
+    def find(self, table: Table, **where: Any) -> list[Row]:
+        """Rows matching column values, by query (flushed first) — for rare lookups."""
+        self.flush()
+        condition = [table.c[name] == value for name, value in where.items()]
+        names = primary_key(table)
+        found = []
+        for result in self._execute(select(table).where(*condition)).mappings():
+            key = tuple(result[name] for name in names)
+            known = self.rows[table].setdefault(key, dict(result))
+            if known is not None:
+                found.append(known)
+        return found
+
+    # --- writing -------------------------------------------------------------------------
+
+    def insert(self, table: Table, row: Row) -> None:
+        key = tuple(row[name] for name in primary_key(table))
+        self.rows[table][key] = row
+        if key in self.deleted[table]:  # deleted earlier in the batch: still in the table
+            self.deleted[table].discard(key)
+            self.updated[table].add(key)
+        else:
+            self.inserted[table].add(key)
+
+    def update(self, table: Table, key: Key, **values: Any) -> Row:
+        row = self.row(table, *key)
+        row.update(values)
+        if key not in self.inserted[table]:
+            self.updated[table].add(key)
+        return row
+
+    def delete(self, table: Table, *key: Any) -> None:
+        self.rows[table][key] = None
+        if key in self.inserted[table]:
+            self.inserted[table].discard(key)
+        else:
+            self.updated[table].discard(key)
+            self.deleted[table].add(key)
+
+    def add(self, table: Table, *key: Any, **deltas: Any) -> None:
+        """Add to counter columns of a row that may not exist yet (an upsert at flush)."""
+        pending = self.deltas[table].setdefault(key, {})
+        for name, amount in deltas.items():
+            pending[name] = pending.get(name, 0) + amount
+
+    def execute(self, statement: Executable) -> Any:
+        """Run a set-based statement after everything pending; forget cached rows."""
+        self.flush()
+        self.rows.clear()
+        return self._execute(statement)
+
+    def _execute(self, statement: Executable, params: Any = None) -> Any:
+        """Every statement goes to this batch's schema (a rebuild writes to a shadow one)."""
+        return self.conn.execute(statement, params, execution_options=self.options)
+
+    # --- flushing ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        for table in metadata.sorted_tables:
+            self._flush_deleted(table)
+            self._flush_inserted(table)
+            self._flush_updated(table)
+            self._flush_deltas(table)
+
+    def _flush_inserted(self, table: Table) -> None:
+        keys = self.inserted.pop(table, set())
+        rows = [row for key in keys if (row := self.rows[table][key]) is not None]
+        if rows:
+            self._execute(insert(table), rows)
+
+    def _flush_updated(self, table: Table) -> None:
+        keys = self.updated.pop(table, set())
+        if not keys:
+            return
+        names = primary_key(table)
+        values: dict[str, Any] = {column.name: bindparam(column.name) for column in table.columns
+                  if column.name not in names}
+        statement = (sql_update(table)
+                     .where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
+                     .values(values))
+        params = []
+        for key in keys:
+            row = self.rows[table][key]
+            assert row is not None
+            params.append({**{n: v for n, v in row.items() if n not in names},
+                           **{f"key_{name}": part for name, part in zip(names, key, strict=True)}})
+        self._execute(statement, params)
+
+    def _flush_deleted(self, table: Table) -> None:
+        keys = self.deleted.pop(table, set())
+        names = primary_key(table)
+        if keys:
+            self._execute(
+                delete(table).where(*(table.c[name] == bindparam(f"key_{name}")
+                                      for name in names)),
+                [{f"key_{name}": part for name, part in zip(names, key, strict=True)}
+                 for key in keys])
+
+    def _flush_deltas(self, table: Table) -> None:
+        """Counters: add to existing rows, insert the rest (keys looked up in one query)."""
+        pending = self.deltas.pop(table, {})
+        if not pending:
+            return
+        names = primary_key(table)
+        self.load(table, pending.keys())
+        known = self.rows[table]
+        new, existing = [], []
+        for key, deltas in pending.items():
+            row = known[key]
+            if row is None:
+                row = {**dict(zip(names, key, strict=True)), **deltas}
+                new.append(row)
+            else:
+                for name, amount in deltas.items():
+                    row[name] += amount
+                existing.append((key, deltas))
+            known[key] = row
+        if new:
+            self._execute(insert(table), new)
+        for columns in {tuple(sorted(deltas)) for _, deltas in existing}:
+            statement = (sql_update(table)
+                         .where(*(table.c[n] == bindparam(f"key_{n}") for n in names))
+                         .values({c: table.c[c] + bindparam(f"add_{c}") for c in columns}))
+            self._execute(statement, [
+                {**{f"key_{n}": part for n, part in zip(names, key, strict=True)},
+                 **{f"add_{c}": deltas[c] for c in columns}}
+                for key, deltas in existing if tuple(sorted(deltas)) == columns])
