@@ -59,7 +59,8 @@ class Health:
 
 
 def create_app(services: Services) -> falcon.App:
-    middleware: list[Any] = [CatchUpMiddleware(services), AuthMiddleware(services.engine),
+    auth = AuthMiddleware(services.reads, lambda: services.projector.log_end)
+    middleware: list[Any] = [CatchUpMiddleware(services), auth,
                              IdempotencyMiddleware(services.engine)]
     app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import falcon
@@ -13,14 +14,22 @@ from ledger.users import hash_token
 from projections.tables import user_roles, users
 
 PUBLIC_PATHS = ("/health", "/api/schema/")
+CACHE_SIZE = 10000
 
 
 @dataclass
 class AuthMiddleware:
-    """Puts the caller's Principal (or None) on req.context.principal."""
+    """Puts the caller's Principal (or None) on req.context.principal.
+
+    Users and roles change only through events, so a principal loaded when the log ended
+    at notification N stays true while it still ends there: `log_end` (what the request's
+    catch-up just saw) lets a known token cost no query at all.
+    """
 
     engine: Engine
+    log_end: Callable[[], int] = field(default=lambda: -1)
     public_paths: tuple[str, ...] = field(default=PUBLIC_PATHS)
+    cache: dict[str, tuple[Principal, int]] = field(default_factory=dict)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.principal = None
@@ -35,9 +44,22 @@ class AuthMiddleware:
         if not token.strip() or " " in token.strip():
             raise ApiError(401, {"detail": "Invalid token header. No credentials provided."},
                            {"WWW-Authenticate": "Token"})
-        principal = load_principal(self.engine, hash_token(token.strip()))
+        principal = self.principal_of(hash_token(token.strip()))
         if principal is None:
             raise ApiError(401, {"detail": "Invalid token."}, {"WWW-Authenticate": "Token"})
+        return principal
+
+
+    def principal_of(self, token_hash: str) -> Principal | None:
+        position = self.log_end()
+        cached = self.cache.get(token_hash)
+        if cached is not None and cached[1] == position >= 0:
+            return cached[0]
+        principal = load_principal(self.engine, token_hash)
+        if principal is not None and position >= 0:
+            if len(self.cache) >= CACHE_SIZE:
+                self.cache.clear()
+            self.cache[token_hash] = (principal, position)
         return principal
 
 

@@ -50,8 +50,8 @@ class Resource:
         return principal
 
     def settle_reads(self) -> None:
-        """Read-your-writes: project what this request just saved."""
-        self.services.projector.catch_up_patiently()
+        """Read-your-writes: wait until what this request saved is projected (by anyone)."""
+        self.services.projector.catch_up_to(self.services.ledger.last_saved_position())
 
 
 def apply_uuid_filter(query: Select[Any], req: falcon.Request, name: str,

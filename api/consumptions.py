@@ -42,7 +42,7 @@ def closed_periods(conn: Connection) -> set[str]:
 class Consumptions(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             items = self._validate(conn, request_body(req))
         results = self.services.ledger.post_consumption(items, principal.actor)
         self.settle_reads()
@@ -51,7 +51,7 @@ class Consumptions(Resource):
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         self.staff(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             row = None if "\x00" in item_id else conn.execute(  # no such id can be posted
                 select(consumptions).where(consumptions.c.item_id == item_id)).first()
         if row is None:
@@ -149,7 +149,7 @@ def _result(result: ConsumptionResult) -> dict[str, Any]:
 class BillingPeriods(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.principal(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             rows = conn.execute(select(billing_periods).order_by(billing_periods.c.period))
             resp.media = [{"period": row.period, "state": "closed" if row.closed else "open",
                            "modified": iso_datetime(row.modified)} for row in rows]
@@ -179,7 +179,7 @@ class BillingPeriods(Resource):
             raise validation_error({"period": error.messages}) from None
 
     def _credit_ids(self) -> list[UUID]:
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             rows = conn.execute(select(customer_credits.c.uuid)
                                 .where(customer_credits.c.deleted.is_(False))
                                 .order_by(customer_credits.c.created))

@@ -10,8 +10,9 @@ from sqlalchemy import Connection, Select, Table
 from api import history
 from api.common import Resource, parse_uuid
 from api.errors import not_found
-from api.listing import paginate
+from api.listing import last_param, paginate
 from ledger.access import Principal
+from projections.queries import listed_count
 
 
 class CreditCollection(Resource):
@@ -19,14 +20,16 @@ class CreditCollection(Resource):
 
     table: Table
     not_found_message: str
+    filters: tuple[str, ...]  # query parameters that narrow the list
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         if history.wants_as_of(req):
             resp.media = self._as_of(req, resp, principal)
             return
-        with self.services.engine.connect() as conn:
-            page = paginate(conn, req, resp, self._filtered(req, principal))
+        with self.services.reads.connect() as conn:
+            page = paginate(conn, req, resp, self._filtered(req, principal),
+                            self._known_total(conn, req, principal))
             resp.media = self._list_page(conn, req, principal, page.rows)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -34,8 +37,16 @@ class CreditCollection(Resource):
         if history.wants_as_of(req):
             self._as_of(req, resp, principal)
             return
-        with self.services.engine.connect() as conn:
-            paginate(conn, req, resp, self._filtered(req, principal))
+        with self.services.reads.connect() as conn:
+            paginate(conn, req, resp, self._filtered(req, principal),
+                     self._known_total(conn, req, principal))
+
+    def _known_total(self, conn: Connection, req: falcon.Request,
+                     principal: Principal) -> int | None:
+        """Everything listed, unfiltered, for staff and support: the maintained count."""
+        if not principal.sees_everything or any(last_param(req, name) for name in self.filters):
+            return None
+        return listed_count(conn, self.table)
 
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=False)
@@ -46,7 +57,7 @@ class CreditCollection(Resource):
     def _visible_row(self, principal: Principal, uuid: str) -> Any:
         """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
         credit_uuid = parse_uuid(uuid, self.not_found_message).hex
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             row = conn.execute(self._select(principal)
                                .where(self.table.c.uuid == credit_uuid)).first()
         if row is None:

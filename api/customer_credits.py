@@ -52,10 +52,11 @@ OFFERING_LINK = fields.hyperlink("/api/marketplace-provider-offerings/",
 class CustomerCredits(CreditCollection):
     table = customer_credits
     not_found_message = NOT_FOUND
+    filters = ("customer_uuid", "customer_slug", "customer_name", "query")
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             values = validate(request_body(req), self._fields(conn, creating=True))
         self._check_terms(values, current=None)
         credit_id = self.services.ledger.create_customer_credit(
@@ -87,7 +88,7 @@ class CustomerCredits(CreditCollection):
         """Monthly consumption history `[{date, price}]`, ascending, as upstream."""
         principal = self.principal(req)
         row = self._visible_row(principal, uuid)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             months = monthly_consumption(conn, row.uuid)
         resp.media = [{"date": Period.parse(period).first_day.isoformat(),
                        "price": f"{amount:.2f}"} for period, amount in months]
@@ -110,7 +111,7 @@ class CustomerCredits(CreditCollection):
         principal = self.principal(req)
         row = self._visible_row(principal, uuid)
         self.staff(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             values = validate(request_body(req), self._fields(conn, creating=False), partial)
         self._check_terms(values, current=row)
         self.services.ledger.update_customer_credit(
@@ -148,7 +149,7 @@ class CustomerCredits(CreditCollection):
              credit_uuid: str, nested: bool) -> Any:
         row = self._visible_row(principal, credit_uuid)
         set_etag(resp, row.version)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             return self._render(conn, req, [row], nested)[0]
 
     def _render(self, conn: Connection, req: falcon.Request, rows: list[Any],

@@ -47,13 +47,13 @@ class _Directory(Resource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = self.listed(req, self.principal(req))
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             page = paginate(conn, req, resp, query)
             resp.media = self.represent(conn, base_url(req), page.rows)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = self.listed(req, self.principal(req))
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             paginate(conn, req, resp, query)
 
     def listed(self, req: falcon.Request, principal: Principal) -> Select[Any]:
@@ -71,7 +71,7 @@ class _Directory(Resource):
         resp.media = self.one(req, self.principal(req), parse_uuid(uuid).hex)
 
     def one(self, req: falcon.Request, principal: Principal, uuid: str) -> dict[str, Any]:
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             row = conn.execute(self.visible(principal).where(self.table.c.uuid == uuid)).first()
             if row is None:
                 raise not_found(self.not_found_message)
@@ -157,7 +157,7 @@ class Projects(_Directory):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             def check_customer(customer_id: UUID) -> None:
                 found = conn.execute(select(customers.c.uuid).where(
                     customers.c.uuid == customer_id.hex)).first()
@@ -177,7 +177,7 @@ class Projects(_Directory):
         """Terminate the project: its credit goes to 0 (written off or back to the pool)."""
         principal = self.principal(req)
         project_uuid = parse_uuid(uuid).hex
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             row = conn.execute(self.visible(principal)
                                .where(projects.c.uuid == project_uuid)).first()
         if row is None:

@@ -141,7 +141,7 @@ class CreditHistory(Resource):
         else:
             query = customer_credit_candidates(principal).where(
                 customer_credits.c.uuid == credit_uuid)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             if conn.execute(query).first() is None:
                 raise not_found(message)
         resp.media = credit_history(self.services.ledger, UUID(credit_uuid))
@@ -281,7 +281,7 @@ def project_credit_as_of(services: Any, req: falcon.Request, principal: Principa
     """Retrieve: 404 when the credit did not exist (or was deleted) at the moment."""
     replay = Replay(services.ledger, as_of_param(req))
     query = project_credit_candidates(principal).where(project_credits.c.uuid == credit_uuid)
-    with services.engine.connect() as conn:
+    with services.reads.connect() as conn:
         view = project_credit_view(conn, replay, credit_uuid) if conn.execute(
             query).first() else None
     if view is None:
@@ -294,7 +294,7 @@ def customer_credit_as_of(services: Any, req: falcon.Request, principal: Princip
                           credit_uuid: str) -> dict[str, Any]:
     replay = Replay(services.ledger, as_of_param(req))
     query = customer_credit_candidates(principal).where(customer_credits.c.uuid == credit_uuid)
-    with services.engine.connect() as conn:
+    with services.reads.connect() as conn:
         view = customer_credit_view(conn, replay, credit_uuid) if conn.execute(
             query).first() else None
     if view is None:
@@ -306,7 +306,7 @@ def project_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Respo
                           principal: Principal, query: Select[Any]) -> list[dict[str, Any]]:
     """List: the filtered candidates as they were, those absent then dropped, re-ordered."""
     replay = Replay(services.ledger, as_of_param(req))
-    with services.engine.connect() as conn:
+    with services.reads.connect() as conn:
         views = [view for row in conn.execute(query)
                  if (view := project_credit_view(conn, replay, row.uuid)) is not None]
     return [project_credit(base_url(req), view,
@@ -317,7 +317,7 @@ def project_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Respo
 def customer_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Response,
                            query: Select[Any]) -> list[dict[str, Any]]:
     replay = Replay(services.ledger, as_of_param(req))
-    with services.engine.connect() as conn:
+    with services.reads.connect() as conn:
         views = [view for row in conn.execute(query)
                  if (view := customer_credit_view(conn, replay, row.uuid)) is not None]
     return [customer_credit(base_url(req), view, nested_offerings=True)

@@ -47,10 +47,14 @@ def last_param(req: falcon.Request, name: str) -> str | None:
 
 
 def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
-             query: Select[Any]) -> Page:
-    """Run one page of the query and set X-Result-Count and Link like upstream."""
-    count = conn.execute(select(func.count()).select_from(query.order_by(None).subquery()))
-    total = int(count.scalar_one())
+             query: Select[Any], total: int | None = None) -> Page:
+    """Run one page of the query and set X-Result-Count and Link like upstream.
+
+    `total`, when the caller knows it (a maintained count), saves counting the rows.
+    """
+    if total is None:
+        count = conn.execute(select(func.count()).select_from(query.order_by(None).subquery()))
+        total = int(count.scalar_one())
     size = _page_size(req)
     pages = max(1, -(-total // size))
     page = _page_number(req, pages)
@@ -58,12 +62,6 @@ def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
     resp.set_header("X-Result-Count", str(total))
     resp.set_header("Link", _links(req, page, pages))
     return Page(list(rows), total)
-
-
-def count_only(conn: Connection, req: falcon.Request, resp: falcon.Response,
-               query: Select[Any]) -> None:
-    """HEAD: the same headers as the list, no body."""
-    paginate(conn, req, resp, query)
 
 
 def _page_size(req: falcon.Request) -> int:

@@ -53,10 +53,12 @@ def term_fields() -> list[Field]:
 class ProjectCredits(CreditCollection):
     table = project_credits
     not_found_message = NOT_FOUND
+    filters = ("project_uuid", "customer_uuid", "customer_slug", "project_name",
+               "customer_name", "query")
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             values = validate(request_body(req), self._fields(conn, principal, None))
         credit_id = self.services.ledger.create_project_credit(
             values["project"], values.get("value", ZERO),
@@ -102,7 +104,7 @@ class ProjectCredits(CreditCollection):
         row = self._visible_row(principal, uuid)
         if not principal.is_owner(row.customer_uuid):
             raise permission_denied()
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             values = validate(request_body(req), self._fields(conn, principal, row.uuid), partial)
         self.services.ledger.update_project_credit(
             UUID(row.uuid), principal.actor, project_id=values.get("project"),
@@ -119,7 +121,7 @@ class ProjectCredits(CreditCollection):
              credit_uuid: str) -> Any:
         row = self._visible_row(principal, credit_uuid)
         set_etag(resp, row.version)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             return self._render(conn, req, principal, [row])[0]
 
     def _render(self, conn: Connection, req: falcon.Request, principal: Principal,

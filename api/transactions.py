@@ -109,19 +109,19 @@ def transaction(row: Any, principal: Principal) -> dict[str, Any]:
 class CreditTransactions(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             page = paginate(conn, req, resp, filtered(req, principal))
         resp.media = [transaction(row, principal) for row in page.rows]
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             paginate(conn, req, resp, filtered(req, principal))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
         row_uuid = parse_uuid(uuid, NOT_FOUND).hex
-        with self.services.engine.connect() as conn:
+        with self.services.reads.connect() as conn:
             row = conn.execute(visible(principal).where(tx.c.uuid == row_uuid)).first()
         if row is None:
             raise not_found(NOT_FOUND)

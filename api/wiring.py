@@ -37,6 +37,14 @@ class Services:
     engine: Engine
     projector: Projector
     today: Callable[[], date] = field(default=today_utc)
+    reads: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        """`reads` is for requests that only read: on PostgreSQL without BEGIN/ROLLBACK
+        round trips (each statement sees committed read models, as Django's autocommit)."""
+        self.reads = self.engine
+        if self.engine.dialect.name == "postgresql":
+            self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def close(self) -> None:
         self.ledger.close()

@@ -8,6 +8,7 @@ the version check; the command is then re-run on fresh state a bounded number of
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -16,7 +17,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
 
 from ledger.errors import Conflict, NotFound
 from ledger.terms import Terms
@@ -70,19 +71,32 @@ class Unit:
         self.loaded[aggregate.id] = aggregate
         return aggregate
 
-    def save(self) -> int:
-        recordings = self.app.save(*self.loaded.values())
-        return max((r.notification.id for r in recordings), default=0)
+    def save(self) -> None:
+        self.app.save(*self.loaded.values())
 
 
 class LedgerBase(Application[UUID]):
     """Loading and saving for the command groups that make up the Ledger."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._saved = threading.local()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
         transcoder.register(TermsAsDict())
 
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Remember (per thread) the position of the last save, for read-your-writes."""
+        recordings = super().save(*objs, **kwargs)
+        if recordings:
+            self._saved.position = max(r.notification.id for r in recordings)
+        return recordings
+
+    def last_saved_position(self) -> int:
+        """The notification id of this thread's last save (0 before any)."""
+        return int(getattr(self._saved, "position", 0))
 
     def get(self, aggregate_id: UUID, cls: type[A]) -> A:
         try:

@@ -14,6 +14,7 @@ statistics.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +27,8 @@ from sqlalchemy.exc import OperationalError
 
 from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
-from ledger.credits import Credit
+from ledger.credits import Credit, CustomerCredit, ProjectCredit
+from ledger.directory import Customer, Offering, Project
 from projections import consumption, credits, directory, transactions
 from projections.changes import Changes, Key
 from projections.dispatch import Handler
@@ -54,6 +56,11 @@ HANDLERS: Sequence[Handler] = (
     transactions.project,
 )
 Progress = Callable[[int], None]
+CREATES: dict[type, Table] = {  # an aggregate's first event: no row can exist before it
+    Customer.Registered: customers, Project.Registered: projects,
+    Offering.Registered: offerings, CustomerCredit.Created: customer_credits,
+    ProjectCredit.Created: project_credits,
+}
 
 
 class Projector:
@@ -64,6 +71,7 @@ class Projector:
         self.engine = engine
         self.batch_size = batch_size
         self.known_position = 0  # positions only grow: a floor for the stored one
+        self._seen = threading.local()
 
     def create_tables(self) -> None:
         metadata.create_all(self.engine)
@@ -84,10 +92,17 @@ class Projector:
         grown past the last position this process saw.
         """
         newest = self.app.recorder.max_notification_id() or 0
+        self._seen.log_end = newest
         if newest <= self.known_position:
             return False
         self.known_position = max(self.known_position, self.position())
         return newest > self.known_position
+
+    @property
+    def log_end(self) -> int:
+        """The newest notification id this thread's last `pending` saw (-1 before any):
+        everything up to it is in the read models once that catch-up returned."""
+        return int(getattr(self._seen, "log_end", -1))
 
     def catch_up(self, progress: Progress = lambda n: None) -> int:
         """Apply every event not yet applied; returns how many were applied."""
@@ -204,6 +219,9 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
     keys: dict[Table, set[Key]] = defaultdict(set)
     event: Any
     for event in events:
+        created = CREATES.get(type(event)) if event.originator_version == 1 else None
+        if created is not None:
+            changes.rows[created].setdefault((event.originator_id.hex,), None)  # new: absent
         if isinstance(event, Credit.Event):
             keys[credits.table_of(event)].add((event.originator_id.hex,))
         for name, table in (("customer_id", customers), ("project_id", projects),

@@ -79,18 +79,26 @@ def organisations_of(conn: Connection, customer_uuids: list[str]) -> dict[str, A
     return {row.customer_uuid: row for row in rows}
 
 
-def customers_with_items(conn: Connection, customer_uuids: list[str], period: Period) -> set[str]:
-    """Customers with consumption posted for the period (upstream: an invoice exists)."""
+def customers_with_items(conn: Connection, customer_uuids: list[str],
+                         month: Month) -> dict[Period, set[str]]:
+    """Customers with consumption posted last month and this month (upstream: an invoice
+    exists), in one query."""
     rows = conn.execute(
-        select(customer_months.c.customer_uuid)
+        select(customer_months.c.customer_uuid, customer_months.c.period)
         .where(customer_months.c.customer_uuid.in_(customer_uuids),
-               customer_months.c.period == str(period), customer_months.c.item_count > 0))
-    return {row[0] for row in rows}
+               customer_months.c.period.in_([str(month.last), str(month.current)]),
+               customer_months.c.item_count > 0))
+    found: dict[Period, set[str]] = {month.last: set(), month.current: set()}
+    for customer_uuid, period in rows:
+        found[Period.parse(period)].add(customer_uuid)
+    return found
 
 
 def drawn_in_period(conn: Connection, credit_uuids: list[str], period: Period
                     ) -> dict[str, Decimal]:
     """What consumption drew from each credit in the period, net of reversals."""
+    if not credit_uuids:
+        return {}
     rows = conn.execute(
         select(credit_months.c.credit_uuid, credit_months.c.drawn)
         .where(credit_months.c.credit_uuid.in_(credit_uuids),
@@ -104,6 +112,8 @@ def creditable_cost(conn: Connection, rows: list[Any], period: Period,
 
     `restrictions` is keyed by project uuid: the offerings its organisation allows.
     """
+    if not rows:
+        return {}
     totals = conn.execute(
         select(project_months.c.project_uuid, project_months.c.offering_uuid,
                project_months.c.cost)
@@ -149,10 +159,12 @@ def project_credit_views(conn: Connection, rows: list[Any], today: date) -> list
     restrictions = {
         row.project_uuid: offerings_from_json(organisations[row.customer_uuid].offerings)
         for row in rows if row.customer_uuid in organisations}
-    invoiced_last = customers_with_items(conn, customer_uuids, month.last)
-    invoiced_now = customers_with_items(conn, customer_uuids, month.current)
-    drawn_last = drawn_in_period(conn, [row.uuid for row in rows], month.last)
-    cost_now = creditable_cost(conn, rows, month.current, restrictions)
+    invoiced = customers_with_items(conn, customer_uuids, month)
+    invoiced_last, invoiced_now = invoiced[month.last], invoiced[month.current]
+    drawn_last = drawn_in_period(conn, [row.uuid for row in rows if row.customer_uuid
+                                        in invoiced_last], month.last)
+    cost_now = creditable_cost(conn, [row for row in rows if row.customer_uuid in invoiced_now],
+                               month.current, restrictions)
     views = []
     for row in rows:
         organisation = organisations.get(row.customer_uuid)
@@ -177,8 +189,10 @@ def project_credit_views(conn: Connection, rows: list[Any], today: date) -> list
 
 def customer_credit_views(conn: Connection, rows: list[Any], today: date) -> list[dict[str, Any]]:
     month = Month.of(today)
-    invoiced_last = customers_with_items(conn, [row.customer_uuid for row in rows], month.last)
-    drawn_last = drawn_in_period(conn, [row.uuid for row in rows], month.last)
+    invoiced_last = customers_with_items(conn, [row.customer_uuid for row in rows],
+                                         month)[month.last]
+    drawn_last = drawn_in_period(conn, [row.uuid for row in rows
+                                        if row.customer_uuid in invoiced_last], month.last)
     return [{
         "row": row,
         "allocated_to_projects": row.allocated_to_projects,

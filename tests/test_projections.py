@@ -97,3 +97,65 @@ def test_concurrent_projectors_apply_each_event_once(directory: Directory, servi
     assert value == Decimal("440.00000")
     assert rows == 80  # 40 draws on the project credit and 40 on the organisation credit
     assert services.projector.position() == services.ledger.recorder.max_notification_id()
+
+
+def test_reads_are_served_during_rebuild(directory: Directory, services: Services) -> None:
+    """The live tables answer while the shadow copy is built; events saved meanwhile
+    are in the swapped-in tables; the new tables have planner statistics."""
+    org = directory.customer("Org")
+    directory.customer_credit(org, "1000")
+    credits = [directory.project_credit(directory.project(org, f"P{n}"), str(10 + n))
+               for n in range(5)]
+    live = read_model_rows(services.engine)
+    seen_during: list[list[str]] = []
+
+    def read_and_write_meanwhile(done: int) -> None:
+        listed = directory.client.simulate_get("/api/project-credits/",
+                                               headers=directory.staff)
+        assert listed.status_code == 200
+        seen_during.append([row["value"] for row in listed.json])
+        changed = directory.client.simulate_patch(f"/api/project-credits/{credits[0]['uuid']}/",
+                                                  json={"value": "99"},
+                                                  headers=directory.staff)
+        assert changed.status_code == 200
+
+    services.projector.rebuild(read_and_write_meanwhile)
+
+    assert seen_during[0] == ["10.00000", "11.00000", "12.00000", "13.00000", "14.00000"]
+    after = directory.client.simulate_get("/api/project-credits/", headers=directory.staff)
+    assert [row["value"] for row in after.json][:2] == ["99.00000", "11.00000"]
+    assert services.projector.position() == services.ledger.recorder.max_notification_id()
+    assert read_model_rows(services.engine).keys() == live.keys()
+    with services.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            analysed = conn.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'project_credits' "
+                "AND relnamespace = current_schema()::regnamespace").scalar()
+            assert analysed == 5
+        else:
+            analysed = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'project_credits'").scalar()
+            assert analysed and analysed > 0
+
+
+def test_counts_are_kept_not_scanned(directory: Directory, services: Services) -> None:
+    """HEAD's total comes from the maintained counter; it follows creations and deletions."""
+    org = directory.customer("Org")
+    directory.customer_credit(org, "1000")
+    credits = [directory.project_credit(directory.project(org, f"P{n}"), "10")
+               for n in range(3)]
+
+    def count() -> str:
+        head = directory.client.simulate_head("/api/project-credits/", headers=directory.staff)
+        return str(head.headers["X-Result-Count"])
+
+    assert count() == "3"
+    deleted = directory.client.simulate_delete(f"/api/project-credits/{credits[1]['uuid']}/",
+                                               headers=directory.staff)
+    assert deleted.status_code == 204
+    assert count() == "2"
+    from projections.tables import counters
+
+    with services.engine.connect() as conn:
+        kept = dict(conn.execute(select(counters.c.name, counters.c.value)).all())
+    assert kept == {"project_credits.listed": 2, "customer_credits.listed": 1}
