@@ -39,7 +39,7 @@ class CreditCollection(Resource):
             return
         with self.services.reads.connect() as conn:
             paginate(conn, req, resp, self._filtered(req, principal),
-                     self._known_total(conn, req, principal))
+                     self._known_total(conn, req, principal), rows=False)
 
     def _known_total(self, conn: Connection, req: falcon.Request,
                      principal: Principal) -> int | None:

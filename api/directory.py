@@ -54,7 +54,7 @@ class _Directory(Resource):
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = self.listed(req, self.principal(req))
         with self.services.reads.connect() as conn:
-            paginate(conn, req, resp, query)
+            paginate(conn, req, resp, query, rows=False)
 
     def listed(self, req: falcon.Request, principal: Principal) -> Select[Any]:
         """What GET lists and HEAD counts: the visible rows, `name` and the filters."""

@@ -47,10 +47,11 @@ def last_param(req: falcon.Request, name: str) -> str | None:
 
 
 def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
-             query: Select[Any], total: int | None = None) -> Page:
+             query: Select[Any], total: int | None = None, rows: bool = True) -> Page:
     """Run one page of the query and set X-Result-Count and Link like upstream.
 
-    `total`, when the caller knows it (a maintained count), saves counting the rows.
+    `total`, when the caller knows it (a maintained count), saves counting the rows;
+    HEAD asks for no `rows`, only the headers.
     """
     if total is None:
         count = conn.execute(select(func.count()).select_from(query.order_by(None).subquery()))
@@ -58,10 +59,10 @@ def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
     size = _page_size(req)
     pages = max(1, -(-total // size))
     page = _page_number(req, pages)
-    rows = conn.execute(query.limit(size).offset((page - 1) * size)).all()
+    found = conn.execute(query.limit(size).offset((page - 1) * size)).all() if rows else []
     resp.set_header("X-Result-Count", str(total))
     resp.set_header("Link", _links(req, page, pages))
-    return Page(list(rows), total)
+    return Page(list(found), total)
 
 
 def _page_size(req: falcon.Request) -> int:

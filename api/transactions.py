@@ -116,7 +116,7 @@ class CreditTransactions(Resource):
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self.services.reads.connect() as conn:
-            paginate(conn, req, resp, filtered(req, principal))
+            paginate(conn, req, resp, filtered(req, principal), rows=False)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)

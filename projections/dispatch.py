@@ -19,16 +19,21 @@ class Dispatch:
 
     def __init__(self) -> None:
         self.handlers: list[tuple[tuple[type, ...], Handler]] = []
+        self.chosen: dict[type, Handler | None] = {}  # by event class, found once
 
     def on(self, *classes: type) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.handlers.append((classes, handler))
+            self.chosen.clear()
             return handler
 
         return register
 
     def __call__(self, event: Any, changes: Changes, position: int) -> None:
-        for classes, handler in self.handlers:
-            if isinstance(event, classes):
-                handler(event, changes, position)
-                return
+        kind = type(event)
+        if kind not in self.chosen:
+            self.chosen[kind] = next((handler for classes, handler in self.handlers
+                                      if issubclass(kind, classes)), None)
+        handler = self.chosen[kind]
+        if handler is not None:
+            handler(event, changes, position)
