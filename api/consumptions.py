@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -44,10 +45,18 @@ class Consumptions(Resource):
         principal = self.staff(req)
         with self.services.engine.connect() as conn:
             items = self._validate(conn, request_body(req))
-        results = self.services.ledger.post_consumption(items, principal.actor)
+        results = self.services.ledger.post_consumption(items, principal.actor,
+                                                        known=self.recorded_item_ids)
         self.settle_reads()
         resp.status = falcon.HTTP_200 if all(r.replayed for r in results) else falcon.HTTP_201
         resp.media = [_result(r) for r in results]
+
+    def recorded_item_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of the ids the consumptions read model knows: one query per batch."""
+        with self.services.engine.connect() as conn:
+            rows = conn.execute(select(consumptions.c.item_id)
+                                .where(consumptions.c.item_id.in_(item_ids)))
+            return {row[0] for row in rows}
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         self.staff(req)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -10,11 +10,13 @@ from uuid import UUID
 
 from ledger import drawing, settlement
 from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, consumption_id
-from ledger.credits import Credit, CustomerCredit, ProjectCredit
+from ledger.credits import Credit, CustomerCredit, DrawLine, ProjectCredit
 from ledger.directory import Customer, Project
 from ledger.errors import NotFound, PeriodClosed
 from ledger.periods import Period
 from ledger.store import LedgerBase, Unit
+
+KnownItems = Callable[[Sequence[str]], Collection[str]]
 
 
 @dataclass(frozen=True)
@@ -59,26 +61,44 @@ class Posting(LedgerBase):
         except NotFound:
             return BillingCalendar()
 
-    def post_consumption(self, items: list[ConsumptionInput],
-                         actor: str) -> list[ConsumptionResult]:
-        """Apply a batch atomically, cheapest first; a known item id replays its result."""
+    def post_consumption(self, items: list[ConsumptionInput], actor: str,
+                         known: KnownItems = lambda item_ids: ()) -> list[ConsumptionResult]:
+        """Apply a batch atomically, cheapest first; a known item id replays its result.
+
+        The batch records one ConsumptionItem per new item (its id derives from the
+        caller's item id, so a racing duplicate fails the save's version check) and one
+        ItemsDrawn per credit and period; every aggregate is loaded once per batch.
+
+        ``known`` answers which item ids are already recorded, for the whole batch at
+        once (the API asks the consumptions read model in one query). It may lag behind
+        the store: an id it misses makes the save fail, and every retry then asks the
+        event store item by item, so such a duplicate still ends as replayed.
+        """
+        attempts = 0
 
         def command(unit: Unit) -> list[ConsumptionResult]:
+            nonlocal attempts
+            attempts += 1
+            ids = [item.item_id for item in items]
+            recorded = set(ids) if attempts > 1 else set(known(ids))
             calendar = self.calendar()
+            tally = drawing.DrawTally()
             results: dict[str, ConsumptionResult] = {}
             for item in sorted(items, key=lambda i: i.amount):
-                known = self.find_consumption(item.item_id)
-                if known is not None:
-                    results[item.item_id] = _result(known, replayed=True)
+                found = self.find_consumption(item.item_id) if item.item_id in recorded else None
+                if found is not None:
+                    results[item.item_id] = _result(found, replayed=True)
                     continue
-                recorded = self._apply_item(unit, calendar, item, actor)
-                results[item.item_id] = _result(unit.add(recorded), replayed=False)
+                new = unit.add(self._apply_item(unit, tally, calendar, item, actor))
+                results[item.item_id] = _result(new, replayed=False)
+            tally.record(actor)
             return [results[item.item_id] for item in items]
 
         return self.retrying(command)
 
-    def _apply_item(self, unit: Unit, calendar: BillingCalendar, item: ConsumptionInput,
-                    actor: str) -> ConsumptionItem:
+    def _apply_item(self, unit: Unit, tally: drawing.DrawTally, calendar: BillingCalendar,
+                    item: ConsumptionInput, actor: str) -> ConsumptionItem:
+        """Split one item against the batch's running balances and tally its draws."""
         if calendar.is_closed(item.period):
             raise PeriodClosed(f"Billing period {item.period} is closed.", "period")
         project = unit.get(item.project_id, Project)
@@ -88,18 +108,19 @@ class Posting(LedgerBase):
         if cc is not None and cc.is_settled(item.period):
             raise PeriodClosed(f"Billing period {item.period} is closed.", "period")
         pc = unit.get(project.credit_id, ProjectCredit) if project.credit_id else None
-        split = drawing.split_cost(item.amount, item.period, item.offering_id, cc, pc)
+        split = drawing.split_cost(item.amount, item.period, item.offering_id, cc, pc,
+                                   tally.available)
         drawn = split.from_project_credit + split.from_customer_credit
-        if pc is not None and split.from_project_credit:
-            pc.draw(split.from_project_credit, item.period, item.item_id, project.id, actor)
+        through = pc.id if pc is not None and split.from_project_credit else None
+        if pc is not None and through is not None:
+            tally.add(pc, item.period,
+                      DrawLine(item.item_id, project.id, split.from_project_credit))
         if cc is not None and drawn:
-            cc.draw(drawn, item.period, item.item_id, project.id, actor)
-            if pc is not None:
-                cc.sync_allocation(pc, actor)
+            tally.add(cc, item.period, DrawLine(item.item_id, project.id, drawn, through))
         return ConsumptionItem(
             item_id=item.item_id, project_id=project.id, customer_id=customer.id,
             offering_id=item.offering_id, amount=item.amount, period=str(item.period),
-            project_credit_id=pc.id if pc is not None and split.from_project_credit else None,
+            project_credit_id=through,
             customer_credit_id=cc.id if cc is not None and drawn else None,
             drawn_from_project_credit=split.from_project_credit,
             drawn_from_customer_credit=split.from_customer_credit,
