@@ -16,6 +16,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.errors import AllocationExceeded, RuleViolation
+from ledger.loading import CopiedByContainers
 from ledger.money import ZERO
 from ledger.periods import Period
 from ledger.terms import Terms
@@ -39,7 +40,7 @@ class DrawLine:
         return line
 
 
-class Credit(Aggregate):
+class Credit(CopiedByContainers, Aggregate):
     """State and events shared by organisation and project credits."""
 
     value: Decimal
