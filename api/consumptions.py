@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -118,17 +119,28 @@ class Consumptions(Resource):
                                  v["period"]) for v in cleaned]
 
     def _fields(self, conn: Connection) -> list[Field]:
-        def check_project(project_id: UUID) -> None:
+        """Each project and offering is looked up once per request, however many items
+        name it."""
+
+        @cache
+        def project_problem(project_id: UUID) -> str | None:
             row = conn.execute(select(projects.c.terminated)
                                .where(projects.c.uuid == project_id.hex)).first()
             if row is None:
-                raise fields.FieldError("Invalid hyperlink - Object does not exist.")
-            if row.terminated:
-                raise fields.FieldError("The project is terminated.")
+                return "Invalid hyperlink - Object does not exist."
+            return "The project is terminated." if row.terminated else None
+
+        @cache
+        def offering_exists(offering_id: UUID) -> bool:
+            return conn.execute(select(offerings.c.uuid)
+                                .where(offerings.c.uuid == offering_id.hex)).first() is not None
+
+        def check_project(project_id: UUID) -> None:
+            if (problem := project_problem(project_id)) is not None:
+                raise fields.FieldError(problem)
 
         def check_offering(offering_id: UUID) -> None:
-            if conn.execute(select(offerings.c.uuid)
-                            .where(offerings.c.uuid == offering_id.hex)).first() is None:
+            if not offering_exists(offering_id):
                 raise fields.FieldError("Invalid hyperlink - Object does not exist.")
 
         return [

@@ -36,13 +36,15 @@ _NEWER_EVENTS = (
 )
 
 
-def load_many(app: Application[UUID],
-              wanted: dict[UUID, type[Aggregate]]) -> dict[UUID, Aggregate]:
+def load_many(app: Application[UUID], wanted: dict[UUID, type[Aggregate]],
+              cache_new: bool = True) -> dict[UUID, Aggregate]:
     """The current state of each existing aggregate among ``wanted`` (id -> class).
 
     One query when every aggregate is cached or of a class that is never snapshotted
     (those are replayed from their first event in the same query); a snapshotted one
-    that is not cached is loaded on its own by ``repository.get``.
+    that is not cached is loaded on its own by ``repository.get``. ``cache_new=False``
+    leaves aggregates that were not cached out of the cache (one-off reads, so that
+    they do not push out the credits).
     """
     known: dict[UUID, Aggregate | None] = {}
     found: dict[UUID, Aggregate] = {}
@@ -58,7 +60,7 @@ def load_many(app: Application[UUID],
         if newer[aggregate_id]:
             events = map(app.mapper.to_domain_event, newer[aggregate_id])
             aggregate = cast(Aggregate, project_aggregate(deepcopy(aggregate), events))
-            if app.repository.cache is not None:
+            if app.repository.cache is not None and (cache_new or known[aggregate_id] is not None):
                 app.repository.cache.put(aggregate_id, aggregate)
         if aggregate is not None:
             found[aggregate_id] = deepcopy(aggregate)

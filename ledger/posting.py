@@ -15,7 +15,7 @@ from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, co
 from ledger.credits import Credit, CustomerCredit, DrawLine, ProjectCredit
 from ledger.directory import Customer, Project
 from ledger.errors import NotFound, PeriodClosed
-from ledger.loading import peek
+from ledger.loading import load_many, peek
 from ledger.periods import Period
 from ledger.store import LedgerBase, Unit
 
@@ -58,6 +58,13 @@ class Posting(LedgerBase):
         except NotFound:
             return None
 
+    def find_consumptions(self, item_ids: Iterable[str]) -> dict[str, ConsumptionItem]:
+        """The recorded items among ``item_ids``, loaded together (ledger.loading)."""
+        wanted: dict[UUID, type[Aggregate]] = {
+            consumption_id(item_id): ConsumptionItem for item_id in item_ids}
+        found = load_many(self, wanted, cache_new=False).values()
+        return {item.item_id: item for item in found if isinstance(item, ConsumptionItem)}
+
     def calendar(self) -> BillingCalendar:
         try:
             return self.get(CALENDAR_ID, BillingCalendar)
@@ -75,7 +82,8 @@ class Posting(LedgerBase):
         ``known`` answers which item ids are already recorded, for the whole batch at
         once (the API asks the consumptions read model in one query). It may lag behind
         the store: an id it misses makes the save fail, and every retry then asks the
-        event store item by item, so such a duplicate still ends as replayed.
+        event store about every item of the batch (one query on PostgreSQL), so such a
+        duplicate still ends as replayed.
         """
         attempts = 0
 
@@ -83,16 +91,15 @@ class Posting(LedgerBase):
             nonlocal attempts
             attempts += 1
             ids = [item.item_id for item in items]
-            recorded = set(ids) if attempts > 1 else set(known(ids))
+            recorded = self.find_consumptions(ids if attempts > 1 else known(ids))
             prefetch(unit, items)
             found = unit.loaded.get(CALENDAR_ID)
             calendar = found if isinstance(found, BillingCalendar) else BillingCalendar()
             tally = drawing.DrawTally()
             results: dict[str, ConsumptionResult] = {}
             for item in sorted(items, key=lambda i: i.amount):
-                found = self.find_consumption(item.item_id) if item.item_id in recorded else None
-                if found is not None:
-                    results[item.item_id] = _result(found, replayed=True)
+                if item.item_id in recorded:
+                    results[item.item_id] = _result(recorded[item.item_id], replayed=True)
                     continue
                 new = unit.add(self._apply_item(unit, tally, calendar, item, actor))
                 results[item.item_id] = _result(new, replayed=False)

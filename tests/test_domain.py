@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal as D
 from typing import Any
 from uuid import UUID, uuid4
@@ -297,3 +298,24 @@ def test_draw_items_refuses_what_does_not_fit() -> None:
     with pytest.raises(RuleViolation):
         org.draw_items(FEB, [DrawLine("a", uuid4(), D(0))], "t")
     assert org.value == D(10) and not org.collect_events()[1:]
+
+
+def test_an_id_the_lookup_has_not_seen_yet_still_replays(ledger: Ledger) -> None:
+    """The lookup (a read model) may lag: the save then fails and the retry asks the store."""
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    ledger.post_consumption([item("x", a, "30")], "t")
+    asked: list[list[str]] = []
+
+    def stale(item_ids: Sequence[str]) -> set[str]:
+        asked.append(list(item_ids))
+        return set()
+
+    [again, new] = ledger.post_consumption([item("x", a, "30"), item("y", a, "5")], "t",
+                                           known=stale)
+    assert (again.replayed, again.drawn_from_customer_credit, new.replayed) == (
+        True, D(30), False)
+    assert value(ledger, org) == D(65)
+    assert asked == [["x", "y"]]
+    [third] = ledger.post_consumption([item("y", a, "5")], "t", known=lambda ids: {"y"})
+    assert third.replayed and value(ledger, org) == D(65)
