@@ -113,7 +113,8 @@ def timed_loop(call: Any, seconds: float, max_calls: int, profile: bool) -> Timi
     if profiler:
         profiler.disable()
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+        order = os.environ.get("BENCH_PROFILE_SORT", "cumulative")  # e.g. tottime
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(35)
         text = out.getvalue()
     return Timing(latencies, elapsed, cpu_seconds, text)
 
