@@ -86,7 +86,10 @@ class Credit(CopiedByContainers, Aggregate):
         event per item, so a batch appends a bounded number of events. Each line is
         ``{"item_id", "project_id", "amount"}`` with the signed amount drawn for the item;
         on an organisation credit a line also names the ``project_credit_id`` it was
-        drawn through (None for a pool draw), which moves that allocation mirror.
+        drawn through (absent for a pool draw), and moves that allocation mirror by its
+        amount, so no AllocationChanged per item is needed: the mirror equals the project
+        credit's balance before the batch (DrawTally.record syncs it) and both move by
+        the same lines.
         ``amount`` is the sum of the lines.
         """
 
