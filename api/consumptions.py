@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -44,10 +46,18 @@ class Consumptions(Resource):
         principal = self.staff(req)
         with self.services.reads.connect() as conn:
             items = self._validate(conn, request_body(req))
-        results = self.services.ledger.post_consumption(items, principal.actor)
+        results = self.services.ledger.post_consumption(items, principal.actor,
+                                                        known=self.recorded_item_ids)
         self.settle_reads()
         resp.status = falcon.HTTP_200 if all(r.replayed for r in results) else falcon.HTTP_201
         resp.media = [_result(r) for r in results]
+
+    def recorded_item_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """Which of the ids the consumptions read model knows: one query per batch."""
+        with self.services.engine.connect() as conn:
+            rows = conn.execute(select(consumptions.c.item_id)
+                                .where(consumptions.c.item_id.in_(item_ids)))
+            return {row[0] for row in rows}
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         self.staff(req)
@@ -109,17 +119,28 @@ class Consumptions(Resource):
                                  v["period"]) for v in cleaned]
 
     def _fields(self, conn: Connection) -> list[Field]:
-        def check_project(project_id: UUID) -> None:
+        """Each project and offering is looked up once per request, however many items
+        name it."""
+
+        @cache
+        def project_problem(project_id: UUID) -> str | None:
             row = conn.execute(select(projects.c.terminated)
                                .where(projects.c.uuid == project_id.hex)).first()
             if row is None:
-                raise fields.FieldError("Invalid hyperlink - Object does not exist.")
-            if row.terminated:
-                raise fields.FieldError("The project is terminated.")
+                return "Invalid hyperlink - Object does not exist."
+            return "The project is terminated." if row.terminated else None
+
+        @cache
+        def offering_exists(offering_id: UUID) -> bool:
+            return conn.execute(select(offerings.c.uuid)
+                                .where(offerings.c.uuid == offering_id.hex)).first() is not None
+
+        def check_project(project_id: UUID) -> None:
+            if (problem := project_problem(project_id)) is not None:
+                raise fields.FieldError(problem)
 
         def check_offering(offering_id: UUID) -> None:
-            if conn.execute(select(offerings.c.uuid)
-                            .where(offerings.c.uuid == offering_id.hex)).first() is None:
+            if not offering_exists(offering_id):
                 raise fields.FieldError("Invalid hyperlink - Object does not exist.")
 
         return [

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 import falcon
 from sqlalchemy import Connection, Select, select
@@ -43,7 +43,7 @@ from projections.queries import (
 )
 from projections.reconciliation import amount_of
 from projections.tables import customer_credits, customers, offerings, project_credits, projects
-from projections.transactions import transaction_type
+from projections.transactions import transaction_type, transaction_uuid
 
 PROJECT_NOT_FOUND = "No ProjectCredit matches the given query."
 CUSTOMER_NOT_FOUND = "No CustomerCredit matches the given query."
@@ -94,23 +94,36 @@ def kind_of(event: Any, amount: Decimal | None) -> str | None:
 
 
 def history_entry(event: Any, amount: Decimal | None, balance: Decimal) -> dict[str, Any]:
+    """One event; an ItemsDrawn lists its item lines, each with its own transaction row."""
     kind = kind_of(event, amount)
-    return {
+    lines = event.lines if isinstance(event, Credit.ItemsDrawn) else None
+    hidden = HIDDEN_ATTRIBUTES | ({"lines"} if lines is not None else set())
+    entry = {
         "version": event.originator_version,
         "type": type(event).__name__,
         "timestamp": event.timestamp.isoformat(),
         "actor": getattr(event, "actor", None),
-        "changes": {k: plain(v) for k, v in vars(event).items() if k not in HIDDEN_ATTRIBUTES},
+        "changes": {k: plain(v) for k, v in vars(event).items() if k not in hidden},
         "amount": None if amount is None else format_money(amount),
         "balance_after": format_money(balance),
         "transaction_type": kind,
-        "transaction_uuid": transaction_uuid(event) if kind else None,
+        "transaction_uuid": transaction_uuid(event) if kind and lines is None else None,
     }
+    if lines is not None:
+        entry["lines"] = history_lines(event, balance - (amount or ZERO))
+    return entry
 
 
-def transaction_uuid(event: Any) -> str:
-    """The credit-transactions row this event produced (same derivation as the projection)."""
-    return uuid5(NAMESPACE_URL, f"{event.originator_id}/{event.originator_version}").hex
+def history_lines(event: Any, balance: Decimal) -> list[dict[str, Any]]:
+    """The item lines of a draw event with the balance after each (as its transaction rows)."""
+    found = []
+    for line in event.lines:
+        balance += line["amount"]
+        found.append({**{k: plain(v) for k, v in line.items()},
+                      "amount": format_money(line["amount"]),
+                      "balance_after": format_money(balance),
+                      "transaction_uuid": transaction_uuid(event, line["item_id"])})
+    return found
 
 
 def credit_history(ledger: Ledger, credit_id: UUID) -> list[dict[str, Any]]:

@@ -69,7 +69,20 @@ def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
         query = query.where(tx.c.billing_period >= day)
     if (day := date_filter(req, "billing_period_before")) is not None:
         query = query.where(tx.c.billing_period <= day)
-    return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
+    return query.order_by(*order(req))
+
+
+def order(req: falcon.Request) -> list[Any]:
+    """`o` as upstream. The item lines of one draw event share `created`; they follow
+    `o=created` / `o=-created` in their line order (``position``)."""
+    found = ordering(req, ORDERING, DEFAULT_ORDER)
+    keys = [key.strip() for key in (last_param(req, "o") or "").split(",") if key.strip()]
+    for index, key in enumerate(keys):
+        if key.removeprefix("-") == "created":
+            position = tx.c.position.desc() if key.startswith("-") else tx.c.position.asc()
+            found.insert(index + 1, position)
+            break
+    return found
 
 
 def _hex_or_none(text: str) -> str | None:

@@ -40,6 +40,20 @@ def funded_project(ledger: Ledger, n: int = 0) -> Funded:
     return Funded(customer_id, project_id, cc, pc)
 
 
+def funded_projects(ledger: Ledger, count: int, per_org: int) -> list[UUID]:
+    """``count`` projects with project credits, ``per_org`` of them under each organisation."""
+    project_ids = []
+    for org in range(-(-count // per_org)):
+        customer_id = ledger.register_customer(f"Bench org {org}", f"bench-org-{org}", ACTOR)
+        ledger.create_customer_credit(customer_id, ORG_VALUE, Terms(), [], ACTOR)
+        for n in range(org * per_org, min(count, (org + 1) * per_org)):
+            project_id = ledger.register_project(f"Bench project {n}", f"bench-project-{n}",
+                                                 customer_id, ACTOR)
+            ledger.create_project_credit(project_id, ORG_VALUE / per_org, Terms(), False, ACTOR)
+            project_ids.append(project_id)
+    return project_ids
+
+
 def item(item_id: str, project_id: UUID, period: Period,
          amount: Decimal = Decimal("0.01")) -> ConsumptionInput:
     return ConsumptionInput(item_id=item_id, project_id=project_id, offering_id=None,

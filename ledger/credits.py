@@ -7,6 +7,7 @@ Rules are checked in the command methods; ``apply`` only changes state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -15,12 +16,31 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.errors import AllocationExceeded, RuleViolation
+from ledger.loading import CopiedByContainers
 from ledger.money import ZERO
 from ledger.periods import Period
 from ledger.terms import Terms
 
 
-class Credit(Aggregate):
+@dataclass(frozen=True)
+class DrawLine:
+    """One consumption item's draw on one credit (a positive amount)."""
+
+    item_id: str
+    project_id: UUID
+    amount: Decimal
+    project_credit_id: UUID | None = None
+
+    def encoded(self) -> dict[str, Any]:
+        """The event's line: the amount signed as the balance moves."""
+        line: dict[str, Any] = {"item_id": self.item_id, "project_id": self.project_id,
+                                "amount": -self.amount}
+        if self.project_credit_id is not None:
+            line["project_credit_id"] = self.project_credit_id
+        return line
+
+
+class Credit(CopiedByContainers, Aggregate):
     """State and events shared by organisation and project credits."""
 
     value: Decimal
@@ -58,6 +78,28 @@ class Credit(Aggregate):
             super().apply(aggregate)
             assert self.period is not None
             aggregate.drawn[self.period] = aggregate.drawn_in(self.period) - self.amount
+
+    class ItemsDrawn(BalanceChanged):
+        """A batch's usage cost for one billing period, one line per consumption item.
+
+        Posting records one of these per credit and period per batch, instead of one
+        event per item, so a batch appends a bounded number of events. Each line is
+        ``{"item_id", "project_id", "amount"}`` with the signed amount drawn for the item;
+        on an organisation credit a line also names the ``project_credit_id`` it was
+        drawn through (absent for a pool draw), and moves that allocation mirror by its
+        amount, so no AllocationChanged per item is needed: the mirror equals the project
+        credit's balance before the batch (DrawTally.record syncs it) and both move by
+        the same lines.
+        ``amount`` is the sum of the lines.
+        """
+
+        lines: list[dict[str, Any]]
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            assert self.period is not None
+            aggregate.drawn[self.period] = aggregate.drawn_in(self.period) - self.amount
+            aggregate.mirror_draws(self.lines)
 
     class DrawReversed(BalanceChanged):
         """A consumption item was reversed while its period was open."""
@@ -152,6 +194,9 @@ class Credit(Aggregate):
             period, {"floor": ZERO, "expired": ZERO, "expected_before": None}
         )
 
+    def mirror_draws(self, lines: list[dict[str, Any]]) -> None:
+        """State change of ItemsDrawn beyond the balance; only organisation credits have one."""
+
     def covers(self, period: Period) -> bool:
         """A credit whose end date is on or before the period's first day covers nothing."""
         end = self.terms.end_date
@@ -177,6 +222,14 @@ class Credit(Aggregate):
             raise RuleViolation(f"Cannot draw {amount} from a balance of {self.value}.", "amount")
         self.trigger_event(self.Drawn, amount=-amount, period=str(period), item_id=item_id,
                            project_id=project_id, actor=actor)
+
+    def draw_items(self, period: Period, lines: list[DrawLine], actor: str) -> None:
+        """Draw a batch's items for one period; together they must fit the balance."""
+        total = sum((line.amount for line in lines), ZERO)
+        if not lines or any(line.amount <= 0 for line in lines) or total > self.value:
+            raise RuleViolation(f"Cannot draw {total} from a balance of {self.value}.", "amount")
+        self.trigger_event(self.ItemsDrawn, amount=-total, period=str(period),
+                           lines=[line.encoded() for line in lines], actor=actor)
 
     def reverse_draw(self, amount: Decimal, period: Period, item_id: str, actor: str) -> None:
         if amount > 0 and not self.deleted:
@@ -257,6 +310,25 @@ class CustomerCredit(Credit):
             raise AllocationExceeded(
                 "The sum of project credits cannot exceed the credit for organization."
             )
+
+    def draw_items(self, period: Period, lines: list[DrawLine], actor: str) -> None:
+        """Lines drawn through a project credit must fit its allocation mirror too."""
+        through: dict[str, Decimal] = {}
+        for line in lines:
+            if line.project_credit_id is not None:
+                key = line.project_credit_id.hex
+                through[key] = through.get(key, ZERO) + line.amount
+        for key, amount in through.items():
+            if amount > self.allocations.get(key, ZERO):
+                raise RuleViolation(f"Cannot draw {amount} through an allocation of "
+                                    f"{self.allocations.get(key, ZERO)}.", "amount")
+        super().draw_items(period, lines, actor)
+
+    def mirror_draws(self, lines: list[dict[str, Any]]) -> None:
+        for line in lines:
+            if line.get("project_credit_id") is not None:
+                key = line["project_credit_id"].hex
+                self.allocations[key] = self.allocations[key] + line["amount"]
 
     def sync_allocation(self, project_credit: ProjectCredit, actor: str) -> None:
         """Mirror a project credit's balance so the allocation rule is checked on one stream."""

@@ -13,9 +13,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.errors import DuplicateCredit, ProjectTerminated
+from ledger.loading import CopiedByContainers
 
 
-class CreditHolder(Aggregate):
+class CreditHolder(CopiedByContainers, Aggregate):
     """Holds the id of at most one credit: where "one credit per …" is checked."""
 
     CreditAttached: ClassVar[type[Aggregate.Event]]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+
 from ledger import drawing, settlement
 from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, consumption_id
-from ledger.credits import Credit, CustomerCredit, ProjectCredit
+from ledger.credits import Credit, CustomerCredit, DrawLine, ProjectCredit
 from ledger.directory import Customer, Project
 from ledger.errors import NotFound, PeriodClosed
+from ledger.loading import load_many, peek
 from ledger.periods import Period
 from ledger.store import LedgerBase, Unit
+
+KnownItems = Callable[[Sequence[str]], Collection[str]]
 
 
 @dataclass(frozen=True)
@@ -53,32 +58,59 @@ class Posting(LedgerBase):
         except NotFound:
             return None
 
+    def find_consumptions(self, item_ids: Iterable[str]) -> dict[str, ConsumptionItem]:
+        """The recorded items among ``item_ids``, loaded together (ledger.loading)."""
+        wanted: dict[UUID, type[Aggregate]] = {
+            consumption_id(item_id): ConsumptionItem for item_id in item_ids}
+        found = load_many(self, wanted, cache_new=False).values()
+        return {item.item_id: item for item in found if isinstance(item, ConsumptionItem)}
+
     def calendar(self) -> BillingCalendar:
         try:
             return self.get(CALENDAR_ID, BillingCalendar)
         except NotFound:
             return BillingCalendar()
 
-    def post_consumption(self, items: list[ConsumptionInput],
-                         actor: str) -> list[ConsumptionResult]:
-        """Apply a batch atomically, cheapest first; a known item id replays its result."""
+    def post_consumption(self, items: list[ConsumptionInput], actor: str,
+                         known: KnownItems = lambda item_ids: ()) -> list[ConsumptionResult]:
+        """Apply a batch atomically, cheapest first; a known item id replays its result.
+
+        The batch records one ConsumptionItem per new item (its id derives from the
+        caller's item id, so a racing duplicate fails the save's version check) and one
+        ItemsDrawn per credit and period; every aggregate is loaded once per batch.
+
+        ``known`` answers which item ids are already recorded, for the whole batch at
+        once (the API asks the consumptions read model in one query). It may lag behind
+        the store: an id it misses makes the save fail, and every retry then asks the
+        event store about every item of the batch (one query on PostgreSQL), so such a
+        duplicate still ends as replayed.
+        """
+        attempts = 0
 
         def command(unit: Unit) -> list[ConsumptionResult]:
-            calendar = self.calendar()
+            nonlocal attempts
+            attempts += 1
+            ids = [item.item_id for item in items]
+            recorded = self.find_consumptions(ids if attempts > 1 else known(ids))
+            prefetch(unit, items)
+            found = unit.loaded.get(CALENDAR_ID)
+            calendar = found if isinstance(found, BillingCalendar) else BillingCalendar()
+            tally = drawing.DrawTally()
             results: dict[str, ConsumptionResult] = {}
             for item in sorted(items, key=lambda i: i.amount):
-                known = self.find_consumption(item.item_id)
-                if known is not None:
-                    results[item.item_id] = _result(known, replayed=True)
+                if item.item_id in recorded:
+                    results[item.item_id] = _result(recorded[item.item_id], replayed=True)
                     continue
-                recorded = self._apply_item(unit, calendar, item, actor)
-                results[item.item_id] = _result(unit.add(recorded), replayed=False)
+                new = unit.add(self._apply_item(unit, tally, calendar, item, actor))
+                results[item.item_id] = _result(new, replayed=False)
+            tally.record(actor)
             return [results[item.item_id] for item in items]
 
         return self.retrying(command)
 
-    def _apply_item(self, unit: Unit, calendar: BillingCalendar, item: ConsumptionInput,
-                    actor: str) -> ConsumptionItem:
+    def _apply_item(self, unit: Unit, tally: drawing.DrawTally, calendar: BillingCalendar,
+                    item: ConsumptionInput, actor: str) -> ConsumptionItem:
+        """Split one item against the batch's running balances and tally its draws."""
         if calendar.is_closed(item.period):
             raise PeriodClosed(f"Billing period {item.period} is closed.", "period")
         project = unit.get(item.project_id, Project)
@@ -88,18 +120,19 @@ class Posting(LedgerBase):
         if cc is not None and cc.is_settled(item.period):
             raise PeriodClosed(f"Billing period {item.period} is closed.", "period")
         pc = unit.get(project.credit_id, ProjectCredit) if project.credit_id else None
-        split = drawing.split_cost(item.amount, item.period, item.offering_id, cc, pc)
+        split = drawing.split_cost(item.amount, item.period, item.offering_id, cc, pc,
+                                   tally.available)
         drawn = split.from_project_credit + split.from_customer_credit
-        if pc is not None and split.from_project_credit:
-            pc.draw(split.from_project_credit, item.period, item.item_id, project.id, actor)
+        through = pc.id if pc is not None and split.from_project_credit else None
+        if pc is not None and through is not None:
+            tally.add(pc, item.period,
+                      DrawLine(item.item_id, project.id, split.from_project_credit))
         if cc is not None and drawn:
-            cc.draw(drawn, item.period, item.item_id, project.id, actor)
-            if pc is not None:
-                cc.sync_allocation(pc, actor)
+            tally.add(cc, item.period, DrawLine(item.item_id, project.id, drawn, through))
         return ConsumptionItem(
             item_id=item.item_id, project_id=project.id, customer_id=customer.id,
             offering_id=item.offering_id, amount=item.amount, period=str(item.period),
-            project_credit_id=pc.id if pc is not None and split.from_project_credit else None,
+            project_credit_id=through,
             customer_credit_id=cc.id if cc is not None and drawn else None,
             drawn_from_project_credit=split.from_project_credit,
             drawn_from_customer_credit=split.from_customer_credit,
@@ -197,6 +230,41 @@ class Posting(LedgerBase):
         cc.reverse_settlement(period, actor)
         cc.mark_reopened(period, actor)
         return True
+
+
+def prefetch(unit: Unit, items: list[ConsumptionInput]) -> None:
+    """Load everything a batch touches, in one query when the cache knows the way.
+
+    The calendar and the projects are wanted; the cached (perhaps stale) states of the
+    projects and customers name their customers and credits, so those are wanted in the
+    same query. Then every link of the fresh states is followed for real, and anything
+    the guess missed is loaded in a further round.
+    """
+    wanted: dict[UUID, type[Aggregate]] = {CALENDAR_ID: BillingCalendar}
+    wanted.update(dict.fromkeys({item.project_id for item in items}, Project))
+    tried: set[UUID] = set()
+    while wanted:
+        guesses = list(wanted)
+        while guesses:
+            cached = peek(unit.app, guesses.pop())
+            for aggregate_id, cls in (links(cached) if cached is not None else {}).items():
+                if aggregate_id not in wanted and aggregate_id not in tried:
+                    wanted[aggregate_id] = cls
+                    guesses.append(aggregate_id)
+        unit.prefetch(wanted)
+        tried.update(wanted)
+        wanted = {i: cls for aggregate in list(unit.loaded.values())
+                  for i, cls in links(aggregate).items() if i not in tried}
+
+
+def links(aggregate: Aggregate) -> dict[UUID, type[Aggregate]]:
+    """The aggregates posting reaches from this one."""
+    if isinstance(aggregate, Project):
+        return {aggregate.customer_id: Customer,
+                **({aggregate.credit_id: ProjectCredit} if aggregate.credit_id else {})}
+    if isinstance(aggregate, Customer) and aggregate.credit_id:
+        return {aggregate.credit_id: CustomerCredit}
+    return {}
 
 
 def floor_due(credit: Credit, period: Period) -> Decimal:

@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
 
 from ledger.errors import Conflict, NotFound
+from ledger.loading import load_many, remember
 from ledger.terms import Terms
 
 A = TypeVar("A", bound=Aggregate)
@@ -67,12 +68,23 @@ class Unit:
         assert isinstance(aggregate, cls)
         return aggregate
 
+    def prefetch(self, wanted: dict[UUID, type[Aggregate]]) -> None:
+        """Load many aggregates at once (ledger.loading); any of another type, deleted or
+        missing is left out, for ``get`` to refuse as usual."""
+        missing = {i: cls for i, cls in wanted.items() if i not in self.loaded}
+        for aggregate_id, aggregate in load_many(self.app, missing).items():
+            if (isinstance(aggregate, wanted[aggregate_id])
+                    and not getattr(aggregate, "deleted", False)):
+                self.loaded[aggregate_id] = aggregate
+
     def add(self, aggregate: A) -> A:
         self.loaded[aggregate.id] = aggregate
         return aggregate
 
     def save(self) -> None:
+        changed = [aggregate for aggregate in self.loaded.values() if aggregate.pending_events]
         self.app.save(*self.loaded.values())
+        remember(self.app, changed)
 
 
 class LedgerBase(Application[UUID]):

@@ -232,6 +232,8 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
                 keys[table].add((found.hex,))
         for offering_id in getattr(event, "offering_ids", None) or ():
             keys[offerings].add((offering_id.hex,))
+        for line in getattr(event, "lines", None) or ():
+            keys[projects].add((line["project_id"].hex,))
         if isinstance(event, ConsumptionItem.Reversed | Credit.DrawReversed):
             reversal: Any = event
             keys[consumptions].add((reversal.item_id,))

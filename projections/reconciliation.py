@@ -50,6 +50,7 @@ CLASSIFY: list[tuple[type, str]] = [
     (ProjectCredit.Created, "granted"),
     (Credit.Granted, "granted"),
     (Credit.Drawn, "consumed"),
+    (Credit.ItemsDrawn, "consumed"),
     (Credit.DrawReversed, "consumed"),
     (Credit.FloorCharged, "floor_draws"),
     (Credit.Expired, "expired"),

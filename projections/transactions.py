@@ -2,10 +2,14 @@
 
 Names are copied onto the row when it is written, so attribution survives deletion of
 the credit, and the row's uuid derives from the event, so a rebuild gives the same rows.
+An ItemsDrawn event gives one row per item line (uuid from the event and the item id).
+Rows are ordered by ``position``: the event's notification id times LINE_SLOTS plus the
+line's index, so the lines of one event keep their order.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
@@ -22,8 +26,11 @@ from projections.tables import (
     projects,
 )
 
+LINE_SLOTS = 1 << 20
+
 TYPES: list[tuple[type, str]] = [
     (Credit.Granted, "staff_grant"),
+    (Credit.ItemsDrawn, "compensation"),
     (Credit.Drawn, "compensation"),
     (Credit.DrawReversed, "rollback"),
     (Credit.FloorCharged, "minimal_draw"),
@@ -77,6 +84,14 @@ def _created(event: Any, changes: Changes, position: int) -> None:
         _record(event, changes, position, event.value, "staff_grant", "", None)
 
 
+@project.on(Credit.ItemsDrawn)
+def _items_drawn(event: Any, changes: Changes, position: int) -> None:
+    names = {uuid: name for line in event.lines
+             if (name := _name_of(changes, uuid := line["project_id"].hex)) is not None}
+    for row in items_drawn_rows(event, position, _credit_of(event, changes), names):
+        changes.insert(credit_transactions, row)
+
+
 @project.on(Credit.BalanceChanged)
 def _balance_changed(event: Any, changes: Changes, position: int) -> None:
     if event.amount != 0:
@@ -84,24 +99,78 @@ def _balance_changed(event: Any, changes: Changes, position: int) -> None:
                 comment_of(event), event.period)
 
 
-def _record(event: Any, changes: Changes, position: int, amount: Decimal, kind: str,
-            comment: str, period: str | None) -> None:
-    """One row; the credits projection has already applied the event to the credit's row."""
+@dataclass(frozen=True)
+class CreditRow:
+    """What a transaction row copies from its credit: the balance is after the event."""
+
+    is_org: bool
+    uuid: str
+    customer_uuid: str
+    customer_name: str | None
+    project_uuid: str | None
+    value: Decimal
+
+
+def _credit_of(event: Any, changes: Changes) -> CreditRow:
+    """The credit's row: the credits projection has already applied the event to it."""
     is_org = isinstance(event, CustomerCredit.Event)
     row = changes.row(customer_credits if is_org else project_credits, event.originator_id.hex)
-    project_uuid = _project_of(event, changes) or (None if is_org else row["project_uuid"])
+    return CreditRow(is_org, row["uuid"], row["customer_uuid"], row["customer_name"],
+                     None if is_org else row["project_uuid"], row["value"])
+
+
+def _name_of(changes: Changes, project_uuid: str | None) -> str | None:
     found = changes.get(projects, project_uuid) if project_uuid else None
-    changes.insert(credit_transactions, dict(
-        uuid=uuid5(NAMESPACE_URL, f"{event.originator_id}/{event.originator_version}").hex,
-        position=position, created=event.timestamp, amount=amount,
-        transaction_type=kind, comment=comment,
-        credit_uuid=row["uuid"] if is_org else None,
-        project_credit_uuid=None if is_org else row["uuid"],
-        customer_uuid=row["customer_uuid"], customer_name=row["customer_name"],
-        project_uuid=project_uuid, project_name=found["name"] if found else None,
-        billing_period=Period.parse(period).first_day if period else None,
-        balance_after=row["value"],
-        actor=event.actor, event_type=type(event).__qualname__))
+    return str(found["name"]) if found else None
+
+
+def _record(event: Any, changes: Changes, position: int, amount: Decimal, kind: str,
+            comment: str, period: str | None) -> None:
+    credit = _credit_of(event, changes)
+    project_uuid = _project_of(event, changes) or credit.project_uuid
+    project_name = _name_of(changes, project_uuid)
+    changes.insert(credit_transactions, transaction_row(
+        event, credit, uuid=transaction_uuid(event), position=position * LINE_SLOTS,
+        amount=amount, transaction_type=kind, comment=comment, project_uuid=project_uuid,
+        project_name=project_name, billing_period=Period.parse(period).first_day if period
+        else None, balance_after=credit.value))
+
+
+def items_drawn_rows(event: Any, position: int, credit: CreditRow,
+                     project_names: dict[str, str]) -> list[dict[str, Any]]:
+    """One compensation row per item line, in line order, each with its running balance.
+
+    The credit row holds the balance after the whole event; the lines lead up to it.
+    """
+    assert len(event.lines) < LINE_SLOTS
+    balance = credit.value - event.amount
+    period = Period.parse(event.period).first_day
+    found = []
+    for index, line in enumerate(event.lines):
+        balance += line["amount"]
+        project_uuid = line["project_id"].hex
+        found.append(transaction_row(
+            event, credit, uuid=transaction_uuid(event, line["item_id"]),
+            position=position * LINE_SLOTS + index, amount=line["amount"],
+            transaction_type="compensation", comment=f"Consumption item {line['item_id']}.",
+            project_uuid=project_uuid, project_name=project_names.get(project_uuid),
+            billing_period=period, balance_after=balance))
+    return found
+
+
+def transaction_row(event: Any, credit: CreditRow, **values: Any) -> dict[str, Any]:
+    """The columns every row fills the same way, plus the row's own ``values``."""
+    return dict(
+        created=event.timestamp, credit_uuid=credit.uuid if credit.is_org else None,
+        project_credit_uuid=None if credit.is_org else credit.uuid,
+        customer_uuid=credit.customer_uuid, customer_name=credit.customer_name,
+        actor=event.actor, event_type=type(event).__qualname__, **values)
+
+
+def transaction_uuid(event: Any, item_id: str | None = None) -> str:
+    """Derived from the event (and the item, for a line), so a rebuild gives the same rows."""
+    key = f"{event.originator_id}/{event.originator_version}"
+    return uuid5(NAMESPACE_URL, key if item_id is None else f"{key}/{item_id}").hex
 
 
 def _project_of(event: Any, changes: Changes) -> str | None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal as D
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
 from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
-from ledger.credits import CustomerCredit, ProjectCredit
+from ledger.credits import CustomerCredit, DrawLine, ProjectCredit
 from ledger.errors import (
     AllocationExceeded,
     Conflict,
@@ -18,6 +20,7 @@ from ledger.errors import (
     NoCustomerCredit,
     PeriodClosed,
     ProjectTerminated,
+    RuleViolation,
 )
 from ledger.periods import Period
 from ledger.posting import ConsumptionInput
@@ -206,3 +209,113 @@ def test_names_refuse_characters_no_store_can_keep(ledger: Ledger) -> None:
         ledger.register_customer("bad\x00name", "bad", "t")
     with pytest.raises(RuleViolation):
         ledger.create_user("x\ud800", "token", False, False, "t")
+
+
+# --- batched posting ----------------------------------------------------------------------
+
+def credit_events(ledger: Ledger, credit_id: UUID) -> list[Any]:
+    return list(ledger.events.get(credit_id))
+
+
+def test_batch_draws_cheapest_first_against_running_balances(ledger: Ledger) -> None:
+    customer, [a, b] = org_with_projects(ledger, "A", "B")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    credit_a = ledger.create_project_credit(a, D(50), Terms(), False, "t")
+    results = ledger.post_consumption(
+        [item("a2", a, "40"), item("b2", b, "60"), item("a1", a, "30"), item("b1", b, "25")],
+        "t")
+    # cheapest first: b1 25 (pool), a1 30 (A), a2 40 (A has 20 left), b2 60 (pool has 25 left)
+    assert [(r.item_id, r.drawn_from_project_credit, r.drawn_from_customer_credit,
+             r.uncovered) for r in results] == [
+        ("a2", D(20), 0, D(20)), ("b2", 0, D(25), D(35)), ("a1", D(30), 0, 0),
+        ("b1", 0, D(25), 0)]
+    assert (value(ledger, org), value(ledger, credit_a)) == (0, 0)
+    [*_, org_draw] = credit_events(ledger, org)
+    [*_, a_draw] = credit_events(ledger, credit_a)
+    assert type(org_draw).__name__ == type(a_draw).__name__ == "ItemsDrawn"
+    assert [(line["item_id"], line["amount"], line.get("project_credit_id"))
+            for line in org_draw.lines] == [
+        ("b1", D(-25), None), ("a1", D(-30), credit_a), ("a2", D(-20), credit_a),
+        ("b2", D(-25), None)]
+    assert (org_draw.amount, org_draw.period) == (D(-100), "2025-02")
+    assert [(line["item_id"], line["amount"]) for line in a_draw.lines] == [
+        ("a1", D(-30)), ("a2", D(-20))]
+    org_credit = ledger.repository.get(org)
+    assert org_credit.allocations == {credit_a.hex: D(0)}
+
+
+def test_batch_spanning_two_periods_draws_once_per_period(ledger: Ledger) -> None:
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    credit_a = ledger.create_project_credit(a, D(60), Terms(), False, "t")
+    march = Period.parse("2025-03")
+    ledger.post_consumption([item("f1", a, "10"), item("m1", a, "15", march),
+                             item("f2", a, "20"), item("m2", a, "5", march)], "t")
+    for credit_id in (org, credit_a):
+        draws = [e for e in credit_events(ledger, credit_id)
+                 if type(e).__name__ == "ItemsDrawn"]
+        assert [(e.period, e.amount) for e in draws] == [("2025-02", D(-30)),
+                                                          ("2025-03", D(-20))]
+        credit = ledger.repository.get(credit_id)
+        assert (credit.drawn_in("2025-02"), credit.drawn_in("2025-03")) == (D(30), D(20))
+    assert ledger.repository.get(org).allocations == {credit_a.hex: D(10)}
+    ledger.reverse_consumption("m1", "t")
+    assert (value(ledger, org), value(ledger, credit_a)) == (D(65), D(25))
+    assert ledger.repository.get(org).allocations == {credit_a.hex: D(25)}
+    assert ledger.repository.get(credit_a).drawn_in("2025-03") == D(5)
+
+
+def test_items_drawn_replayed_from_the_store_equals_the_live_state(ledger: Ledger) -> None:
+    """The command's in-memory state and a replay of its stored (transcoded) events agree."""
+    project_credit = ProjectCredit(project_id=uuid4(), customer_id=uuid4(), value=D(50),
+                                   terms=Terms().as_kwargs(),
+                                   mark_unused_credit_as_spent_on_project_termination=False,
+                                   actor="t")
+    org = CustomerCredit(customer_id=uuid4(), value=D(100), terms=Terms().as_kwargs(),
+                         offering_ids=[], actor="t")
+    org.sync_allocation(project_credit, "t")
+    project = project_credit.project_id
+    project_credit.draw_items(FEB, [DrawLine("a", project, D(20))], "t")
+    org.draw_items(FEB, [DrawLine("a", project, D(20), project_credit.id),
+                         DrawLine("p", uuid4(), D("0.5"))], "t")
+    for live in (org, project_credit):
+        replayed = None
+        for event in live.collect_events():
+            stored = ledger.mapper.to_domain_event(ledger.mapper.to_stored_event(event))
+            replayed = stored.mutate(replayed)
+        assert vars(replayed) == vars(live)
+    assert org.allocations == {project_credit.id.hex: D(30)}
+    assert (org.value, org.drawn_in(str(FEB))) == (D("79.5"), D("20.5"))
+
+
+def test_draw_items_refuses_what_does_not_fit() -> None:
+    org = CustomerCredit(customer_id=uuid4(), value=D(10), terms=Terms().as_kwargs(),
+                         offering_ids=[], actor="t")
+    with pytest.raises(RuleViolation):
+        org.draw_items(FEB, [DrawLine("a", uuid4(), D(6)), DrawLine("b", uuid4(), D(6))], "t")
+    with pytest.raises(RuleViolation):  # drawn through a project credit it does not fund
+        org.draw_items(FEB, [DrawLine("a", uuid4(), D(1), uuid4())], "t")
+    with pytest.raises(RuleViolation):
+        org.draw_items(FEB, [DrawLine("a", uuid4(), D(0))], "t")
+    assert org.value == D(10) and not org.collect_events()[1:]
+
+
+def test_an_id_the_lookup_has_not_seen_yet_still_replays(ledger: Ledger) -> None:
+    """The lookup (a read model) may lag: the save then fails and the retry asks the store."""
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    ledger.post_consumption([item("x", a, "30")], "t")
+    asked: list[list[str]] = []
+
+    def stale(item_ids: Sequence[str]) -> set[str]:
+        asked.append(list(item_ids))
+        return set()
+
+    [again, new] = ledger.post_consumption([item("x", a, "30"), item("y", a, "5")], "t",
+                                           known=stale)
+    assert (again.replayed, again.drawn_from_customer_credit, new.replayed) == (
+        True, D(30), False)
+    assert value(ledger, org) == D(65)
+    assert asked == [["x", "y"]]
+    [third] = ledger.post_consumption([item("y", a, "5")], "t", known=lambda ids: {"y"})
+    assert third.replayed and value(ledger, org) == D(65)

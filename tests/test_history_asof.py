@@ -16,8 +16,8 @@ from tests.test_transactions import EXPECTED_A, EXPECTED_B, EXPECTED_ORG, Scenar
 
 ORG_EVENTS = [
     "Created", "AllocationChanged", "AllocationChanged",            # org credit, A, B
-    "Drawn", "AllocationChanged", "Drawn", "AllocationChanged", "Drawn",  # b1, a1, c1
-    "Drawn", "AllocationChanged",                                     # a2
+    "ItemsDrawn",                                                     # b1, a1, c1 (one batch)
+    "ItemsDrawn",                                                     # a2
     "DrawReversed", "AllocationChanged",                              # a2 reversed
     "AllocationChanged", "PeriodSettled",                             # close
     "AllocationChanged", "PeriodReopened",                            # reopen
@@ -26,24 +26,25 @@ ORG_EVENTS = [
     "WrittenOff", "AllocationChanged",                                # project A terminated
     "AllocationChanged",                                              # credit B deleted
 ]
-A_EVENTS = ["Created", "Drawn", "Drawn", "DrawReversed", "Released"]
-B_EVENTS = ["Created", "Drawn", "FloorCharged", "SettlementReversed", "FloorCharged", "Deleted"]
+A_EVENTS = ["Created", "ItemsDrawn", "ItemsDrawn", "DrawReversed", "Released"]
+B_EVENTS = ["Created", "ItemsDrawn", "FloorCharged", "SettlementReversed", "FloorCharged",
+            "Deleted"]
 # after the command ending at org version v: (A value, B value, org value, allocated)
 CHECKPOINTS = {
     1: (None, None, "1000.00000", "0.00000"),
     2: ("300.00000", None, "1000.00000", "300.00000"),
     3: ("300.00000", "100.00000", "1000.00000", "400.00000"),
-    8: ("180.00000", "70.00000", "650.00000", "250.00000"),
-    10: ("170.00000", "70.00000", "640.00000", "240.00000"),
-    12: ("180.00000", "70.00000", "650.00000", "250.00000"),
-    14: ("180.00000", "40.00000", "650.00000", "220.00000"),
-    16: ("180.00000", "70.00000", "650.00000", "250.00000"),
-    18: ("180.00000", "40.00000", "650.00000", "220.00000"),
-    19: ("180.00000", "40.00000", "1200.00000", "220.00000"),
-    21: ("0.00000", "40.00000", "1020.00000", "40.00000"),
-    22: ("0.00000", None, "1020.00000", "0.00000"),
+    4: ("180.00000", "70.00000", "650.00000", "250.00000"),
+    5: ("170.00000", "70.00000", "640.00000", "240.00000"),
+    7: ("180.00000", "70.00000", "650.00000", "250.00000"),
+    9: ("180.00000", "40.00000", "650.00000", "220.00000"),
+    11: ("180.00000", "70.00000", "650.00000", "250.00000"),
+    13: ("180.00000", "40.00000", "650.00000", "220.00000"),
+    14: ("180.00000", "40.00000", "1200.00000", "220.00000"),
+    16: ("0.00000", "40.00000", "1020.00000", "40.00000"),
+    17: ("0.00000", None, "1020.00000", "0.00000"),
 }
-MONEY_TYPES = {"Created", "Drawn", "DrawReversed", "FloorCharged", "SettlementReversed",
+MONEY_TYPES = {"Created", "ItemsDrawn", "DrawReversed", "FloorCharged", "SettlementReversed",
                "Released", "Deleted", "Granted", "WrittenOff", "Expired"}
 
 
@@ -71,6 +72,13 @@ def as_of(scenario: Scenario, path: str, moment: str, **params: Any) -> Any:
                                         headers=scenario.staff)
 
 
+def lines_of(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """(amount, balance after) of each ledger line of an entry: a draw event's item lines."""
+    if "lines" in entry:
+        return [(line["amount"], line["balance_after"]) for line in entry["lines"]]
+    return [(entry["amount"], entry["balance_after"])]
+
+
 # --- history ------------------------------------------------------------------------------
 
 def test_histories_list_every_event_in_order(scenario: Scenario) -> None:
@@ -82,8 +90,8 @@ def test_histories_list_every_event_in_order(scenario: Scenario) -> None:
     assert [e["type"] for e in b] == B_EVENTS
     for entries, expected in ((a, EXPECTED_A), (b, EXPECTED_B), (org, EXPECTED_ORG)):
         assert [e["version"] for e in entries] == list(range(1, len(entries) + 1))
-        moving = [(e["transaction_type"], e["amount"], e["balance_after"]) for e in entries
-                  if e["amount"] is not None]
+        moving = [(e["transaction_type"], *moved) for e in entries if e["amount"] is not None
+                  for moved in lines_of(e)]
         assert moving == [(kind, amount, after) for kind, amount, after, _ in expected]
         assert all(e["actor"] == "staff" for e in entries)
         stamps = [e["timestamp"] for e in entries]
@@ -186,16 +194,16 @@ def test_list_as_of(scenario: Scenario) -> None:
 
     assert listed(1) == []
     assert listed(2) == [(a, "300.00000")]
-    assert listed(8) == [(a, "180.00000"), (b, "70.00000")]
-    assert listed(8, o="value") == [(b, "70.00000"), (a, "180.00000")]
-    assert listed(8, o="-value") == [(a, "180.00000"), (b, "70.00000")]
-    assert listed(8, project_uuid=scenario.projects["B"]["uuid"]) == [(b, "70.00000")]
-    assert listed(22) == [(a, "0.00000")]
-    page = as_of(scenario, "/api/project-credits/", org[7]["timestamp"], page_size=1, page=2)
+    assert listed(4) == [(a, "180.00000"), (b, "70.00000")]
+    assert listed(4, o="value") == [(b, "70.00000"), (a, "180.00000")]
+    assert listed(4, o="-value") == [(a, "180.00000"), (b, "70.00000")]
+    assert listed(4, project_uuid=scenario.projects["B"]["uuid"]) == [(b, "70.00000")]
+    assert listed(17) == [(a, "0.00000")]
+    page = as_of(scenario, "/api/project-credits/", org[3]["timestamp"], page_size=1, page=2)
     assert [c["uuid"] for c in page.json] == [b]
     assert page.headers["X-Result-Count"] == "2"
     head = scenario.client.simulate_head("/api/project-credits/", headers=scenario.staff,
-                                         params={"as_of": org[7]["timestamp"]})
+                                         params={"as_of": org[3]["timestamp"]})
     assert head.headers["X-Result-Count"] == "2"
     customers = as_of(scenario, "/api/customer-credits/", org[0]["timestamp"])
     assert [(c["uuid"], c["value"]) for c in customers.json] == [
@@ -227,7 +235,7 @@ def test_as_of_respects_visibility_and_scoped_fields(scenario: Scenario) -> None
     directory = scenario.directory
     member = directory.user("member")
     directory.grant("member", "project", scenario.projects["A"]["uuid"], "member")
-    moment = org_history(scenario)[7]["timestamp"]
+    moment = org_history(scenario)[3]["timestamp"]
     path = f"/api/project-credits/{scenario.credits['A']['uuid']}/"
     mine = scenario.client.simulate_get(path, params={"as_of": moment}, headers=member)
     assert mine.status_code == 200 and mine.json["value"] == "180.00000"

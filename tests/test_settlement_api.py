@@ -271,6 +271,29 @@ def test_concurrent_posting_to_one_credit(directory: Directory, services: Servic
     assert Decimal(get(directory, cc)["value"]) == Decimal(1000) - drawn
 
 
+def test_a_batch_records_one_draw_event_per_credit(directory: Directory,
+                                                   services: Services) -> None:
+    """200 items over 20 projects: one event per item, one draw per credit, and no more."""
+    orgs = [directory.customer(f"Org {n}") for n in range(2)]
+    credits = [directory.customer_credit(org, "1000") for org in orgs]
+    projects = [directory.project(orgs[n % 2], f"P{n}") for n in range(20)]
+    funded = [directory.project_credit(p, "30") for p in projects[:10]]
+    before = services.ledger.recorder.max_notification_id() or 0
+    results = post_items(directory, *(item(f"i{k}", projects[k % 20], "2") for k in range(200)))
+    events = (services.ledger.recorder.max_notification_id() or 0) - before
+    assert events == 200 + len(funded) + len(credits)
+    assert {r["drawn_from_project_credit"] for r in results[:10]} == {"2.00000"}
+    assert {r["drawn_from_customer_credit"] for r in results[10:20]} == {"2.00000"}
+    assert [get(directory, c)["value"] for c in funded] == ["10.00000"] * 10
+    assert [get(directory, c)["value"] for c in credits] == ["800.00000"] * 2
+    assert [get(directory, c)["allocated_to_projects"] for c in credits] == ["50.00000"] * 2
+    again = directory.client.simulate_post(
+        "/api/consumptions/", headers=directory.staff,
+        json=[item(f"i{k}", projects[k % 20], "2") for k in range(200)])
+    assert again.status_code == 200 and all(r["replayed"] for r in again.json)
+    assert (services.ledger.recorder.max_notification_id() or 0) - before == events
+
+
 def _run_threads(targets: list[Any]) -> None:
     threads = [threading.Thread(target=target) for target in targets]
     for thread in threads:

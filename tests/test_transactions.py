@@ -151,21 +151,23 @@ def test_rows_per_credit_match_the_script(scenario: Scenario) -> None:
 
 
 def test_rows_are_the_balance_moving_events_of_every_history(scenario: Scenario) -> None:
-    """Each row is one history entry with a non-zero amount: same uuid, time, numbers."""
+    """Each row is one history entry with a non-zero amount, or one item line of a draw
+    event: same uuid, time, numbers."""
     histories = [
         scenario.get(f"/api/project-credits/{scenario.credits[n]['uuid']}/history/")
         for n in "AB"
     ] + [scenario.get(f"/api/customer-credits/{c['uuid']}/history/")
          for c in (scenario.org_credit, scenario.other_org_credit)]
-    expected = {entry["transaction_uuid"]: entry for history in histories for entry in history
-                if entry["transaction_uuid"]}
+    expected = {moved["transaction_uuid"]: (entry, moved) for history in histories
+                for entry in history for moved in entry.get("lines", [entry])
+                if moved["transaction_uuid"]}
     found = {row["uuid"]: row for row in rows(scenario)}
     assert found.keys() == expected.keys()
     assert len(found) == len(EXPECTED_A) + len(EXPECTED_B) + len(EXPECTED_ORG) + 1
     for uuid, row in found.items():
-        entry = expected[uuid]
+        entry, moved = expected[uuid]
         assert (row["amount"], row["balance_after"], row["transaction_type"]) == (
-            entry["amount"], entry["balance_after"], entry["transaction_type"])
+            moved["amount"], moved["balance_after"], entry["transaction_type"])
         assert row["created"] == entry["timestamp"]
         period = entry["changes"].get("period")
         assert row["billing_period"] == (f"{period}-01" if period else None)

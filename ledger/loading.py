@@ -1,0 +1,138 @@
+"""Loading many aggregates at once: the per-process cache, fast-forwarded in one query.
+
+``repository.get`` costs one query per aggregate even when the aggregate is cached (it
+asks the store for newer events). A batch touches hundreds of aggregates, so on
+PostgreSQL the newer events of every cached aggregate are selected in one statement;
+other stores (SQLite, in process) are asked aggregate by aggregate, which costs no
+round trip. An aggregate that is not cached is replayed from its first event in the
+same statement when its class is never snapshotted, else loaded by ``repository.get``
+(snapshot plus events); either way it is cached for next time.
+
+The cached object is never handed out or changed: it is copied, the copy is brought up
+to date and cached in its place, and the caller gets a copy of that, as
+``repository.get`` does, so a command whose save fails leaves the cache correct. After a
+successful save, the saved aggregates replace their cached copies (``remember``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from contextlib import suppress
+from copy import deepcopy
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+
+_NEWER_EVENTS = (
+    "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+    "FROM {schema}.{table} AS e "
+    "JOIN unnest(%s::uuid[], %s::bigint[]) AS known(id, version) "
+    "ON e.originator_id = known.id AND e.originator_version > known.version "
+    "ORDER BY e.originator_id, e.originator_version"
+)
+
+
+def load_many(app: Application[UUID], wanted: dict[UUID, type[Aggregate]],
+              cache_new: bool = True) -> dict[UUID, Aggregate]:
+    """The current state of each existing aggregate among ``wanted`` (id -> class).
+
+    One query when every aggregate is cached or of a class that is never snapshotted
+    (those are replayed from their first event in the same query); a snapshotted one
+    that is not cached is loaded on its own by ``repository.get``. ``cache_new=False``
+    leaves aggregates that were not cached out of the cache (one-off reads, so that
+    they do not push out the credits).
+    """
+    known: dict[UUID, Aggregate | None] = {}
+    found: dict[UUID, Aggregate] = {}
+    for aggregate_id, cls in wanted.items():
+        hit = peek(app, aggregate_id)
+        if hit is not None or not _snapshotted(app, cls):
+            known[aggregate_id] = hit
+            continue
+        with suppress(AggregateNotFoundError):
+            found[aggregate_id] = app.repository.get(aggregate_id)
+    newer = newer_events(app, {i: a.version if a else 0 for i, a in known.items()})
+    for aggregate_id, aggregate in known.items():
+        if newer[aggregate_id]:
+            events = map(app.mapper.to_domain_event, newer[aggregate_id])
+            aggregate = cast(Aggregate, project_aggregate(deepcopy(aggregate), events))
+            if app.repository.cache is not None and (cache_new or known[aggregate_id] is not None):
+                app.repository.cache.put(aggregate_id, aggregate)
+        if aggregate is not None:
+            found[aggregate_id] = deepcopy(aggregate)
+    return found
+
+
+def _snapshotted(app: Application[UUID], cls: type[Aggregate]) -> bool:
+    return any(issubclass(cls, kind) for kind in app.snapshotting_intervals)
+
+
+def remember(app: Application[UUID], saved: Iterable[Aggregate]) -> None:
+    """After a successful save an aggregate's state is the stored state: cache it as is,
+    so the next load need not decode what was just written. Only aggregates already
+    cached are replaced, so a batch's new items do not push the credits out."""
+    cache = app.repository.cache
+    for aggregate in saved:
+        if cache is not None and peek(app, aggregate.id) is not None:
+            cache.put(aggregate.id, aggregate)
+
+
+def peek(app: Application[UUID], aggregate_id: UUID) -> Aggregate | None:
+    """The cached state, not copied and perhaps behind the store: read it, never change it."""
+    cache = app.repository.cache
+    if cache is None:
+        return None
+    try:
+        return cast(Aggregate, cache.get(aggregate_id))
+    except KeyError:
+        return None
+
+
+def newer_events(app: Application[UUID],
+                 versions: dict[UUID, int]) -> dict[UUID, list[StoredEvent]]:
+    """Each aggregate's stored events after the given version."""
+    recorder: Any = app.recorder
+    found: dict[UUID, list[StoredEvent]] = defaultdict(list)
+    if not versions:
+        return found
+    if type(recorder).__module__ != "eventsourcing.postgres":
+        for aggregate_id, version in versions.items():
+            found[aggregate_id] = list(recorder.select_events(aggregate_id, gt=version))
+        return found
+    from psycopg.sql import SQL, Identifier
+
+    statement = SQL(_NEWER_EVENTS).format(schema=Identifier(recorder.datastore.schema),
+                                          table=Identifier(recorder.events_table_name))
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(statement, [list(versions), list(versions.values())])
+        for row in curs.fetchall():
+            found[row["originator_id"]].append(StoredEvent(
+                originator_id=row["originator_id"], originator_version=row["originator_version"],
+                topic=row["topic"], state=bytes(row["state"])))
+    return found
+
+
+class CopiedByContainers:
+    """A cheap ``deepcopy`` for aggregates whose state is immutable values in dicts and lists.
+
+    Ids, dates, decimals, strings and Terms never change in place, so only the dicts and
+    lists are copied; the generic deepcopy rebuilt every UUID and was most of the time
+    a batch spent loading. An aggregate holding any other mutable value must not use this.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        clone = object.__new__(type(self))
+        clone.__dict__.update({name: _copied(value) for name, value in vars(self).items()})
+        return clone
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
