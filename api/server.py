@@ -32,5 +32,5 @@ class LedgerServer(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def serve(host: str, port: int, workers: int) -> None:
-    LedgerServer({"bind": f"{host}:{port}", "workers": workers}).run()
+def serve(bind: str, workers: int) -> None:
+    LedgerServer({"bind": bind, "workers": workers}).run()

@@ -43,7 +43,19 @@ def _(event: Any, conn: Connection, position: int) -> None:
 def _(event: Any, conn: Connection, position: int) -> None:
     conn.execute(insert(users), dict(
         uuid=event.originator_id.hex, username=event.username, token_hash=event.token_hash,
-        is_staff=event.is_staff, is_support=event.is_support))
+        is_staff=event.is_staff, is_support=event.is_support, is_active=True))
+
+
+@project.on(User.TokenRotated)
+def _(event: Any, conn: Connection, position: int) -> None:
+    conn.execute(update(users).where(users.c.uuid == event.originator_id.hex)
+                 .values(token_hash=event.token_hash))
+
+
+@project.on(User.Deactivated)
+def _(event: Any, conn: Connection, position: int) -> None:
+    conn.execute(update(users).where(users.c.uuid == event.originator_id.hex)
+                 .values(is_active=False))
 
 
 @project.on(User.RoleGranted)

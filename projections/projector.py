@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from ledger.application import Ledger
-from projections import consumption, credits, directory, transactions
+from projections import consumption, credits, directory, schema_version, transactions
 from projections.tables import READ_MODEL_TABLES, metadata, tracking
 
 Handler = Callable[[Any, Connection, int], None]
@@ -140,4 +140,5 @@ class Projector:
                 total += len(notifications)
                 progress(total)
             conn.execute(update(tracking).where(tracking.c.name == NAME).values(position=position))
+            schema_version.record(conn)
         return total
