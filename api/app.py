@@ -16,11 +16,15 @@ from api.auth import AuthMiddleware
 from api.consumptions import BillingPeriods, Consumptions
 from api.customer_credits import CustomerCredits
 from api.directory import Customers, Offerings, Projects
+from api.docs import add_docs_routes
 from api.errors import register_error_handlers
 from api.history import CreditHistory
 from api.idempotency import IdempotencyMiddleware
+from api.metrics import Metrics, StoreMetrics
+from api.observe import RequestObserver
 from api.openapi import OpenApiSchema
 from api.project_credits import ProjectCredits
+from api.read_model_guard import ReadModelGuard
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
 from api.wiring import Services
@@ -59,7 +63,9 @@ class Health:
 
 
 def create_app(services: Services) -> falcon.App:
-    middleware: list[Any] = [CatchUpMiddleware(services), AuthMiddleware(services.engine),
+    services.ledger.observer = StoreMetrics()
+    middleware: list[Any] = [RequestObserver(), ReadModelGuard(services),
+                             CatchUpMiddleware(services), AuthMiddleware(services.engine),
                              IdempotencyMiddleware(services.engine)]
     app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
@@ -89,8 +95,12 @@ def create_app(services: Services) -> falcon.App:
     _collection(app, "/api/credit-transactions/", CreditTransactions(services))
     app.add_route("/api/project-credits/{uuid}/history/", CreditHistory(services, "project"))
     app.add_route("/api/customer-credits/{uuid}/history/", CreditHistory(services, "customer"))
-    app.add_route("/api/reconciliation/", Reconciliation(services))
+    reconciliation = Reconciliation(services)
+    app.add_route("/api/reconciliation/", reconciliation)
+    app.add_route("/api/reconciliation/csv/", reconciliation, suffix="csv")
     app.add_route("/api/schema/", OpenApiSchema())
+    app.add_route("/metrics", Metrics(services))
+    add_docs_routes(app)
     return app
 
 

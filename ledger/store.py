@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, TypeVar
 from uuid import UUID
@@ -75,8 +75,29 @@ class Unit:
         return max((r.notification.id for r in recordings), default=0)
 
 
+class SaveObserver:
+    """Told what the store did: events saved, saves retried, conflicts given up on.
+
+    The domain knows no metrics library; the API layer plugs its counters in here.
+    """
+
+    def saved(self, events: Sequence[Any]) -> None:
+        """Events now in the store, in order."""
+
+    def retried(self) -> None:
+        """A save lost the version check to a concurrent writer and will be re-run."""
+
+    def gave_up(self) -> None:
+        """A command lost every attempt and answers Conflict."""
+
+
 class LedgerBase(Application[UUID]):
     """Loading and saving for the command groups that make up the Ledger."""
+
+    observer: SaveObserver = SaveObserver()
+
+    def _notify(self, recordings: list[Any]) -> None:
+        self.observer.saved([recording.domain_event for recording in recordings])
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -102,7 +123,9 @@ class LedgerBase(Application[UUID]):
                 unit.save()
                 return result
             except IntegrityError:
+                self.observer.retried()
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+        self.observer.gave_up()
         raise Conflict("The credit was changed concurrently; please retry.")
 
     def live(self, unit: Unit, aggregate_id: UUID | None, cls: type[A]) -> A | None:
