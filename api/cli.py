@@ -40,17 +40,16 @@ from ledger.errors import LedgerError
 from ledger.periods import Period
 
 CLI_ACTOR = "cli"
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
 
-def _database_errors() -> tuple[type[BaseException], ...]:
+def database_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "cannot use this database" (driver, pool, store)."""
     import psycopg
     import psycopg_pool
     from eventsourcing.persistence import PersistenceError
     from sqlalchemy.exc import SQLAlchemyError
 
-    return (*DATABASE_ERRORS, psycopg.Error, psycopg_pool.PoolTimeout, PersistenceError,
+    return (sqlite3.Error, psycopg.Error, psycopg_pool.PoolTimeout, PersistenceError,
             SQLAlchemyError)
 
 
@@ -61,11 +60,9 @@ database_option = click.option(
          "postgresql://USER:PW@HOST:PORT/DB[?schema=NAME].")
 
 
-@contextmanager
-def ledger_services(url: str, create: bool = False) -> Iterator[Services]:
-    """The services on an existing database (or a new one when `create`), closed after."""
-    database = parse_database_url(url)
-    sqlite_path = database.sqlite_path
+def open_database(url: str, create: bool = False) -> None:
+    """Refuse a missing SQLite file (or create it when `create`, and say so); make tables."""
+    sqlite_path = parse_database_url(url).sqlite_path
     missing = sqlite_path is not None and not Path(sqlite_path).exists()
     if missing and not create:
         raise click.ClickException(
@@ -74,6 +71,12 @@ def ledger_services(url: str, create: bool = False) -> Iterator[Services]:
     create_tables(url)
     if missing:
         click.echo(f"Created database {sqlite_path}.", err=True)
+
+
+@contextmanager
+def ledger_services(url: str, create: bool = False) -> Iterator[Services]:
+    """The services on an existing database (or a new one when `create`), closed after."""
+    open_database(url, create)
     services = build_services(url)
     try:
         yield services
@@ -82,7 +85,7 @@ def ledger_services(url: str, create: bool = False) -> Iterator[Services]:
 
 
 def refuse_stale(services: Services) -> None:
-    """Commands other than `rebuild` and `verify` need current read models."""
+    """Every command but `rebuild` needs read models built by this release."""
     from projections import schema_version
 
     problem = schema_version.problem(services.engine)
@@ -142,8 +145,7 @@ def serve(database_url: str, bind: str, host: str | None, port: int | None,
     """Run the API under gunicorn (creates the database if it does not exist)."""
     from api.server import serve as run_server
 
-    with ledger_services(database_url, create=True):
-        pass  # creates the tables once, before workers start, and says so for a new file
+    open_database(database_url, create=True)
     bind_host, _, bind_port = bind.rpartition(":")
     address = f"{host or bind_host or '127.0.0.1'}:{port or bind_port or 8000}"
     os.environ["LEDGER_DATABASE_URL"] = database_url  # the workers read it after fork
@@ -444,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"error: {error}", err=True)
         return 1
     except Exception as error:
-        if not isinstance(error, _database_errors()):
+        if not isinstance(error, database_errors()):
             raise
         click.echo(f"error: cannot use the database: {_first_line(error)}", err=True)
         return 1

@@ -111,13 +111,14 @@ class Metrics:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._check_token(req)
         registry = CollectorRegistry()
+        registry.register(self.projector)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             multiprocess.MultiProcessCollector(registry)
-        else:
-            registry = _with_process_registry(registry)
-        registry.register(self.projector)
+            body = generate_latest(registry)
+        else:  # this process's own registry, beside the per-scrape gauges
+            body = generate_latest(REGISTRY) + generate_latest(registry)
         resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(registry)
+        resp.data = body
 
     def _check_token(self, req: falcon.Request) -> None:
         if not self.token:
@@ -127,13 +128,3 @@ class Metrics:
             raise ApiError(401, {"detail": "A valid metrics bearer token is required."},
                            {"WWW-Authenticate": "Bearer"})
 
-
-def _with_process_registry(registry: CollectorRegistry) -> CollectorRegistry:
-    """Outside gunicorn: this process's own metrics beside the per-scrape collectors."""
-
-    class Process(Collector):
-        def collect(self) -> Iterator[Any]:
-            yield from REGISTRY.collect()
-
-    registry.register(Process())
-    return registry
