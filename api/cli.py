@@ -15,6 +15,7 @@ line and exit 1 in `main`.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sqlite3
 import sys
@@ -60,6 +61,18 @@ database_option = click.option(
          "postgresql://USER:PW@HOST:PORT/DB[?schema=NAME].")
 
 
+@contextmanager
+def database_boundary(url: str) -> Iterator[None]:
+    """A database that cannot be used is one line naming it, not a driver traceback."""
+    try:
+        yield
+    except database_errors() as error:
+        reason = re.sub(r"^\([\w.]+\) ", "", str(error).strip()).splitlines() or [
+            type(error).__name__]
+        raise click.ClickException(
+            f"Cannot use the database {redact(url)}: {reason[0]}") from None
+
+
 def open_database(url: str, create: bool = False) -> None:
     """Refuse a missing SQLite file (or create it when `create`, and say so); make tables."""
     sqlite_path = parse_database_url(url).sqlite_path
@@ -68,7 +81,8 @@ def open_database(url: str, create: bool = False) -> None:
         raise click.ClickException(
             f"No database at {sqlite_path}. Pass --database-url or set LEDGER_DATABASE_URL; "
             "`credit-ledger users create` or `serve` create a new one.")
-    create_tables(url)
+    with database_boundary(url):
+        create_tables(url)
     if missing:
         click.echo(f"Created database {sqlite_path}.", err=True)
 
@@ -77,11 +91,12 @@ def open_database(url: str, create: bool = False) -> None:
 def ledger_services(url: str, create: bool = False) -> Iterator[Services]:
     """The services on an existing database (or a new one when `create`), closed after."""
     open_database(url, create)
-    services = build_services(url)
-    try:
-        yield services
-    finally:
-        services.close()
+    with database_boundary(url):
+        services = build_services(url)
+        try:
+            yield services
+        finally:
+            services.close()
 
 
 def refuse_stale(services: Services) -> None:
@@ -430,7 +445,8 @@ _role_command("revoke")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; every failure ends with one line on stderr and a non-zero exit."""
+    """Run a command; every expected failure ends with one line on stderr and exit 1 (130
+    for Ctrl-C); only a bug shows a traceback."""
     try:
         result: Any = cli.main(args=list(argv) if argv is not None else None,
                                prog_name="credit-ledger", standalone_mode=False)
@@ -443,19 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("Interrupted.", err=True)
         return 130
     except (LedgerError, ValueError) as error:
-        click.echo(f"error: {error}", err=True)
-        return 1
-    except Exception as error:
-        if not isinstance(error, database_errors()):
-            raise
-        click.echo(f"error: cannot use the database: {_first_line(error)}", err=True)
+        click.ClickException(str(error)).show()
         return 1
     return int(result or 0)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 if __name__ == "__main__":

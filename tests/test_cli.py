@@ -80,3 +80,22 @@ def test_users_list_rotate_and_deactivate(directory: Directory,
     assert [line.split() for line in lines[1:]] == [["carol", "user", "no", "-"]]
     assert main(["users", "deactivate", "nobody"]) == 1
     assert "No user named 'nobody'." in capsys.readouterr().err
+
+
+def test_every_command_and_option_has_help() -> None:
+    import click
+
+    from api.cli import cli
+
+    def walk(command: click.Command, path: str) -> list[str]:
+        missing = [] if command.help else [path]
+        missing += [f"{path} {p.opts[0]}" for p in command.params
+                    if isinstance(p, click.Option) and not p.help]
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(cli, "credit-ledger") == []
+    assert set(cli.commands) >= {"serve", "project", "rebuild", "verify", "close-period",
+                                 "reopen-period", "export", "users", "roles"}
