@@ -24,7 +24,7 @@ from api.metrics import Metrics, StoreMetrics
 from api.observe import RequestObserver
 from api.openapi import OpenApiSchema
 from api.project_credits import ProjectCredits
-from api.read_model_guard import ReadModelGuard
+from api.read_model_guard import PATHS_WITHOUT_READ_MODELS, ReadModelGuard
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
 from api.wiring import Services
@@ -45,13 +45,15 @@ JSON = falcon.media.JSONHandler(
 
 
 class CatchUpMiddleware:
-    """Every request first applies events the read models have not seen yet."""
+    """Every request that reads the read models first applies events they have not seen
+    yet (not /metrics, whose projector lag would then always read 0)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.services.projector.catch_up_patiently()
+        if not req.path.startswith(PATHS_WITHOUT_READ_MODELS):
+            self.services.projector.catch_up_patiently()
 
 
 class Health:

@@ -14,7 +14,8 @@ from api.errors import ApiError
 from api.wiring import Services
 from projections import schema_version
 
-ALWAYS_SERVED = ("/api/schema/", "/api/docs/", "/metrics")
+# served whatever the read models' state: they do not read them (nor catch them up)
+PATHS_WITHOUT_READ_MODELS = ("/api/schema/", "/api/docs/", "/metrics")
 RETRY_AFTER = "30"
 
 
@@ -24,7 +25,7 @@ class ReadModelGuard:
         self.current = False
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self.current or req.path.startswith(ALWAYS_SERVED):
+        if self.current or req.path.startswith(PATHS_WITHOUT_READ_MODELS):
             return
         problem = schema_version.problem(self.services.engine)
         if problem is None:

@@ -44,7 +44,9 @@ def test_an_older_read_model_answers_503_until_rebuild(
     health = client.simulate_get("/health")
     assert (health.status_code, health.json) == (
         503, {"status": "read models need a rebuild", "detail": STALE})
+    services.ledger.create_user("late", "0" * 40, False, False, "test")  # not yet projected
     assert client.simulate_get("/api/schema/").status_code == 200
+    assert "ledger_projector_lag_events 1.0" in client.simulate_get("/metrics").text
     assert main(["users", "list"]) == 1
     assert STALE in capsys.readouterr().err
     assert main(["rebuild"]) == 0
