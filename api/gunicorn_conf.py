@@ -50,6 +50,17 @@ def child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def on_exit(server: Any) -> None:
+    """A metrics directory made for this run goes with it."""
+    if made_metrics_directory:
+        import shutil
+
+        shutil.rmtree(made_metrics_directory[0], ignore_errors=True)
+
+
+made_metrics_directory: list[str] = []
+
+
 def prepare_metrics_directory() -> None:
     """Workers share their samples through files; a fresh start begins from empty files.
 
@@ -58,8 +69,10 @@ def prepare_metrics_directory() -> None:
     import tempfile
     from pathlib import Path
 
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-        prefix="credit-ledger-metrics-")
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="credit-ledger-metrics-")
+        made_metrics_directory.append(folder)
     Path(folder).mkdir(parents=True, exist_ok=True)
     for stale in Path(folder).glob("*.db"):
         stale.unlink()

@@ -10,7 +10,7 @@ from api import gunicorn_conf
 
 SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "timeout", "graceful_timeout",
             "preload_app", "control_socket_disable", "accesslog", "errorlog", "logconfig_dict",
-            "on_starting", "child_exit")
+            "on_starting", "child_exit", "on_exit")
 
 
 class LedgerServer(BaseApplication):  # type: ignore[misc]
