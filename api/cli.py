@@ -461,6 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LedgerError, ValueError) as error:
         click.ClickException(str(error)).show()
         return 1
+    except OSError as error:  # e.g. an export to a folder that does not exist
+        click.ClickException(f"{error.strerror or error}: {error.filename or ''}").show()
+        return 1
     return int(result or 0)
 
 

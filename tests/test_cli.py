@@ -99,3 +99,17 @@ def test_every_command_and_option_has_help() -> None:
     assert walk(cli, "credit-ledger") == []
     assert set(cli.commands) >= {"serve", "project", "rebuild", "verify", "close-period",
                                  "reopen-period", "export", "users", "roles"}
+
+
+def test_serve_takes_bind_and_workers_from_the_environment_like_gunicorn_c(
+        monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+    import api.server
+
+    started: list[tuple[str, int]] = []
+    monkeypatch.setattr(api.server, "serve", lambda bind, workers: started.append(
+        (bind, workers)))
+    monkeypatch.setenv("LEDGER_BIND", "127.0.0.1:18399")
+    monkeypatch.setenv("LEDGER_WORKERS", "3")
+    assert main(["serve"]) == 0
+    assert main(["serve", "--port", "18398", "--workers", "1"]) == 0
+    assert started == [("127.0.0.1:18399", 3), ("127.0.0.1:18398", 1)]

@@ -53,6 +53,17 @@ def test_database_errors_are_one_line(tmp_path: Path) -> None:
                            ": connection failed:"), line
 
 
+def test_an_unwritable_export_is_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert run("users", "create", "admin", env={"LEDGER_DATABASE_URL": url}).returncode == 0
+    out = tmp_path / "missing" / "report.csv"
+    result = run("export", "reconciliation", "--period", "2026-01", "--out", str(out),
+                 "--database-url", url)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: No such file or directory: {out}")
+
+
 def test_users_create_makes_the_default_database_whatever_the_directory(
         tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
