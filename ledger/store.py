@@ -16,7 +16,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
 
 from ledger.errors import Conflict, NotFound
 from ledger.terms import Terms
@@ -96,8 +96,10 @@ class LedgerBase(Application[UUID]):
 
     observer: SaveObserver = SaveObserver()
 
-    def _notify(self, recordings: list[Any]) -> None:
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        recordings = super().save(*objs, **kwargs)
         self.observer.saved([recording.domain_event for recording in recordings])
+        return recordings
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
