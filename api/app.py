@@ -16,11 +16,15 @@ from api.auth import AuthMiddleware
 from api.consumptions import BillingPeriods, Consumptions
 from api.customer_credits import CustomerCredits
 from api.directory import Customers, Offerings, Projects
+from api.docs import add_docs_routes
 from api.errors import register_error_handlers
 from api.history import CreditHistory
 from api.idempotency import IdempotencyMiddleware
+from api.metrics import Metrics, StoreMetrics
+from api.observe import RequestObserver
 from api.openapi import OpenApiSchema
 from api.project_credits import ProjectCredits
+from api.read_model_guard import PATHS_WITHOUT_READ_MODELS, ReadModelGuard
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
 from api.wiring import Services
@@ -41,13 +45,15 @@ JSON = falcon.media.JSONHandler(
 
 
 class CatchUpMiddleware:
-    """Every request first applies events the read models have not seen yet."""
+    """Every request that reads the read models first applies events they have not seen
+    yet (not /metrics, whose projector lag would then always read 0)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.services.projector.catch_up_patiently()
+        if not req.path.startswith(PATHS_WITHOUT_READ_MODELS):
+            self.services.projector.catch_up_patiently()
 
 
 class Health:
@@ -59,8 +65,10 @@ class Health:
 
 
 def create_app(services: Services) -> falcon.App:
+    services.ledger.observer = StoreMetrics()
     auth = AuthMiddleware(services.reads, lambda: services.projector.log_end)
-    middleware: list[Any] = [CatchUpMiddleware(services), auth,
+    middleware: list[Any] = [RequestObserver(), ReadModelGuard(services),
+                             CatchUpMiddleware(services), auth,
                              IdempotencyMiddleware(services.engine)]
     app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
@@ -90,8 +98,12 @@ def create_app(services: Services) -> falcon.App:
     _collection(app, "/api/credit-transactions/", CreditTransactions(services))
     app.add_route("/api/project-credits/{uuid}/history/", CreditHistory(services, "project"))
     app.add_route("/api/customer-credits/{uuid}/history/", CreditHistory(services, "customer"))
-    app.add_route("/api/reconciliation/", Reconciliation(services))
+    reconciliation = Reconciliation(services)
+    app.add_route("/api/reconciliation/", reconciliation)
+    app.add_route("/api/reconciliation/csv/", reconciliation, suffix="csv")
     app.add_route("/api/schema/", OpenApiSchema())
+    app.add_route("/metrics", Metrics(services))
+    add_docs_routes(app)
     return app
 
 

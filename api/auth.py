@@ -65,7 +65,8 @@ class AuthMiddleware:
 
 def load_principal(engine: Engine, token_hash: str) -> Principal | None:
     with engine.connect() as conn:
-        user = conn.execute(select(users).where(users.c.token_hash == token_hash)).first()
+        user = conn.execute(select(users).where(users.c.token_hash == token_hash,
+                                                users.c.is_active)).first()
         if user is None:
             return None
         roles = conn.execute(select(user_roles).where(user_roles.c.user_uuid == user.uuid)).all()

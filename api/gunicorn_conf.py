@@ -1,4 +1,9 @@
-"""gunicorn settings for the credit ledger (WSGI, database-bound)."""
+"""gunicorn settings for the credit ledger (WSGI, database-bound).
+
+`credit-ledger serve` and `gunicorn -c gunicorn.conf.py` read the same settings:
+LEDGER_BIND, LEDGER_WORKERS, LEDGER_ACCESS_LOG, LEDGER_LOG_FORMAT, LEDGER_AUTO_REBUILD,
+PROMETHEUS_MULTIPROC_DIR.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,83 @@ timeout = 60
 graceful_timeout = 30
 preload_app = False  # each worker builds its Application and engines after fork
 control_socket_disable = True
-accesslog = os.environ.get("LEDGER_ACCESS_LOG", "-")
+accesslog = None  # the app logs one structured line per request (api/observe.py)
 errorlog = "-"
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"ledger": {"()": "api.logs.make_formatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "ledger",
+                            "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stderr"],
+                                   "propagate": False},
+                "gunicorn.access": {"level": "INFO", "handlers": ["stderr"],
+                                    "propagate": False}},
+}
 
 
 def on_starting(server: Any) -> None:
-    """Create the event store and read-model tables once, before any worker starts."""
+    """Once, in the master, before any worker: metrics directory, tables, version check."""
+    prepare_metrics_directory()
     from api.wiring import create_tables
 
     create_tables()
+    rebuild_if_stale()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges must not be summed any more."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """A metrics directory made for this run goes with it."""
+    if made_metrics_directory:
+        import shutil
+
+        shutil.rmtree(made_metrics_directory[0], ignore_errors=True)
+
+
+made_metrics_directory: list[str] = []
+
+
+def prepare_metrics_directory() -> None:
+    """Workers share their samples through files; a fresh start begins from empty files.
+
+    Must run before prometheus_client is imported in the master, since workers inherit it.
+    """
+    import tempfile
+    from pathlib import Path
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="credit-ledger-metrics-")
+        made_metrics_directory.append(folder)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def rebuild_if_stale() -> None:
+    """LEDGER_AUTO_REBUILD=1: bring stale read models up to this release before serving."""
+    if os.environ.get("LEDGER_AUTO_REBUILD", "") not in ("1", "true", "yes"):
+        return
+    import logging
+
+    from api.wiring import build_services
+    from projections import schema_version
+
+    services = build_services()
+    try:
+        problem = schema_version.problem(services.engine)
+        if problem:
+            logging.getLogger("credit_ledger").warning("rebuilding stale read models: %s",
+                                                       problem)
+            total = services.projector.rebuild()
+            logging.getLogger("credit_ledger").warning("rebuilt from %d events", total)
+    finally:
+        services.close()

@@ -374,6 +374,16 @@ def json_response(schema: Json, description: str = "", headers: Json | None = No
     return response
 
 
+def text_response(media_type: str, description: str) -> Json:
+    return {"description": description, "content": {media_type: {"schema": STRING}}}
+
+
+RECONCILIATION_HEADERS: Json = {
+    "X-Reconciliation-Ties-Out": {"schema": {"type": "string", "enum": ["true", "false"]}},
+    "X-Reconciliation-Closing-Matches": {"schema": {"type": "string",
+                                                    "enum": ["true", "false"]}}}
+
+
 def json_body(schema: Json, required: bool = True) -> Json:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
@@ -485,6 +495,13 @@ def _paths() -> Json:
             "200": json_response(ref("Health"))}, public=True)},
         "/api/schema/": {"get": operation("schema", "service", "This document", {
             "200": json_response({"type": "object"})}, public=True)},
+        "/api/docs/": {"get": operation("docs", "service", "This document in Swagger UI", {
+            "200": text_response("text/html", "An HTML page")}, public=True)},
+        "/metrics": {"get": operation(
+            "metrics", "service", "Prometheus metrics (a Bearer token when the server sets "
+            "LEDGER_METRICS_TOKEN)", {"200": text_response("text/plain", "Prometheus text "
+                                                                          "format")},
+            public=True)},
         **credit_paths("project-credits", "project-credits", item="ProjectCredit",
                        created="ProjectCredit", request="ProjectCreditRequest",
                        patched="PatchedProjectCreditRequest",
@@ -560,18 +577,23 @@ def _paths() -> Json:
         "/api/reconciliation/": {"get": operation(
             "reconciliation_retrieve", "reconciliation",
             "A month's reconciliation per credit (staff): opening + movements = closing", {
-                "200": {"description": "The report",
-                        "headers": {
-                            "X-Reconciliation-Ties-Out": {"schema": {
-                                "type": "string", "enum": ["true", "false"]}},
-                            "X-Reconciliation-Closing-Matches": {"schema": {
-                                "type": "string", "enum": ["true", "false"]}}},
+                "200": {"description": "The report (JSON first: generated clients read "
+                                       "JSON here and use reconciliation_csv_retrieve "
+                                       "for CSV)",
+                        "headers": RECONCILIATION_HEADERS,
                         "content": {"application/json": {"schema": ref("Reconciliation")},
                                     "text/csv": {"schema": STRING}}},
                 **errors(400, 403)},
             parameters=[query("period", PERIOD, required=True),
                         query("format", {"type": "string", "enum": ["json", "csv"]},
                               "csv, or json (default; also chosen by the Accept header)")])},
+        "/api/reconciliation/csv/": {"get": operation(
+            "reconciliation_csv_retrieve", "reconciliation",
+            "The same report as CSV (staff)", {
+                "200": {**text_response("text/csv", "The report, one row per credit"),
+                        "headers": RECONCILIATION_HEADERS},
+                **errors(400, 403)},
+            parameters=[query("period", PERIOD, required=True)])},
     }
     tx_params = [
         query("credit_uuid", uuid_filter), query("customer_uuid", uuid_filter),

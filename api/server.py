@@ -9,7 +9,8 @@ from gunicorn.app.base import BaseApplication
 from api import gunicorn_conf
 
 SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "timeout", "graceful_timeout",
-            "preload_app", "control_socket_disable", "accesslog", "errorlog", "on_starting")
+            "preload_app", "control_socket_disable", "accesslog", "errorlog", "logconfig_dict",
+            "on_starting", "child_exit", "on_exit")
 
 
 class LedgerServer(BaseApplication):  # type: ignore[misc]
@@ -32,5 +33,5 @@ class LedgerServer(BaseApplication):  # type: ignore[misc]
         return app
 
 
-def serve(host: str, port: int, workers: int) -> None:
-    LedgerServer({"bind": f"{host}:{port}", "workers": workers}).run()
+def serve(bind: str, workers: int) -> None:
+    LedgerServer({"bind": bind, "workers": workers}).run()

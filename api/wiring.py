@@ -19,10 +19,17 @@ from sqlalchemy import Engine
 
 from api import idempotency
 from ledger.application import Ledger
+from projections import schema_version
 from projections.database import make_engine
 from projections.projector import Projector
 
-DEFAULT_DATABASE_URL = "sqlite:///./credit-ledger.db"
+
+def default_database_url() -> str:
+    """A SQLite file in the user's data directory: the same for every current directory
+    (Linux: ~/.local/share/credit-ledger/credit-ledger.db)."""
+    from platformdirs import user_data_path
+
+    return f"sqlite:///{user_data_path('credit-ledger') / 'credit-ledger.db'}"
 
 
 def today_utc() -> date:
@@ -59,9 +66,21 @@ class Database:
     sqlalchemy_url: str
     schema: str | None = None
 
+    @property
+    def sqlite_path(self) -> str | None:
+        return self.event_store_env.get("SQLITE_DBNAME")
+
 
 def database_url() -> str:
-    return os.environ.get("LEDGER_DATABASE_URL", DEFAULT_DATABASE_URL)
+    return os.environ.get("LEDGER_DATABASE_URL") or default_database_url()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def parse_database_url(url: str) -> Database:
@@ -69,7 +88,6 @@ def parse_database_url(url: str) -> Database:
         path = url.removeprefix("sqlite:///")
         if path in ("", ":memory:"):
             raise ValueError("Use a file for SQLite: the event store and read models share it.")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path,
                "SQLITE_LOCK_TIMEOUT": "30"}
         return Database(env, f"sqlite:///{path}")
@@ -95,7 +113,8 @@ def parse_database_url(url: str) -> Database:
         rest = urlencode({k: v[0] for k, v in query.items()})
         sa_url = f"postgresql+psycopg://{netloc}/{env['POSTGRES_DBNAME']}"
         return Database(env, sa_url + (f"?{rest}" if rest else ""), schema)
-    raise ValueError(f"Unsupported LEDGER_DATABASE_URL {url!r}: use sqlite:/// or postgresql://")
+    raise ValueError(f"Unsupported database URL {redact(url)!r}: use sqlite:///PATH or "
+                     "postgresql://USER@HOST:PORT/DB")
 
 
 def build_services(url: str | None = None, create_tables: bool = False,
@@ -111,6 +130,7 @@ def build_services(url: str | None = None, create_tables: bool = False,
     projector = Projector(ledger, engine)
     if create_tables:
         projector.create_tables()
+        schema_version.initialise(engine)
         idempotency.metadata.create_all(engine)
     return Services(ledger=ledger, engine=engine, projector=projector, today=today)
 
@@ -123,7 +143,8 @@ def create_tables(url: str | None = None) -> None:
     while the server starts; callers take turns on an advisory lock per schema.
     """
     database = parse_database_url(url or database_url())
-    if not database.sqlalchemy_url.startswith("postgresql"):
+    if database.sqlite_path is not None:
+        Path(database.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         build_services(url, create_tables=True).close()
         return
     from sqlalchemy import text

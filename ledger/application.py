@@ -10,7 +10,7 @@ from eventsourcing.persistence import IntegrityError
 
 from ledger.credits import CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
-from ledger.errors import NoCustomerCredit, RuleViolation, check_version
+from ledger.errors import NoCustomerCredit, NotFound, RuleViolation, check_version
 from ledger.posting import Posting
 from ledger.store import Unit
 from ledger.terms import Terms
@@ -71,6 +71,21 @@ class Ledger(Posting):
                 scope, scope_id, role, actor
             )
         )
+
+    def rotate_token(self, username: str, token: str, actor: str) -> None:
+        self.retrying(lambda unit: self._user(unit, username).rotate_token(hash_token(token),
+                                                                           actor))
+
+    def deactivate_user(self, username: str, actor: str) -> bool:
+        """Deactivate a user; False when it already was."""
+        return self.retrying(lambda unit: self._user(unit, username).deactivate(actor))
+
+    @staticmethod
+    def _user(unit: Unit, username: str) -> User:
+        try:
+            return unit.get(User.create_id(username), User)
+        except NotFound:
+            raise NotFound(f"No user named {username!r}.", "username") from None
 
     # --- customer credits ----------------------------------------------------------------
 

@@ -168,11 +168,11 @@ class Posting(LedgerBase):
         if self.calendar().is_closed(period):
             return CloseResult(period, already_closed=True, customers_settled=0)
         settled = 0
-        for credit_id in customer_credit_ids:
+        for done, credit_id in enumerate(customer_credit_ids, start=1):
             if self.retrying(partial(self._settle, credit_id=credit_id, period=period,
                                      actor=actor)):
                 settled += 1
-            progress(settled)
+            progress(done)
 
         def close(unit: Unit) -> None:
             unit.add(self.calendar()).close(period, actor)
@@ -203,15 +203,16 @@ class Posting(LedgerBase):
         cc.mark_settled(period, actor)
         return True
 
-    def reopen_period(self, period: Period, actor: str,
-                      customer_credit_ids: Iterable[UUID]) -> int:
+    def reopen_period(self, period: Period, actor: str, customer_credit_ids: Iterable[UUID],
+                      progress: Callable[[int], None] = lambda n: None) -> int:
         """Reverse the period's settlement with new events; nothing is deleted."""
         self.calendar().check_reopenable(period)
         reopened = 0
-        for credit_id in customer_credit_ids:
+        for done, credit_id in enumerate(customer_credit_ids, start=1):
             if self.retrying(partial(self._unsettle, credit_id=credit_id, period=period,
                                      actor=actor)):
                 reopened += 1
+            progress(done)
 
         def reopen(unit: Unit) -> None:
             unit.add(self.calendar()).reopen(period, actor)

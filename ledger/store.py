@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, TypeVar
 from uuid import UUID
@@ -87,8 +87,26 @@ class Unit:
         remember(self.app, changed)
 
 
+class SaveObserver:
+    """Told what the store did: events saved, saves retried, conflicts given up on.
+
+    The domain knows no metrics library; the API layer plugs its counters in here.
+    """
+
+    def saved(self, events: Sequence[Any]) -> None:
+        """Events now in the store, in order."""
+
+    def retried(self) -> None:
+        """A save lost the version check to a concurrent writer and will be re-run."""
+
+    def gave_up(self) -> None:
+        """A command lost every attempt and answers Conflict."""
+
+
 class LedgerBase(Application[UUID]):
     """Loading and saving for the command groups that make up the Ledger."""
+
+    observer: SaveObserver = SaveObserver()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,10 +118,12 @@ class LedgerBase(Application[UUID]):
         transcoder.register(TermsAsDict())
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        """Remember (per thread) the position of the last save, for read-your-writes."""
+        """Remember (per thread) the position of the last save, for read-your-writes, and
+        tell the observer what was saved."""
         recordings = super().save(*objs, **kwargs)
         if recordings:
             self._saved.position = max(r.notification.id for r in recordings)
+        self.observer.saved([recording.domain_event for recording in recordings])
         return recordings
 
     def last_saved_position(self) -> int:
@@ -128,7 +148,9 @@ class LedgerBase(Application[UUID]):
                 unit.save()
                 return result
             except IntegrityError:
+                self.observer.retried()
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+        self.observer.gave_up()
         raise Conflict("The credit was changed concurrently; please retry.")
 
     def live(self, unit: Unit, aggregate_id: UUID | None, cls: type[A]) -> A | None:

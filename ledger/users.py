@@ -25,6 +25,8 @@ class User(Aggregate):
 
     RoleGranted: ClassVar[type[Aggregate.Event]]
     RoleRevoked: ClassVar[type[Aggregate.Event]]
+    TokenRotated: ClassVar[type[Aggregate.Event]]
+    Deactivated: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id(username: str) -> UUID:
@@ -39,6 +41,7 @@ class User(Aggregate):
         self.is_staff = is_staff
         self.is_support = is_support
         self.roles: list[list[str]] = []  # [scope, scope_id hex, role]
+        self.is_active = True
 
     def grant(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:
         if role not in SCOPES.get(scope, ()):
@@ -57,3 +60,27 @@ class User(Aggregate):
     @event("RoleRevoked")
     def _revoked(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:
         self.roles.remove([scope, scope_id.hex, role])
+
+    def rotate_token(self, token_hash: str, actor: str) -> None:
+        """A new token replaces the old one, which stops working at once."""
+        self._check_active()
+        self._token_rotated(token_hash=token_hash, actor=actor)
+
+    @event("TokenRotated")
+    def _token_rotated(self, token_hash: str, actor: str) -> None:
+        self.token_hash = token_hash
+
+    def deactivate(self, actor: str) -> bool:
+        """The user's token stops working for good; False when it already had."""
+        if not self.is_active:
+            return False
+        self._deactivated(actor=actor)
+        return True
+
+    @event("Deactivated")
+    def _deactivated(self, actor: str) -> None:
+        self.is_active = False
+
+    def _check_active(self) -> None:
+        if not self.is_active:
+            raise RuleViolation(f"User {self.username!r} is deactivated.", "username")

@@ -41,7 +41,17 @@ def _(event: Any, changes: Changes, position: int) -> None:
 def _(event: Any, changes: Changes, position: int) -> None:
     changes.insert(users, dict(
         uuid=event.originator_id.hex, username=event.username, token_hash=event.token_hash,
-        is_staff=event.is_staff, is_support=event.is_support))
+        is_staff=event.is_staff, is_support=event.is_support, is_active=True))
+
+
+@project.on(User.TokenRotated)
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.update(users, (event.originator_id.hex,), token_hash=event.token_hash)
+
+
+@project.on(User.Deactivated)
+def _(event: Any, changes: Changes, position: int) -> None:
+    changes.update(users, (event.originator_id.hex,), is_active=False)
 
 
 @project.on(User.RoleGranted)

@@ -29,7 +29,7 @@ from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
-from projections import consumption, credits, directory, transactions
+from projections import consumption, credits, directory, schema_version, transactions
 from projections.changes import Changes, Key
 from projections.dispatch import Handler
 from projections.tables import (
@@ -196,6 +196,7 @@ class Projector:
                     shadow.swap_in(conn)
                     conn.execute(update(tracking).where(tracking.c.name == NAME)
                                  .values(position=position))
+                    schema_version.record(conn)
                 analyze(conn)
             finally:
                 shadow.close(conn)

@@ -105,6 +105,7 @@ users = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("is_staff", Boolean, nullable=False),
     Column("is_support", Boolean, nullable=False),
+    Column("is_active", Boolean, nullable=False, default=True),
 )
 
 user_roles = Table(

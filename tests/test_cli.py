@@ -32,7 +32,7 @@ def test_users_roles_close_and_rebuild(directory: Directory, services: Services,
     assert main(["close-period", "2025-02"]) == 0
     out, err = capsys.readouterr()
     assert "Closed billing period 2025-02: settled 1 customers." in out
-    assert "settled customers of 1: 1" in err
+    assert "settling 2025-02" in err and "1/1" in err
     assert main(["close-period", "2025-02"]) == 0
     assert "already closed" in capsys.readouterr().out
     org_credit = directory.client.simulate_get("/api/customer-credits/",
@@ -41,7 +41,75 @@ def test_users_roles_close_and_rebuild(directory: Directory, services: Services,
     before = read_model_rows(services.engine)
     assert main(["rebuild"]) == 0
     out, err = capsys.readouterr()
-    assert "Rebuilt every read model" in out and "replayed events" in err
+    assert "Rebuilt every read model" in out and "replaying events" in err
     assert read_model_rows(services.engine) == before
     assert main(["roles", "grant", "alice", "owner", "--customer", "0" * 32]) == 1
     assert main(["users", "create", "alice"]) == 1
+
+
+def test_close_period_refuses_a_future_month_and_names_the_next(
+        directory: Directory, capsys: pytest.CaptureFixture[str]) -> None:
+    directory.customer_credit(directory.customer("Org"), "100")
+    assert main(["close-period", "2099-01"]) == 1
+    err = capsys.readouterr().err
+    assert "Billing period 2099-01 has not started yet." in err
+    assert main(["close-period", "2025-01"]) == 0
+    capsys.readouterr()
+    assert main(["close-period", "2099-01"]) == 1
+    assert "The next period to close is 2025-02." in capsys.readouterr().err
+    assert [p["period"] for p in directory.client.simulate_get(
+        "/api/billing-periods/", headers=directory.staff).json] == ["2025-01"]
+
+
+def test_users_list_rotate_and_deactivate(directory: Directory,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    old = directory.user("carol")
+    assert main(["users", "rotate-token", "carol"]) == 0
+    new = auth(capsys.readouterr().out.strip().splitlines()[-1])
+    assert directory.client.simulate_get("/api/customers/", headers=old).status_code == 401
+    assert directory.client.simulate_get("/api/customers/", headers=new).status_code == 200
+    assert main(["users", "deactivate", "carol"]) == 0
+    assert capsys.readouterr().out == "Deactivated carol.\n"
+    assert directory.client.simulate_get("/api/customers/", headers=new).json == {
+        "detail": "Invalid token."}
+    assert main(["users", "rotate-token", "carol"]) == 1
+    assert "User 'carol' is deactivated." in capsys.readouterr().err
+    assert main(["users", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "KIND", "ACTIVE", "ROLES"]
+    assert [line.split() for line in lines[1:]] == [["carol", "user", "no", "-"]]
+    assert main(["users", "deactivate", "nobody"]) == 1
+    assert "No user named 'nobody'." in capsys.readouterr().err
+
+
+def test_every_command_and_option_has_help() -> None:
+    import click
+
+    from api.cli import cli
+
+    def walk(command: click.Command, path: str) -> list[str]:
+        missing = [] if command.help else [path]
+        missing += [f"{path} {p.opts[0]}" for p in command.params
+                    if isinstance(p, click.Option) and not p.help]
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(cli, "credit-ledger") == []
+    assert set(cli.commands) >= {"serve", "project", "rebuild", "verify", "close-period",
+                                 "reopen-period", "export", "users", "roles"}
+
+
+def test_serve_takes_bind_and_workers_from_the_environment_like_gunicorn_c(
+        monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+    import api.server
+
+    started: list[tuple[str, int]] = []
+    monkeypatch.setattr(api.server, "serve", lambda bind, workers: started.append(
+        (bind, workers)))
+    monkeypatch.setenv("LEDGER_BIND", "127.0.0.1:18399")
+    monkeypatch.setenv("LEDGER_WORKERS", "3")
+    assert main(["serve"]) == 0
+    assert main(["serve", "--port", "18398", "--workers", "1"]) == 0
+    assert started == [("127.0.0.1:18399", 3), ("127.0.0.1:18398", 1)]

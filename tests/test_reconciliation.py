@@ -216,7 +216,7 @@ def test_cli_export_writes_csv_and_json(directory: Directory, labels: dict[str, 
     code = cli.main(["export", "reconciliation", "--period", "2026-09", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured
-    assert "scanned events" in captured.err
+    assert "scanning events" in captured.err
     assert "every row ties out: True" in captured.out
     with out.open(newline="") as handle:
         parsed = list(csv.DictReader(handle))

@@ -26,7 +26,7 @@ def test_verify_passes_on_untouched_read_models(scenario: Scenario,
     assert cli.main(["verify"]) == 0
     captured = capsys.readouterr()
     assert "Read models match a replay of" in captured.out
-    assert "replayed events" in captured.err
+    assert "replaying events" in captured.err
 
 
 def test_verify_catches_a_value_changed_behind_its_back(

@@ -346,7 +346,7 @@ def server(request: pytest.FixtureRequest,
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
         database_url = f"{database}?schema={schema}"
-    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_ACCESS_LOG": "/dev/null"}
+    env = {**os.environ, "LEDGER_DATABASE_URL": database_url}
     log = workdir / "server.log"
     # users are made while gunicorn boots (each runs the idempotent DDL first); the staff
     # user with the installed `credit-ledger` script itself, the others in one batch
