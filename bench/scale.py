@@ -40,14 +40,19 @@ SAVE_CHUNK = 500
 
 
 def seed(ledger: Any, start: int, stop: int) -> None:
-    """Organisations start..stop-1, each funded with one project credit, saved in bulk."""
+    """Organisations start..stop-1, each funded with one project credit, saved in bulk.
+
+    Every tenth pays a minimal-consumption floor of 50 when a month closes.
+    """
     from ledger.credits import CustomerCredit, ProjectCredit
     from ledger.directory import Customer, Project
     from ledger.terms import Terms
 
-    terms = Terms().as_kwargs()
+    plain = Terms().as_kwargs()
+    floored = Terms(expected_consumption=Decimal(50)).as_kwargs()
     pending: list[Any] = []
     for n in range(start, stop):
+        terms = floored if n % 10 == 0 else plain
         customer = Customer(name=f"Customer {n:06d}", slug=f"customer-{n:06d}", actor=ACTOR)
         project = Project(name=f"Project {n:06d}", slug=f"project-{n:06d}",
                           customer_id=customer.id, actor=ACTOR)

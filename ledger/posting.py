@@ -14,12 +14,16 @@ from ledger import drawing, settlement
 from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, consumption_id
 from ledger.credits import Credit, CustomerCredit, DrawLine, ProjectCredit
 from ledger.directory import Customer, Project
-from ledger.errors import NotFound, PeriodClosed
+from ledger.errors import Conflict, NotFound, PeriodClosed
 from ledger.loading import load_many, peek
 from ledger.periods import Period
 from ledger.store import LedgerBase, Unit
 
 KnownItems = Callable[[Sequence[str]], Collection[str]]
+
+
+SETTLE_CHUNK = 250  # organisations settled per atomic save when a period closes
+OrganisationStep = Callable[..., bool]  # (unit, credit_id, period, actor) -> changed?
 
 
 @dataclass(frozen=True)
@@ -167,18 +171,43 @@ class Posting(LedgerBase):
         """Settle every organisation credit for the period (each atomically), then close it."""
         if self.calendar().is_closed(period):
             return CloseResult(period, already_closed=True, customers_settled=0)
-        settled = 0
-        for done, credit_id in enumerate(customer_credit_ids, start=1):
-            if self.retrying(partial(self._settle, credit_id=credit_id, period=period,
-                                     actor=actor)):
-                settled += 1
-            progress(done)
+        settled = self._each_organisation(customer_credit_ids, self._settle, period, actor,
+                                          progress)
 
         def close(unit: Unit) -> None:
             unit.add(self.calendar()).close(period, actor)
 
         self.retrying(close)
         return CloseResult(period, already_closed=False, customers_settled=settled)
+
+    def _each_organisation(self, credit_ids: Iterable[UUID], step: OrganisationStep,
+                           period: Period, actor: str, progress: Callable[[int], None]) -> int:
+        """Run a settlement step for every organisation credit, SETTLE_CHUNK per atomic save
+        (each organisation's step is atomic all the more); returns how many it changed."""
+        changed, done = 0, 0
+        for chunk in chunks(list(credit_ids), SETTLE_CHUNK):
+            changed += self._chunk(chunk, step, period, actor)
+            done += len(chunk)
+            progress(done)
+        return changed
+
+    def _chunk(self, credit_ids: list[UUID], step: OrganisationStep, period: Period,
+               actor: str) -> int:
+        """The organisations' credits loaded in two queries; a chunk that keeps losing to
+        concurrent writers goes one organisation at a time."""
+
+        def all_of(unit: Unit) -> int:
+            unit.prefetch(dict.fromkeys(credit_ids, CustomerCredit))
+            ccs = [cc for credit_id in credit_ids
+                   if (cc := self.live(unit, credit_id, CustomerCredit)) is not None]
+            unit.prefetch({UUID(key): ProjectCredit for cc in ccs for key in cc.allocations})
+            return sum(step(unit, credit_id, period, actor) for credit_id in credit_ids)
+
+        try:
+            return self.retrying(all_of, attempts=3)
+        except Conflict:
+            return sum(self.retrying(partial(step, credit_id=credit_id, period=period,
+                                             actor=actor)) for credit_id in credit_ids)
 
     def _settle(self, unit: Unit, credit_id: UUID, period: Period, actor: str) -> bool:
         cc = self.live(unit, credit_id, CustomerCredit)
@@ -207,12 +236,8 @@ class Posting(LedgerBase):
                       progress: Callable[[int], None] = lambda n: None) -> int:
         """Reverse the period's settlement with new events; nothing is deleted."""
         self.calendar().check_reopenable(period)
-        reopened = 0
-        for done, credit_id in enumerate(customer_credit_ids, start=1):
-            if self.retrying(partial(self._unsettle, credit_id=credit_id, period=period,
-                                     actor=actor)):
-                reopened += 1
-            progress(done)
+        reopened = self._each_organisation(customer_credit_ids, self._unsettle, period, actor,
+                                           progress)
 
         def reopen(unit: Unit) -> None:
             unit.add(self.calendar()).reopen(period, actor)
@@ -266,6 +291,10 @@ def links(aggregate: Aggregate) -> dict[UUID, type[Aggregate]]:
     if isinstance(aggregate, Customer) and aggregate.credit_id:
         return {aggregate.credit_id: CustomerCredit}
     return {}
+
+
+def chunks(items: list[UUID], size: int) -> Iterable[list[UUID]]:
+    return (items[start:start + size] for start in range(0, len(items), size))
 
 
 def floor_due(credit: Credit, period: Period) -> Decimal:

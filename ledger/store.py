@@ -139,9 +139,9 @@ class LedgerBase(Application[UUID]):
             raise NotFound(f"No {cls.__name__} {aggregate_id.hex}.")
         return aggregate
 
-    def retrying(self, command: Callable[[Unit], T]) -> T:
+    def retrying(self, command: Callable[[Unit], T], attempts: int = MAX_ATTEMPTS) -> T:
         """Run a command on fresh state until its save wins the version check."""
-        for attempt in range(MAX_ATTEMPTS):
+        for attempt in range(attempts):
             unit = Unit(self)
             result = command(unit)
             try:

@@ -35,7 +35,7 @@ class Changes:
         self.options = {"schema_translate_map": {None: schema}} if schema else {}
         self.rows: dict[Table, dict[Key, Row | None]] = defaultdict(dict)
         self.inserted: dict[Table, set[Key]] = defaultdict(set)
-        self.updated: dict[Table, set[Key]] = defaultdict(set)
+        self.updated: dict[Table, dict[Key, set[str]]] = defaultdict(dict)  # changed columns
         self.deleted: dict[Table, set[Key]] = defaultdict(set)
         self.deltas: dict[Table, dict[Key, dict[str, Any]]] = defaultdict(dict)
 
@@ -91,7 +91,7 @@ class Changes:
         self.rows[table][key] = row
         if key in self.deleted[table]:  # deleted earlier in the batch: still in the table
             self.deleted[table].discard(key)
-            self.updated[table].add(key)
+            self.updated[table][key] = set(row) - set(primary_key(table))
         else:
             self.inserted[table].add(key)
 
@@ -99,7 +99,7 @@ class Changes:
         row = self.row(table, *key)
         row.update(values)
         if key not in self.inserted[table]:
-            self.updated[table].add(key)
+            self.updated[table].setdefault(key, set()).update(values)
         return row
 
     def delete(self, table: Table, *key: Any) -> None:
@@ -107,7 +107,7 @@ class Changes:
         if key in self.inserted[table]:
             self.inserted[table].discard(key)
         else:
-            self.updated[table].discard(key)
+            self.updated[table].pop(key, None)
             self.deleted[table].add(key)
 
     def add(self, table: Table, *key: Any, **deltas: Any) -> None:
@@ -161,22 +161,23 @@ class Changes:
                                               strict=True)])
 
     def _flush_updated(self, table: Table) -> None:
-        keys = self.updated.pop(table, set())
-        if not keys:
-            return
+        """One multi-row UPDATE per set of changed columns (most batches have a few)."""
+        changed = self.updated.pop(table, {})
         names = primary_key(table)
-        values: dict[str, Any] = {column.name: bindparam(column.name) for column in table.columns
-                  if column.name not in names}
-        statement = (sql_update(table)
-                     .where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
-                     .values(values))
-        params = []
-        for key in keys:
-            row = self.rows[table][key]
-            assert row is not None
-            params.append({**{n: v for n, v in row.items() if n not in names},
-                           **{f"key_{name}": part for name, part in zip(names, key, strict=True)}})
-        self._execute(statement, params)
+        groups: dict[frozenset[str], list[Key]] = defaultdict(list)
+        for key, changed_columns in changed.items():
+            groups[frozenset(changed_columns)].append(key)
+        for columns, keys in groups.items():
+            statement = (sql_update(table)
+                         .where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
+                         .values({column: bindparam(column) for column in sorted(columns)}))
+            params = []
+            for key in keys:
+                row = self.rows[table][key]
+                assert row is not None
+                params.append({**{column: row[column] for column in columns},
+                               **{f"key_{n}": part for n, part in zip(names, key, strict=True)}})
+            self._execute(statement, params)
 
     def _flush_deleted(self, table: Table) -> None:
         keys = self.deleted.pop(table, set())

@@ -238,10 +238,11 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
         if isinstance(event, ConsumptionItem.Reversed | Credit.DrawReversed):
             reversal: Any = event
             keys[consumptions].add((reversal.item_id,))
-    for table in (project_credits, customer_credits, projects, offerings, consumptions):
+    for table in (project_credits, customer_credits, offerings, consumptions):
         changes.load(table, keys[table])
-    owners = {(row["customer_uuid"],) for row in changes.rows[project_credits].values() if row}
-    changes.load(customers, keys[customers] | owners)
+    earmarks = [row for row in changes.rows[project_credits].values() if row]
+    changes.load(projects, keys[projects] | {(row["project_uuid"],) for row in earmarks})
+    changes.load(customers, keys[customers] | {(row["customer_uuid"],) for row in earmarks})
     organisations = {(row["credit_uuid"],) for row in changes.rows[customers].values()
                      if row and row["credit_uuid"]}
     changes.load(customer_credits, organisations)
