@@ -140,6 +140,12 @@ def cmd_roles(services: Services, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_waldur(services: Services, args: argparse.Namespace) -> int:
+    from api import importer
+
+    return importer.run(services, args.url, args.token)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="credit-ledger", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -170,6 +176,12 @@ def parser() -> argparse.ArgumentParser:
     reconciliation.set_defaults(handler=cmd_export_reconciliation)
     sub.add_parser("verify", help="replay every event and compare with the read models"
                    ).set_defaults(handler=cmd_verify)
+    waldur = sub.add_parser("import", help="import from another service").add_subparsers(
+        dest="source", required=True).add_parser(
+        "waldur", help="customers, projects, offerings and credits of a Waldur API")
+    waldur.add_argument("--url", required=True)
+    waldur.add_argument("--token", required=True)
+    waldur.set_defaults(handler=cmd_import_waldur)
     users = sub.add_parser("users", help="manage API users").add_subparsers(
         dest="action", required=True)
     create = users.add_parser("create", help="create a user and print its token")
