@@ -136,6 +136,19 @@ class ImportUnit(Unit):
         self.loaded[aggregate_id] = found
         return found
 
+    def save(self) -> int:
+        """One atomic put of every pending event, snapshots where due, as Application.save
+        does, but without its per-object protocol checks (a quarter of a bulk save's time)."""
+        events = [event for aggregate in self.loaded.values()
+                  for event in aggregate.collect_events()]
+        recordings = self.app.events.put(events)
+        intervals = self.app.snapshotting_intervals or {}
+        for event in events:
+            interval = intervals.get(type(self.loaded[event.originator_id]))
+            if interval and event.originator_version % interval == 0:
+                self.app.take_snapshot(event.originator_id, event.originator_version)
+        return max((r.notification.id for r in recordings), default=0)
+
     def find(self, aggregate_id: UUID) -> Aggregate | None:
         """The aggregate with this id in any state (deleted too), or None."""
         found = self.loaded.get(aggregate_id) or self.known.get(aggregate_id)
