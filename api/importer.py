@@ -259,9 +259,10 @@ def _name(item: Any, position: int) -> str:
     return uuid if isinstance(uuid, str) and uuid else f"#{position}"
 
 
-def run(services: Services, url: str, token: str, out: TextIO = sys.stdout,
-        err: TextIO = sys.stderr, client: httpx.Client | None = None) -> int:
+def run(services: Services, url: str, token: str, out: TextIO | None = None,
+        err: TextIO | None = None, client: httpx.Client | None = None) -> int:
     """Import everything; 0 when all was recorded or already equal, 1 otherwise."""
+    out, err = out or sys.stdout, err or sys.stderr
     started = time.perf_counter()
     source = WaldurSource(url, token, client)
     importer_run = Run(services, source, f"import:{source.base}", out, err)

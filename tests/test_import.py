@@ -229,3 +229,43 @@ def test_rejected_records_are_named_and_the_rest_imported(
     assert shown.json["project_credit"] is None
     assert client.simulate_get(f"/api/projects/{orphan_project}/",
                                headers=staff).status_code == 404
+
+
+def test_an_interrupted_import_is_completed_by_a_rerun(
+        services: Services, client: falcon.testing.TestClient, directory: Directory,
+        source: Source) -> None:
+    """A killed import recorded the first chunks; the re-run adds the rest, and only them."""
+
+    def first_half(items: list[Any]) -> None:
+        items[:] = items[: len(items) // 2]
+
+    first = run_import(services, source, Tampering({"project-credits": first_half}))
+    assert first.code == 0, first.err
+    n = len(source.all("project-credits"))
+    half = len(ledger_all(client, directory.staff, "project-credits"))
+    assert 0 < half < n
+
+    rest = run_import(services, source)
+
+    assert rest.code == 0, rest.err
+    assert f"project-credits: {n - half} created, {half} unchanged, 0 differs, 0 rejected" \
+        in rest.out
+    assert [c["uuid"] for c in ledger_all(client, directory.staff, "project-credits")] == [
+        c["uuid"] for c in source.all("project-credits")]
+
+
+def test_the_cli_command_imports(database_url: str, source: Source,
+                                 monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from api.cli import main
+
+    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
+    code = main(["import", "waldur", "--url", source.url, "--token", source.token])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    n = len(source.all("project-credits"))
+    assert f"project-credits: {n} created, 0 unchanged, 0 differs, 0 rejected" in captured.out
+    assert "credits/s" in captured.out
+    assert main(["import", "waldur", "--url", source.url, "--token", "wrong"]) == 2
+    assert "answered 401" in capsys.readouterr().err
