@@ -9,7 +9,8 @@ rejected record leaves nothing behind.
 
 Fast path: a fresh chunk is created without looking its uuids up one by one. If one
 already existed (or a concurrent writer moved an aggregate), the save fails as a whole on
-the store's version check and the chunk is redone carefully, looking every uuid up.
+the store's version check and the chunk is redone carefully, looking every uuid up; chunks
+stay careful while they keep meeting records the ledger already holds (a re-run).
 """
 
 from __future__ import annotations
@@ -175,13 +176,15 @@ class Importer:
         self.report = report
         self.known: dict[UUID, Aggregate] = {}
         self.tally = Tally()
+        self.careful = False  # a chunk that met existing records makes the next one careful
 
     def record(self, chunk: list[Record]) -> list[Outcome]:
         """One atomic save for the chunk; redone carefully if the fast path collided."""
         started = time.perf_counter()
         for attempt in range(MAX_ATTEMPTS):
+            careful = self.careful or attempt > 0
             unit = ImportUnit(self.ledger, self.known)
-            outcomes = [self._one(unit, record, careful=attempt > 0) for record in chunk]
+            outcomes = [self._one(unit, record, careful) for record in chunk]
             try:
                 unit.save()
             except IntegrityError:
@@ -191,6 +194,7 @@ class Importer:
                 continue
             self.known.update((k, v) for k, v in unit.loaded.items()
                               if isinstance(v, self.REMEMBERED))
+            self.careful = careful and any(o.status != CREATED for o in outcomes)
             self.tally.recording_seconds += time.perf_counter() - started
             for outcome in outcomes:
                 self.tally.add(outcome.record.kind, outcome.status)
