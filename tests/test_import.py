@@ -21,6 +21,7 @@ import pytest
 
 from api import importer
 from api.wiring import Services
+from projections.verify import verify
 from tests.support import Directory
 from tests.waldur_source import Source, waldur_source
 
@@ -132,6 +133,7 @@ def test_rerun_records_nothing_and_reports_no_difference(
     n = len(source.all("project-credits"))
     assert f"project-credits: 0 created, {n} unchanged, 0 differs, 0 rejected" in again.out
     assert "differs " not in again.out and "rejected " not in again.err
+    assert verify(services.ledger, services.engine).differences == []  # read models = replay
 
 
 def test_changed_source_value_is_reported_and_not_applied(
