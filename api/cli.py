@@ -1,5 +1,5 @@
 """The `credit-ledger` command (click): serve, project, rebuild, verify, close-period,
-reopen-period, export, users, roles.
+reopen-period, export, import, users, roles.
 
 Every command takes `--database-url` (default: $LEDGER_DATABASE_URL, else a SQLite file in
 the user's data directory, the same one the server uses, whatever the current directory).
@@ -80,7 +80,7 @@ def open_database(url: str, create: bool = False) -> None:
     if missing and not create:
         raise click.ClickException(
             f"No database at {sqlite_path}. Pass --database-url or set LEDGER_DATABASE_URL; "
-            "`credit-ledger users create` or `serve` create a new one.")
+            "`credit-ledger users create`, `import waldur` or `serve` create a new one.")
     with database_boundary(url):
         create_tables(url)
     if missing:
@@ -327,6 +327,28 @@ def export_reconciliation(period: str, out: str, kind: str | None, database_url:
                f"{summary['closing_compared_with'].replace('_', ' ')}: "
                f"{summary['closing_matches']}.")
     return 0 if summary["all_rows_tie_out"] and summary["closing_matches"] else 1
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Copy data into the ledger from another system."""
+
+
+@import_group.command("waldur")
+@click.option("--url", required=True, help="Base URL of a Waldur (or any server speaking its "
+              "credits API), e.g. https://waldur.example.org.")
+@click.option("--token", required=True, envvar="WALDUR_TOKEN",
+              help="A staff API token of that server (env WALDUR_TOKEN).")
+@database_option
+def import_waldur(url: str, token: str, database_url: str) -> int:
+    """Offerings, customers, projects and credits, keeping their uuids; a re-run records
+    nothing and prints what differs. Exit 1 on rejected or differing records, 2 when the
+    source cannot be read. A SQLite file that does not exist is created (and named)."""
+    from api import importer
+
+    with ledger_services(database_url, create=True) as services:
+        refuse_stale(services)
+        return importer.run(services, url, token)
 
 
 @cli.group()

@@ -31,7 +31,15 @@ def expect_object(body: Any) -> dict[str, Any]:
 
 def validate(body: Any, fields: list[Field], partial: bool = False) -> dict[str, Any]:
     """Clean values of the fields present; 400 with every field's messages otherwise."""
-    data = expect_object(body)
+    values, errors = clean(expect_object(body), fields, partial)
+    if errors:
+        raise validation_error(errors)
+    return values
+
+
+def clean(data: dict[str, Any], fields: list[Field],
+          partial: bool = False) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The clean values of the fields present, and each bad or missing field's messages."""
     values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for field in fields:
@@ -43,9 +51,7 @@ def validate(body: Any, fields: list[Field], partial: bool = False) -> dict[str,
             values[field.name] = _clean(field, data[field.name])
         except FieldError as error:
             errors[field.name] = error.messages
-    if errors:
-        raise validation_error(errors)
-    return values
+    return values, errors
 
 
 def _clean(field: Field, raw: Any) -> Any:
