@@ -2,71 +2,59 @@
 
 from __future__ import annotations
 
-import functools
-import json
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import falcon
-import falcon.media
 
 from api.auth import AuthMiddleware
+from api.bodies import BodyMiddleware
 from api.consumptions import BillingPeriods, Consumptions
 from api.customer_credits import CustomerCredits
 from api.directory import Customers, Offerings, Projects
 from api.errors import register_error_handlers
+from api.health import Health
 from api.history import CreditHistory
 from api.idempotency import IdempotencyMiddleware
+from api.jsoncodec import JSON
 from api.openapi import OpenApiSchema
+from api.outage import DeferredTablesMiddleware, register_outage_handler
 from api.project_credits import ProjectCredits
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
-from api.wiring import Services
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    raise TypeError(f"Cannot serialise {type(value).__name__}")
-
-
-JSON = falcon.media.JSONHandler(
-    dumps=functools.partial(json.dumps, default=_default, ensure_ascii=False),
-    loads=functools.partial(json.loads, parse_float=Decimal),
-)
+from api.wiring import Services, create_tables
 
 
 class CatchUpMiddleware:
-    """Every request first applies events the read models have not seen yet."""
+    """An authenticated request first applies events the read models have not seen yet.
+
+    Anonymous requests are public or refused: they read no read model.
+    """
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.services.projector.catch_up_patiently()
-
-
-class Health:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok", "position": self.services.projector.position()}
+        if req.context.principal is not None:
+            self.services.projector.catch_up_patiently()
 
 
 def create_app(services: Services) -> falcon.App:
-    middleware: list[Any] = [CatchUpMiddleware(services), AuthMiddleware(services.engine),
-                             IdempotencyMiddleware(services.engine)]
+    """Middleware order matters: bodies are bounded first, callers are authenticated
+    before anything parses a body, and read models catch up only for real callers."""
+    middleware: list[Any] = [
+        BodyMiddleware(),
+        DeferredTablesMiddleware(lambda: create_tables(services.url)),
+        AuthMiddleware(services.engine),
+        CatchUpMiddleware(services),
+        IdempotencyMiddleware(services.engine),
+    ]
     app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSON
     app.resp_options.xml_error_serialization = False
     app.req_options.strip_url_path_trailing_slash = False
     register_error_handlers(app)
+    register_outage_handler(app)
 
     app.add_route("/health", Health(services))
     _collection(app, "/api/project-credits/", ProjectCredits(services))
@@ -91,7 +79,30 @@ def create_app(services: Services) -> falcon.App:
     app.add_route("/api/customer-credits/{uuid}/history/", CreditHistory(services, "customer"))
     app.add_route("/api/reconciliation/", Reconciliation(services))
     app.add_route("/api/schema/", OpenApiSchema())
+    answer_head_like_get(app)
     return app
+
+
+def answer_head_like_get(app: falcon.App) -> None:
+    """HEAD wherever GET: routes without their own `on_head` run GET; Falcon drops the body.
+
+    Collections keep their own HEAD (a count without listing the page).
+    """
+    def visit(nodes: list[Any]) -> None:
+        for node in nodes:
+            methods = node.method_map or {}
+            head, get = methods.get("HEAD"), methods.get("GET")
+            if get is not None and _is_resource_responder(get) and not _is_resource_responder(
+                    head):
+                methods["HEAD"] = get
+            visit(node.children)
+
+    visit(app._router._roots)
+
+
+def _is_resource_responder(responder: Any) -> bool:
+    """Falcon fills unimplemented methods with its own functions (405), not bound methods."""
+    return getattr(responder, "__self__", None) is not None
 
 
 def _collection(app: falcon.App, path: str, resource: object) -> None:

@@ -24,6 +24,8 @@ class AuthMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.principal = None
+        if req.path in self.public_paths:
+            return
         header = req.get_header("Authorization")
         if header:
             req.context.principal = self.authenticate(header)

@@ -596,6 +596,26 @@ def _paths() -> Json:
     return paths
 
 
+def with_head(paths: Json) -> Json:
+    """HEAD wherever GET (the app answers it by running GET): same answers, no bodies."""
+    for item in paths.values():
+        get = item.get("get")
+        if get is not None and "head" not in item:
+            responses = {code: _without_content(response)
+                         for code, response in get["responses"].items()}
+            item["head"] = {**get, "operationId": get["operationId"] + "_head",
+                            "summary": get["summary"] + " (headers only)",
+                            "responses": responses}
+    return paths
+
+
+def _without_content(response: Json) -> Json:
+    if "$ref" in response:
+        name = response["$ref"].rsplit("/", 1)[-1]
+        response = RESPONSES[name]
+    return {key: value for key, value in response.items() if key != "content"}
+
+
 def document() -> Json:
     return {
         "openapi": "3.0.3",
@@ -608,7 +628,7 @@ def document() -> Json:
                            "and reconciliation on top.",
         },
         "security": [{"tokenAuth": []}],
-        "paths": _paths(),
+        "paths": with_head(_paths()),
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,

@@ -8,7 +8,8 @@ from gunicorn.app.base import BaseApplication
 
 from api import gunicorn_conf
 
-SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "timeout", "graceful_timeout",
+SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "threads", "timeout", "keepalive",
+            "graceful_timeout",
             "preload_app", "control_socket_disable", "accesslog", "errorlog", "on_starting")
 
 

@@ -36,6 +36,7 @@ class Services:
     ledger: Ledger
     engine: Engine
     projector: Projector
+    url: str
     today: Callable[[], date] = field(default=today_utc)
 
     def close(self) -> None:
@@ -79,6 +80,9 @@ def parse_database_url(url: str) -> Database:
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "6",
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+            # Seconds to wait for a pooled connection; the library retries each call 10
+            # times, so its 30 s default kept requests hanging for minutes during outages.
+            "POSTGRES_CONNECT_TIMEOUT": "1",
         }
         if schema:
             env["POSTGRES_SCHEMA"] = schema
@@ -93,7 +97,8 @@ def parse_database_url(url: str) -> Database:
 def build_services(url: str | None = None, create_tables: bool = False,
                    today: Callable[[], date] = today_utc) -> Services:
     """Connect to the event store and read models; create their tables if asked."""
-    database = parse_database_url(url or database_url())
+    url = url or database_url()
+    database = parse_database_url(url)
     env = {**database.event_store_env, "CREATE_TABLE": "y" if create_tables else "n",
            # Credits gain events with every draw; a per-process cache that fast-forwards
            # from the store keeps loads cheap and stays correct with several workers.
@@ -104,7 +109,7 @@ def build_services(url: str | None = None, create_tables: bool = False,
     if create_tables:
         projector.create_tables()
         idempotency.metadata.create_all(engine)
-    return Services(ledger=ledger, engine=engine, projector=projector, today=today)
+    return Services(ledger=ledger, engine=engine, projector=projector, url=url, today=today)
 
 
 def create_tables(url: str | None = None) -> None:
