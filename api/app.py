@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon
 
-from api.auth import AuthMiddleware
+from api.auth import PUBLIC_PATHS, AuthMiddleware
 from api.bodies import BodyMiddleware
 from api.consumptions import BillingPeriods, Consumptions
 from api.customer_credits import CustomerCredits
@@ -17,7 +17,7 @@ from api.history import CreditHistory
 from api.idempotency import IdempotencyMiddleware
 from api.jsoncodec import JSON
 from api.openapi import OpenApiSchema
-from api.outage import DeferredTablesMiddleware, register_outage_handler
+from api.outage import DeferredTablesMiddleware, OutageGate
 from api.project_credits import ProjectCredits
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
@@ -25,7 +25,8 @@ from api.wiring import Services, create_tables
 
 
 class CatchUpMiddleware:
-    """An authenticated request first applies events the read models have not seen yet.
+    """A request with credentials first applies events the read models have not seen yet
+    (users and roles included, so the token is checked against them).
 
     Anonymous requests are public or refused: they read no read model.
     """
@@ -34,18 +35,21 @@ class CatchUpMiddleware:
         self.services = services
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.context.principal is not None:
+        if req.get_header("Authorization") and req.path not in PUBLIC_PATHS:
             self.services.projector.catch_up_patiently()
 
 
 def create_app(services: Services) -> falcon.App:
     """Middleware order matters: bodies are bounded first, callers are authenticated
-    before anything parses a body, and read models catch up only for real callers."""
+    before anything parses a body, and read models catch up only for callers with
+    credentials."""
+    gate = OutageGate()
     middleware: list[Any] = [
         BodyMiddleware(),
+        gate,
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
-        AuthMiddleware(services.engine),
         CatchUpMiddleware(services),
+        AuthMiddleware(services.engine),
         IdempotencyMiddleware(services.engine),
     ]
     app = falcon.App(middleware=middleware)
@@ -54,7 +58,7 @@ def create_app(services: Services) -> falcon.App:
     app.resp_options.xml_error_serialization = False
     app.req_options.strip_url_path_trailing_slash = False
     register_error_handlers(app)
-    register_outage_handler(app)
+    gate.register(app)
 
     app.add_route("/health", Health(services))
     _collection(app, "/api/project-credits/", ProjectCredits(services))

@@ -20,7 +20,7 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 
 def _malformed(message: str) -> falcon.MediaMalformedError:
     """Falcon's 400 for a bad body; the message ends its description."""
-    error = falcon.MediaMalformedError(falcon.MEDIA_JSON)
+    error = falcon.MediaMalformedError("JSON")
     error.__cause__ = ValueError(message)
     return error
 

@@ -1,7 +1,8 @@
 """Database outages at the edge: fail fast with 503, and create tables once it is back.
 
 A request that finds the database unreachable answers 503 with a DRF-shaped body and
-`Retry-After`, instead of a 500 or a hang. Workers boot without the database: if the
+`Retry-After`, instead of a 500 or a hang, and so do the next ones for a few seconds
+without trying. Workers boot without the database: if the
 tables could not be created at start-up, the first request after the database returns
 creates them (idempotent DDL under the advisory lock of `create_tables`).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ import psycopg
 import sqlalchemy.exc
 from eventsourcing import persistence
 
+from api.auth import PUBLIC_PATHS
 from api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -39,18 +42,34 @@ def unavailable() -> ApiError:
                     {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-def _handle_unavailable(req: falcon.Request, resp: falcon.Response, error: Exception,
-                        params: dict[str, Any]) -> None:
-    log.warning("database unavailable on %s %s: %s", req.method, req.path, error)
-    failure = unavailable()
-    resp.status = failure.status
-    resp.media = failure.body
-    resp.set_headers(failure.headers)
+class OutageGate:
+    """Fails fast while the database is down: after a request found it unreachable, the
+    others answer 503 at once for `RETRY_AFTER_SECONDS`, instead of each waiting out the
+    connection retries; then requests try the database again. /health always probes it.
 
+    SQLite's "database is locked" is contention, not an outage: it never closes the gate.
+    """
 
-def register_outage_handler(app: falcon.App) -> None:
-    for error in UNAVAILABLE:
-        app.add_error_handler(error, _handle_unavailable)
+    def __init__(self) -> None:
+        self.closed_until = 0.0
+
+    def register(self, app: falcon.App) -> None:
+        for error in UNAVAILABLE:
+            app.add_error_handler(error, self.handle)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path not in PUBLIC_PATHS and time.monotonic() < self.closed_until:
+            raise unavailable()
+
+    def handle(self, req: falcon.Request, resp: falcon.Response, error: Exception,
+               params: dict[str, Any]) -> None:
+        log.warning("database unavailable on %s %s: %s", req.method, req.path, error)
+        if "locked" not in str(error):
+            self.closed_until = time.monotonic() + RETRY_AFTER_SECONDS
+        failure = unavailable()
+        resp.status = failure.status
+        resp.media = failure.body
+        resp.set_headers(failure.headers)
 
 
 def create_tables_or_defer(create: Callable[[], None]) -> None:
