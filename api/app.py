@@ -43,7 +43,7 @@ def create_app(services: Services) -> falcon.App:
     """Middleware order matters: bodies are bounded first, callers are authenticated
     before anything parses a body, and read models catch up only for callers with
     credentials."""
-    gate = OutageGate()
+    gate = OutageGate(services.url)
     middleware: list[Any] = [
         BodyMiddleware(),
         gate,

@@ -1,8 +1,9 @@
 """gunicorn settings for the credit ledger (WSGI, database-bound).
 
-gthread workers: a connection whose request has not fully arrived waits in the worker's
-poller, not in a thread, so stalled or trickling clients cannot take every request slot
-(with `sync` workers, as many half-sent requests as workers stopped the service). The
+gthread workers, with request heads collected by the worker's poller (api/worker.py): a
+connection whose headers have not fully arrived waits there, not in a thread, so stalled
+clients cannot take every request slot (with `sync` workers, as many half-sent requests as
+workers stopped the service; plain gthread only shields connections that send nothing). The
 threads of a worker share its Application and engines; both are thread-safe (pools with
 locks). In production put a buffering reverse proxy in front (README: nginx).
 """
@@ -15,8 +16,11 @@ from typing import Any
 wsgi_app = "api.wsgi:app"
 bind = os.environ.get("LEDGER_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LEDGER_WORKERS", "2"))
-worker_class = "gthread"
-threads = int(os.environ.get("LEDGER_THREADS", "4"))
+worker_class = "api.worker.HeadFirstWorker"
+# SQLite takes one writer at a time per file, and eventsourcing's SQLite recorder lets a
+# thread wait only 5 s for its process's writer: fewer threads there.
+_SQLITE = os.environ.get("LEDGER_DATABASE_URL", "sqlite").startswith("sqlite")
+threads = int(os.environ.get("LEDGER_THREADS", "2" if _SQLITE else "4"))
 timeout = 60
 keepalive = 5
 graceful_timeout = 30

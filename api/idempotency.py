@@ -209,7 +209,7 @@ class IdempotencyMiddleware:
 
     def _purge_expired(self, conn: Connection, now: float) -> None:
         if now >= self.next_purge:
-            self.next_purge = now + PURGE_INTERVAL_SECONDS
+            self.next_purge = now + min(PURGE_INTERVAL_SECONDS, self.ttl)
             conn.execute(delete(idempotent_requests).where(_table.expires_at < now))
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,

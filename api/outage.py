@@ -47,10 +47,12 @@ class OutageGate:
     others answer 503 at once for `RETRY_AFTER_SECONDS`, instead of each waiting out the
     connection retries; then requests try the database again. /health always probes it.
 
-    SQLite's "database is locked" is contention, not an outage: it never closes the gate.
+    Only a PostgreSQL server can be away: on SQLite the errors are contention (a busy
+    file), which must not turn other requests away.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str) -> None:
+        self.enabled = database_url.startswith("postgres")
         self.closed_until = 0.0
 
     def register(self, app: falcon.App) -> None:
@@ -64,7 +66,7 @@ class OutageGate:
     def handle(self, req: falcon.Request, resp: falcon.Response, error: Exception,
                params: dict[str, Any]) -> None:
         log.warning("database unavailable on %s %s: %s", req.method, req.path, error)
-        if "locked" not in str(error):
+        if self.enabled:
             self.closed_until = time.monotonic() + RETRY_AFTER_SECONDS
         failure = unavailable()
         resp.status = failure.status
