@@ -6,7 +6,7 @@ from typing import Any
 
 import falcon
 
-from api.auth import PUBLIC_PATHS, AuthMiddleware
+from api.auth import AuthMiddleware
 from api.bodies import BodyMiddleware
 from api.consumptions import BillingPeriods, Consumptions
 from api.customer_credits import CustomerCredits
@@ -24,33 +24,17 @@ from api.transactions import CreditTransactions
 from api.wiring import Services, create_tables
 
 
-class CatchUpMiddleware:
-    """A request with credentials first applies events the read models have not seen yet
-    (users and roles included, so the token is checked against them).
-
-    Anonymous requests are public or refused: they read no read model.
-    """
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.get_header("Authorization") and req.path not in PUBLIC_PATHS:
-            self.services.projector.catch_up_patiently()
-
-
 def create_app(services: Services) -> falcon.App:
     """Middleware order matters: bodies are bounded first, callers are authenticated
-    before anything parses a body, and read models catch up only for callers with
-    credentials."""
+    (and the read models caught up, for callers with credentials only) before anything
+    parses a body."""
     gate = OutageGate(services.url)
     middleware: list[Any] = [
         BodyMiddleware(),
         gate,
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
-        CatchUpMiddleware(services),
-        AuthMiddleware(services.engine),
-        IdempotencyMiddleware(services.engine),
+        AuthMiddleware(services.engine, services.projector.catch_up_patiently),
+        IdempotencyMiddleware(services.engine, services.ledger),
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
@@ -60,7 +44,7 @@ def create_app(services: Services) -> falcon.App:
     register_error_handlers(app)
     gate.register(app)
 
-    app.add_route("/health", Health(services))
+    app.add_route("/health", Health(services, gate.open))
     _collection(app, "/api/project-credits/", ProjectCredits(services))
     customer_credits = CustomerCredits(services)
     _collection(app, "/api/customer-credits/", customer_credits)

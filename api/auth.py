@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import falcon
@@ -17,20 +18,29 @@ PUBLIC_PATHS = ("/health", "/api/schema/")
 
 @dataclass
 class AuthMiddleware:
-    """Puts the caller's Principal (or None) on req.context.principal."""
+    """Puts the caller's Principal (or None) on req.context.principal.
+
+    Then the read models catch up with the log (`catch_up`, returning how many events it
+    applied); if that changed anything, the principal is read again (a new role). A token
+    not found yet is looked up once more after the catch-up (a user just made by the CLI).
+    Reading the principal first makes an unreachable database a fast failure.
+    """
 
     engine: Engine
+    catch_up: Callable[[], int] = field(default=lambda: 0)
     public_paths: tuple[str, ...] = field(default=PUBLIC_PATHS)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.principal = None
-        if req.path in self.public_paths:
-            return
         header = req.get_header("Authorization")
-        if header:
-            req.context.principal = self.authenticate(header)
+        if req.path in self.public_paths or not header:
+            return
+        principal = self.authenticate(header, final=False)
+        if self.catch_up() or principal is None:
+            principal = self.authenticate(header)
+        req.context.principal = principal
 
-    def authenticate(self, header: str) -> Principal | None:
+    def authenticate(self, header: str, final: bool = True) -> Principal | None:
         keyword, _, token = header.partition(" ")
         if keyword.lower() != "token":
             return None
@@ -38,7 +48,7 @@ class AuthMiddleware:
             raise ApiError(401, {"detail": "Invalid token header. No credentials provided."},
                            {"WWW-Authenticate": "Token"})
         principal = load_principal(self.engine, hash_token(token.strip()))
-        if principal is None:
+        if principal is None and final:
             raise ApiError(401, {"detail": "Invalid token."}, {"WWW-Authenticate": "Token"})
         return principal
 

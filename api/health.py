@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, TimeoutError
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +35,9 @@ class Probe:
 
 
 class Health:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, on_reachable: Callable[[], None]) -> None:
         self.services = services
+        self.on_reachable = on_reachable
         self.max_lag = int(os.environ.get("LEDGER_HEALTH_MAX_LAG", DEFAULT_MAX_LAG))
         self.lock = threading.Lock()
         self.running: Future[Probe] | None = None
@@ -49,6 +51,7 @@ class Health:
             self._answer(resp, {"status": "unavailable", "database": "unreachable",
                                 "error": type(error).__name__})
         else:
+            self.on_reachable()
             body: dict[str, Any] = {"status": "ok", "database": "ok",
                                     "position": probe.position, "lag": probe.lag}
             if probe.lag > self.max_lag:

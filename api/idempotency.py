@@ -5,24 +5,32 @@ with a short *lease* that its process renews in the background while the request
 (`LeaseKeeper`). A retry while the lease is live answers 409 "in progress"; a retry after
 it lapsed takes the reservation over. So a reservation dies with its process: a worker
 killed by kill -9, the OOM killer or gunicorn's timeout stops renewing, and within
-`LEDGER_IDEMPOTENCY_LEASE_SECONDS` (10 s) its key works again, instead of answering 409
-forever as a reservation kept until "the response is stored" did.
+`LEDGER_IDEMPOTENCY_LEASE_SECONDS` (30 s) its key works again, instead of answering 409
+forever as a reservation kept until "the response is stored" did. The lease is that long
+so that it outlives short database outages, during which a live holder cannot renew it
+(and renews at once when the database is back).
 
 Why a lease and not the alternatives: the ledger's events are written by the eventsourcing
 recorder on its own connections, so the reservation cannot share their transaction; a
 database lock held for the whole request needs a second connection per request and has no
 SQLite equivalent across processes (SQLite locks the whole file). A lease works the same on
-both backends and across hosts. Its one gap: a process killed after the ledger committed
-but before the answer was stored leaves a key that a retry re-executes; that window is one
-small UPDATE long, where the old one was the whole request.
+both backends and across hosts. Its gaps: a process killed after the ledger committed but
+before the answer was stored leaves a key that a retry re-executes (that window is one
+small UPDATE long, where the old one was the whole request); so does a database outage
+longer than the lease that strikes such a request; and hosts' clocks must agree to well
+within the lease.
 
 The answer is stored when the request completes and replayed (same body hash) for
 `LEDGER_IDEMPOTENCY_TTL_SECONDS` (24 h); a different body under the same key is 422. 5xx
 answers and those of requests that failed authentication or authorisation (401/403) free
-the key instead of being stored. Expired rows are purged opportunistically: at most once a
-minute per process, in a reservation's transaction. On SQLite every reservation writes
-first (a DELETE), so it queues on the busy timeout like any writer instead of failing to
-upgrade a read lock ("database is locked"); lock errors left are retried a few times.
+the key instead of being stored, unless the request had already saved events (the
+database went away after the ledger committed): then a retry must not do it again, and it
+gets 409 "recorded, answer lost" instead of a second effect.
+
+Expired rows are purged opportunistically: at most once a minute per process, in a
+reservation's transaction. On SQLite every reservation writes first (a DELETE), so it
+queues on the busy timeout like any writer instead of failing to upgrade a read lock
+("database is locked"); lock errors left are retried a few times.
 
 The body is hashed as raw bytes, never parsed here: authorisation is decided before any
 body is parsed.
@@ -64,6 +72,9 @@ from api.errors import ApiError
 
 HEADER = "Idempotency-Key"
 NOT_STORED = (401, 403)
+ANSWER_LOST = {"detail": f"This request was recorded, but its answer was lost to a server "
+                         f"error; it is not repeated. Read the result instead of retrying "
+                         f"this {HEADER}."}
 PURGE_INTERVAL_SECONDS = 60.0
 ATTEMPTS = 5
 log = logging.getLogger(__name__)
@@ -90,7 +101,7 @@ def ttl_seconds() -> float:
 
 
 def lease_seconds() -> float:
-    return float(os.environ.get("LEDGER_IDEMPOTENCY_LEASE_SECONDS", 10))
+    return float(os.environ.get("LEDGER_IDEMPOTENCY_LEASE_SECONDS", 30))
 
 
 def request_hash(req: falcon.Request) -> str:
@@ -123,12 +134,15 @@ class Reservation:
 class LeaseKeeper:
     """Renews the leases of this process's requests in flight, from one daemon thread.
 
-    Started on first use, so that it runs in the gunicorn worker, not in the master.
+    It also finishes, once the database is back, the requests whose answer could not be
+    stored when they completed: their keys stay reserved meanwhile, so a retry cannot
+    repeat them. Started on first use, so that it runs in the gunicorn worker.
     """
 
     engine: Engine
     lease: float
     held: set[str] = field(default_factory=set)
+    unfinished: dict[str, Callable[[], None]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
 
@@ -144,16 +158,33 @@ class LeaseKeeper:
         with self.lock:
             self.held.discard(holder)
 
+    def finish_later(self, holder: str, finish: Callable[[], None]) -> None:
+        with self.lock:
+            self.unfinished[holder] = finish
+
     def _run(self) -> None:
+        pause = self.lease / 3
         while True:
-            time.sleep(self.lease / 3)
-            with self.lock:
-                holders = list(self.held)
-            if holders:
-                try:
+            time.sleep(pause)
+            try:
+                self._finish_unfinished()
+                with self.lock:
+                    holders = list(self.held)
+                if holders:
                     self.renew(holders)
-                except Exception:  # the database may be down; the next round tries again
-                    log.warning("could not renew idempotency leases", exc_info=True)
+                pause = self.lease / 3
+            except Exception:  # the database may be down: try again soon, to renew first
+                log.warning("could not renew idempotency leases", exc_info=True)
+                pause = 1.0
+
+    def _finish_unfinished(self) -> None:
+        with self.lock:
+            unfinished = list(self.unfinished.items())
+        for holder, finish in unfinished:
+            finish()
+            with self.lock:
+                del self.unfinished[holder]
+                self.held.discard(holder)
 
     def renew(self, holders: list[str]) -> None:
         with self.engine.begin() as conn:
@@ -161,9 +192,20 @@ class LeaseKeeper:
                          .values(lease_until=time.time() + self.lease))
 
 
+class SavedEvents(threading.local):
+    """Whether the ledger saved events in this thread's current request."""
+
+    saved = False
+
+    def notify(self, new_events: list[Any]) -> None:
+        self.saved = True
+
+
 class IdempotencyMiddleware:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, ledger: Any) -> None:
         self.engine = engine
+        self.saved = SavedEvents()
+        ledger.notify = self.saved.notify  # eventsourcing's after-save hook
         self.ttl = ttl_seconds()
         self.leases = LeaseKeeper(engine, lease_seconds())
         self.next_purge = 0.0
@@ -177,6 +219,7 @@ class IdempotencyMiddleware:
         owner, digest = req.context.principal.uuid, request_hash(req)
         stored = with_retry(lambda: self._reserve_or_find(owner, key, digest))
         if isinstance(stored, Reservation):
+            self.saved.saved = False
             self.leases.hold(stored.holder)
             req.context.idempotency = stored
         else:
@@ -217,10 +260,17 @@ class IdempotencyMiddleware:
         reservation: Reservation | None = getattr(req.context, "idempotency", None)
         if reservation is None:
             return
-        status = falcon.http_status_to_code(resp.status)
+        status, media = falcon.http_status_to_code(resp.status), resp.media
+        if status >= 500 and self.saved.saved:
+            status, media = 409, ANSWER_LOST
         try:
-            with_retry(lambda: self._finish(reservation, status, resp.media))
-        finally:
+            with_retry(lambda: self._finish(reservation, status, media))
+        except Exception:  # the client keeps its answer; the key stays reserved meanwhile
+            log.warning("answer to idempotency key %r not stored yet", reservation.key,
+                        exc_info=True)
+            self.leases.finish_later(reservation.holder,
+                                     lambda: self._finish(reservation, status, media))
+        else:
             self.leases.release(reservation.holder)
 
     def _finish(self, reservation: Reservation, status: int, media: Any) -> None:

@@ -45,7 +45,8 @@ def unavailable() -> ApiError:
 class OutageGate:
     """Fails fast while the database is down: after a request found it unreachable, the
     others answer 503 at once for `RETRY_AFTER_SECONDS`, instead of each waiting out the
-    connection retries; then requests try the database again. /health always probes it.
+    connection retries; then requests try the database again. /health always probes it, and
+reopens the gate when it answers.
 
     Only a PostgreSQL server can be away: on SQLite the errors are contention (a busy
     file), which must not turn other requests away.
@@ -58,6 +59,10 @@ class OutageGate:
     def register(self, app: falcon.App) -> None:
         for error in UNAVAILABLE:
             app.add_error_handler(error, self.handle)
+
+    def open(self) -> None:
+        """The database answered (/health's probe): let requests through again."""
+        self.closed_until = 0.0
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.path not in PUBLIC_PATHS and time.monotonic() < self.closed_until:

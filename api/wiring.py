@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from sqlalchemy import Engine
 
-from api import idempotency
+from api import eventstore, idempotency
 from ledger.application import Ledger
 from projections.database import make_engine
 from projections.projector import Projector
@@ -71,7 +71,7 @@ def parse_database_url(url: str) -> Database:
         query = parse_qs(parts.query)
         schema = query.pop("schema", [None])[0]
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": eventstore.TOPIC,
             "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
