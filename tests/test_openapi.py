@@ -2,8 +2,8 @@
 
 The schemathesis part drives every documented operation through a live gunicorn (a fresh
 SQLite file or PostgreSQL schema, staff token, a small world of fixtures) with a bounded
-number of generated requests and checks that no answer is a 5xx and that status codes, content types, headers and bodies are
-the documented ones.
+number of generated requests and checks that no answer is a 5xx and that status codes,
+content types, headers and bodies are the documented ones.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    allow_header_conformance,
+    ensure_resource_availability,
+    ignored_auth,
+    missing_required_header,
+    not_a_server_error,
+    unsupported_method,
+)
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -37,8 +44,13 @@ from tests.support import Clock, Directory
 
 MAX_EXAMPLES = 8
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# Not yet: use_after_free (DELETE terminates, the object stays readable), and
+# positive_data_acceptance and negative_data_rejection (the document does not yet say
+# every rule the validators and the ledger enforce: issue 9 item 6).
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+          response_headers_conformance, response_schema_conformance,
+          missing_required_header, unsupported_method, ignored_auth,
+          ensure_resource_availability, allow_header_conformance]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
