@@ -128,7 +128,7 @@ from ledger.users import hash_token
 url, token, key, body = sys.argv[1:]
 services = build_services(url)
 services.projector.catch_up()
-middleware = IdempotencyMiddleware(services.engine)
+middleware = IdempotencyMiddleware(services.engine, services.ledger)
 owner = load_principal(services.engine, hash_token(token)).uuid
 req = SimpleNamespace(path="/api/customers/", context=SimpleNamespace(body=body.encode()))
 reservation = middleware._reserve_or_find(owner, key, request_hash(req))
