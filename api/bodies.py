@@ -35,13 +35,11 @@ def body_timeout() -> float:
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, {"detail": f"Request body is larger than {limit} bytes."},
-                    {"Connection": "close"})
+    return ApiError(413, {"detail": f"Request body is larger than {limit} bytes."})
 
 
 def too_slow() -> ApiError:
-    return ApiError(408, {"detail": "The request body did not arrive in time."},
-                    {"Connection": "close"})
+    return ApiError(408, {"detail": "The request body did not arrive in time."})
 
 
 class BodyMiddleware:
