@@ -2,82 +2,58 @@
 
 from __future__ import annotations
 
-import functools
-import json
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import falcon
-import falcon.media
 
 from api.auth import AuthMiddleware
+from api.bodies import BodyMiddleware
 from api.consumptions import BillingPeriods, Consumptions
 from api.customer_credits import CustomerCredits
 from api.directory import Customers, Offerings, Projects
 from api.docs import add_docs_routes
 from api.errors import register_error_handlers
+from api.health import Health
 from api.history import CreditHistory
 from api.idempotency import IdempotencyMiddleware
+from api.jsoncodec import JSON
 from api.metrics import Metrics, StoreMetrics
 from api.observe import RequestObserver
 from api.openapi import OpenApiSchema
+from api.outage import DeferredTablesMiddleware, OutageGate
 from api.project_credits import ProjectCredits
-from api.read_model_guard import PATHS_WITHOUT_READ_MODELS, ReadModelGuard
+from api.read_model_guard import ReadModelGuard
 from api.reconciliation import Reconciliation
 from api.transactions import CreditTransactions
-from api.wiring import Services
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    raise TypeError(f"Cannot serialise {type(value).__name__}")
-
-
-JSON = falcon.media.JSONHandler(
-    dumps=functools.partial(json.dumps, default=_default, ensure_ascii=False),
-    loads=functools.partial(json.loads, parse_float=Decimal),
-)
-
-
-class CatchUpMiddleware:
-    """Every request that reads the read models first applies events they have not seen
-    yet (not /metrics, whose projector lag would then always read 0)."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not req.path.startswith(PATHS_WITHOUT_READ_MODELS):
-            self.services.projector.catch_up_patiently()
-
-
-class Health:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok", "position": self.services.projector.position()}
+from api.wiring import Services, create_tables
 
 
 def create_app(services: Services) -> falcon.App:
+    """Middleware order matters: requests are observed first, bodies bounded, a database
+    outage answered at once, stale read models refused; callers are authenticated (and the
+    read models caught up, for callers with credentials only) before anything parses a
+    body."""
     services.ledger.observer = StoreMetrics()
-    auth = AuthMiddleware(services.reads, lambda: services.projector.log_end)
-    middleware: list[Any] = [RequestObserver(), ReadModelGuard(services),
-                             CatchUpMiddleware(services), auth,
-                             IdempotencyMiddleware(services.engine)]
+    gate = OutageGate(services.url)
+    middleware: list[Any] = [
+        RequestObserver(),
+        BodyMiddleware(),
+        gate,
+        DeferredTablesMiddleware(lambda: create_tables(services.url)),
+        ReadModelGuard(services),
+        AuthMiddleware(services.reads, services.projector.catch_up_patiently,
+                       lambda: services.projector.log_end),
+        IdempotencyMiddleware(services.engine, services.ledger),
+    ]
     app = falcon.App(middleware=middleware)
     app.req_options.media_handlers[falcon.MEDIA_JSON] = JSON
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = JSON
     app.resp_options.xml_error_serialization = False
     app.req_options.strip_url_path_trailing_slash = False
     register_error_handlers(app)
+    gate.register(app)
 
-    app.add_route("/health", Health(services))
+    app.add_route("/health", Health(services, gate.open))
     _collection(app, "/api/project-credits/", ProjectCredits(services))
     customer_credits = CustomerCredits(services)
     _collection(app, "/api/customer-credits/", customer_credits)
@@ -104,7 +80,30 @@ def create_app(services: Services) -> falcon.App:
     app.add_route("/api/schema/", OpenApiSchema())
     app.add_route("/metrics", Metrics(services))
     add_docs_routes(app)
+    answer_head_like_get(app)
     return app
+
+
+def answer_head_like_get(app: falcon.App) -> None:
+    """HEAD wherever GET: routes without their own `on_head` run GET; Falcon drops the body.
+
+    Collections keep their own HEAD (a count without listing the page).
+    """
+    def visit(nodes: list[Any]) -> None:
+        for node in nodes:
+            methods = node.method_map or {}
+            head, get = methods.get("HEAD"), methods.get("GET")
+            if get is not None and _is_resource_responder(get) and not _is_resource_responder(
+                    head):
+                methods["HEAD"] = get
+            visit(node.children)
+
+    visit(app._router._roots)
+
+
+def _is_resource_responder(responder: Any) -> bool:
+    """Falcon fills unimplemented methods with its own functions (405), not bound methods."""
+    return getattr(responder, "__self__", None) is not None
 
 
 def _collection(app: falcon.App, path: str, resource: object) -> None:

@@ -13,7 +13,8 @@ from ledger.access import Principal
 from ledger.users import hash_token
 from projections.tables import user_roles, users
 
-PUBLIC_PATHS = ("/health", "/api/schema/")
+# served to anyone, without catching the read models up (metrics has its own bearer token)
+PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/", "/metrics")
 CACHE_SIZE = 10000
 
 
@@ -21,12 +22,15 @@ CACHE_SIZE = 10000
 class AuthMiddleware:
     """Puts the caller's Principal (or None) on req.context.principal.
 
-    Users and roles change only through events, so a principal loaded when the log ended
-    at notification N stays true while it still ends there: `log_end` (what the request's
-    catch-up just saw) lets a known token cost no query at all.
+    A caller with a token first has the read models caught up with the log (`catch_up`),
+    so a user or role just made elsewhere is seen. Users and roles change only through
+    events, so a principal loaded when the log ended at notification N stays true while it
+    still ends there: `log_end` (what this thread's catch-up just saw) lets a known token
+    cost no query. Requests without credentials, and public paths, touch no database.
     """
 
     engine: Engine
+    catch_up: Callable[[], int] = field(default=lambda: 0)
     log_end: Callable[[], int] = field(default=lambda: -1)
     public_paths: tuple[str, ...] = field(default=PUBLIC_PATHS)
     cache: dict[str, tuple[Principal, int]] = field(default_factory=dict)
@@ -34,21 +38,27 @@ class AuthMiddleware:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.principal = None
         header = req.get_header("Authorization")
-        if header:
-            req.context.principal = self.authenticate(header)
+        if not header or req.path.startswith(self.public_paths):
+            return
+        token_hash = self.token_hash(header)
+        if token_hash is None:
+            return
+        self.catch_up()
+        principal = self.principal_of(token_hash)
+        if principal is None:
+            raise ApiError(401, {"detail": "Invalid token."}, {"WWW-Authenticate": "Token"})
+        req.context.principal = principal
 
-    def authenticate(self, header: str) -> Principal | None:
+    @staticmethod
+    def token_hash(header: str) -> str | None:
+        """The digest of a `Token <key>` header; None for another scheme."""
         keyword, _, token = header.partition(" ")
         if keyword.lower() != "token":
             return None
         if not token.strip() or " " in token.strip():
             raise ApiError(401, {"detail": "Invalid token header. No credentials provided."},
                            {"WWW-Authenticate": "Token"})
-        principal = self.principal_of(hash_token(token.strip()))
-        if principal is None:
-            raise ApiError(401, {"detail": "Invalid token."}, {"WWW-Authenticate": "Token"})
-        return principal
-
+        return hash_token(token.strip())
 
     def principal_of(self, token_hash: str) -> Principal | None:
         position = self.log_end()

@@ -158,12 +158,12 @@ def cli() -> None:
 def serve(database_url: str, bind: str, host: str | None, port: int | None,
           workers: int) -> int:
     """Run the API under gunicorn (creates the database if it does not exist)."""
+    os.environ["LEDGER_DATABASE_URL"] = database_url  # the settings and workers read it
     from api.server import serve as run_server
 
     open_database(database_url, create=True)
     bind_host, _, bind_port = bind.rpartition(":")
     address = f"{host or bind_host or '127.0.0.1'}:{port or bind_port or 8000}"
-    os.environ["LEDGER_DATABASE_URL"] = database_url  # the workers read it after fork
     click.echo(f"Serving {redact(database_url)} on http://{address}/", err=True)
     run_server(address, workers)
     return 0

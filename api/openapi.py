@@ -264,9 +264,12 @@ SCHEMAS: Json = {
         }, ["rows", "all_rows_tie_out", "totals_tie_out", "closing_compared_with",
             "closing_matches", "mismatches"]),
     }, ["period", "attribution", "rows", "totals", "summary"]),
-    "Health": obj({"status": {"type": "string", "enum": ["ok"]},
-                   "position": {**INTEGER, "description": "The projector's position."}},
-                  ["status", "position"]),
+    "Health": obj({"status": {"type": "string", "enum": ["ok", "lagging", "unavailable"]},
+                   "database": {"type": "string", "enum": ["ok", "unreachable", "timeout"]},
+                   "position": {**INTEGER, "description": "The projector's position."},
+                   "lag": {**INTEGER, "description": "Events not yet in the read models."},
+                   "error": STRING},
+                  ["status", "database"]),
     "Detail": obj({"detail": STRING}, ["detail"], "DRF's error body."),
     "ValidationError": {
         "description": "DRF's validation body: field name to messages (a list; a string for "
@@ -322,6 +325,10 @@ PARAMETERS: Json = {
 PAGINATION = [param_ref("Page"), param_ref("PageSize")]
 
 
+RETRY_AFTER: Json = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                     "schema": INTEGER}}
+
+
 def _detail_response(description: str, headers: Json | None = None) -> Json:
     response: Json = {"description": description,
                       "content": {"application/json": {"schema": ref("Detail")}}}
@@ -347,10 +354,16 @@ RESPONSES: Json = {
     "UnsupportedMediaType": _detail_response("The body is not JSON."),
     "UnprocessableEntity": _detail_response("The Idempotency-Key was used with a different "
                                             "request."),
+    "RequestTimeout": _detail_response("The body did not arrive within "
+                                       "LEDGER_BODY_TIMEOUT_SECONDS."),
+    "PayloadTooLarge": _detail_response("The body is over LEDGER_MAX_BODY_BYTES."),
+    "ServiceUnavailable": _detail_response("The database is unreachable; try again after "
+                                           "Retry-After seconds.", RETRY_AFTER),
 }
 ERROR_NAMES = {400: "ValidationError", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-               409: "Conflict", 412: "PreconditionFailed", 415: "UnsupportedMediaType",
-               422: "UnprocessableEntity"}
+               408: "RequestTimeout", 409: "Conflict", 412: "PreconditionFailed",
+               413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+               422: "UnprocessableEntity", 503: "ServiceUnavailable"}
 
 ETAG: Json = {"ETag": {"description": "The credit's version, for If-Match",
                         "schema": {**STRING, "pattern": r'^"[0-9]+"$'}}}
@@ -391,7 +404,8 @@ def json_body(schema: Json, required: bool = True) -> Json:
 def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
               parameters: list[Json] | None = None, body: Json | None = None,
               public: bool = False) -> Json:
-    """One operation; authenticated ones get 401, bodies 400/415, POSTs Idempotency-Key."""
+    """One operation; authenticated ones get 401 and 503 (the database is down), bodies
+    400/408/413/415, POSTs Idempotency-Key."""
     op: Json = {"operationId": operation_id, "tags": [tag], "summary": summary}
     params = list(parameters or [])
     if operation_id.endswith(("_create", "_close", "_reopen")):
@@ -401,11 +415,11 @@ def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
         op["parameters"] = params
     if body is not None:
         op["requestBody"] = body
-        responses = {**responses, **errors(400, 415)}
+        responses = {**responses, **errors(400, 408, 413, 415)}
     if public:
         op["security"] = []
     else:
-        responses = {**responses, **errors(401)}
+        responses = {**responses, **errors(401, 503)}
     op["responses"] = dict(sorted(responses.items()))
     return op
 
@@ -492,7 +506,10 @@ def _paths() -> Json:
                         query("customer_uuid", uuid_filter)]
     paths: Json = {
         "/health": {"get": operation("health", "service", "Liveness", {
-            "200": json_response(ref("Health"))}, public=True)},
+            "200": json_response(ref("Health")),
+            "503": json_response(ref("Health"), "The database is unreachable, or the read "
+                                 "models lag by more than LEDGER_HEALTH_MAX_LAG events",
+                                 RETRY_AFTER)}, public=True)},
         "/api/schema/": {"get": operation("schema", "service", "This document", {
             "200": json_response({"type": "object"})}, public=True)},
         "/api/docs/": {"get": operation("docs", "service", "This document in Swagger UI", {
@@ -618,6 +635,26 @@ def _paths() -> Json:
     return paths
 
 
+def with_head(paths: Json) -> Json:
+    """HEAD wherever GET (the app answers it by running GET): same answers, no bodies."""
+    for item in paths.values():
+        get = item.get("get")
+        if get is not None and "head" not in item:
+            responses = {code: _without_content(response)
+                         for code, response in get["responses"].items()}
+            item["head"] = {**get, "operationId": get["operationId"] + "_head",
+                            "summary": get["summary"] + " (headers only)",
+                            "responses": responses}
+    return paths
+
+
+def _without_content(response: Json) -> Json:
+    if "$ref" in response:
+        name = response["$ref"].rsplit("/", 1)[-1]
+        response = RESPONSES[name]
+    return {key: value for key, value in response.items() if key != "content"}
+
+
 def document() -> Json:
     return {
         "openapi": "3.0.3",
@@ -630,7 +667,7 @@ def document() -> Json:
                            "and reconciliation on top.",
         },
         "security": [{"tokenAuth": []}],
-        "paths": _paths(),
+        "paths": with_head(_paths()),
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,

@@ -8,9 +8,9 @@ from gunicorn.app.base import BaseApplication
 
 from api import gunicorn_conf
 
-SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "timeout", "graceful_timeout",
-            "preload_app", "control_socket_disable", "accesslog", "errorlog", "logconfig_dict",
-            "on_starting", "child_exit", "on_exit")
+SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "threads", "timeout", "keepalive",
+            "graceful_timeout", "preload_app", "control_socket_disable", "accesslog", "errorlog",
+            "logconfig_dict", "on_starting", "child_exit", "on_exit")
 
 
 class LedgerServer(BaseApplication):  # type: ignore[misc]

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from sqlalchemy import Engine
 
-from api import idempotency
+from api import eventstore, idempotency
 from ledger.application import Ledger
 from projections import schema_version
 from projections.database import make_engine
@@ -43,6 +43,7 @@ class Services:
     ledger: Ledger
     engine: Engine
     projector: Projector
+    url: str
     today: Callable[[], date] = field(default=today_utc)
     reads: Engine = field(init=False)
 
@@ -96,7 +97,7 @@ def parse_database_url(url: str) -> Database:
         query = parse_qs(parts.query)
         schema = query.pop("schema", [None])[0]
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": eventstore.TOPIC,
             "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
@@ -105,6 +106,9 @@ def parse_database_url(url: str) -> Database:
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "6",
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+            # Seconds to wait for a pooled connection; the library retries each call 10
+            # times, so its 30 s default kept requests hanging for minutes during outages.
+            "POSTGRES_CONNECT_TIMEOUT": "1",
         }
         if schema:
             env["POSTGRES_SCHEMA"] = schema
@@ -120,7 +124,8 @@ def parse_database_url(url: str) -> Database:
 def build_services(url: str | None = None, create_tables: bool = False,
                    today: Callable[[], date] = today_utc) -> Services:
     """Connect to the event store and read models; create their tables if asked."""
-    database = parse_database_url(url or database_url())
+    url = url or database_url()
+    database = parse_database_url(url)
     env = {**database.event_store_env, "CREATE_TABLE": "y" if create_tables else "n",
            # Credits gain events with every draw; a per-process cache that fast-forwards
            # from the store keeps loads cheap and stays correct with several workers.
@@ -132,7 +137,7 @@ def build_services(url: str | None = None, create_tables: bool = False,
         projector.create_tables()
         schema_version.initialise(engine)
         idempotency.metadata.create_all(engine)
-    return Services(ledger=ledger, engine=engine, projector=projector, today=today)
+    return Services(ledger=ledger, engine=engine, projector=projector, url=url, today=today)
 
 
 def create_tables(url: str | None = None) -> None:

@@ -14,11 +14,11 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
-    connect_args: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {"connect_timeout": 2}  # fail fast when it is down
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
     return create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=4,
-                         pool_pre_ping=True)
+                         pool_pre_ping=True, pool_timeout=5)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

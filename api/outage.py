@@ -1,0 +1,106 @@
+"""Database outages at the edge: fail fast with 503, and create tables once it is back.
+
+A request that finds the database unreachable answers 503 with a DRF-shaped body and
+`Retry-After`, instead of a 500 or a hang, and so do the next ones for a few seconds
+without trying. Workers boot without the database: if the
+tables could not be created at start-up, the first request after the database returns
+creates them (idempotent DDL under the advisory lock of `create_tables`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import psycopg
+import sqlalchemy.exc
+from eventsourcing import persistence
+
+from api.auth import PUBLIC_PATHS
+from api.errors import ApiError
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
+TABLES_PENDING = "LEDGER_TABLES_PENDING"
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+    persistence.OperationalError,
+    persistence.InterfaceError,
+    psycopg.OperationalError,
+)
+
+
+def unavailable() -> ApiError:
+    return ApiError(503, {"detail": "The database is unavailable. Try again later."},
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+class OutageGate:
+    """Fails fast while the database is down: after a request found it unreachable, the
+    others answer 503 at once for `RETRY_AFTER_SECONDS`, instead of each waiting out the
+    connection retries; then requests try the database again. /health always probes it, and
+reopens the gate when it answers.
+
+    Only a PostgreSQL server can be away: on SQLite the errors are contention (a busy
+    file), which must not turn other requests away.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.enabled = database_url.startswith("postgres")
+        self.closed_until = 0.0
+
+    def register(self, app: falcon.App) -> None:
+        for error in UNAVAILABLE:
+            app.add_error_handler(error, self.handle)
+
+    def open(self) -> None:
+        """The database answered (/health's probe): let requests through again."""
+        self.closed_until = 0.0
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path not in PUBLIC_PATHS and time.monotonic() < self.closed_until:
+            raise unavailable()
+
+    def handle(self, req: falcon.Request, resp: falcon.Response, error: Exception,
+               params: dict[str, Any]) -> None:
+        log.warning("database unavailable on %s %s: %s", req.method, req.path, error)
+        if self.enabled:
+            self.closed_until = time.monotonic() + RETRY_AFTER_SECONDS
+        failure = unavailable()
+        resp.status = failure.status
+        resp.media = failure.body
+        resp.set_headers(failure.headers)
+
+
+def create_tables_or_defer(create: Callable[[], None]) -> None:
+    """gunicorn's on_starting: a database that is down must not stop the master."""
+    try:
+        create()
+    except UNAVAILABLE as error:
+        log.warning("database unreachable at start-up (%s); tables are created later", error)
+        os.environ[TABLES_PENDING] = "1"  # inherited by the workers forked after this
+
+
+class DeferredTablesMiddleware:
+    """Creates the tables on the first request once the database answers, if start-up
+    could not."""
+
+    def __init__(self, create: Callable[[], None]) -> None:
+        self.create = create
+        self.pending = os.environ.get(TABLES_PENDING) == "1"
+        self.lock = threading.Lock()
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self.pending:
+            return
+        with self.lock:
+            if self.pending:
+                self.create()
+                self.pending = False

@@ -1,0 +1,89 @@
+"""gunicorn's gthread worker, but a connection gets a thread only once its headers are in.
+
+gunicorn 27's gthread hands a new connection to a thread as soon as its first byte
+arrives (or after 5 s of silence); the thread then blocks reading the rest of the headers.
+A client that sends half a request line and stops (slowloris) holds that thread until it
+gives up, so as many such clients as threads stop the service. Here the worker's poller
+collects request heads without blocking, and a connection whose head is not complete
+within `LEDGER_HEADER_TIMEOUT_SECONDS` (10 s) is closed. Bodies are read in threads under
+a deadline (api/bodies.py); a buffering proxy in front shields them as well (README).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import time
+from collections import deque
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+HEAD_END = b"\r\n\r\n"
+MAX_HEAD_BYTES = 64 * 1024
+
+
+def header_timeout() -> float:
+    return float(os.environ.get("LEDGER_HEADER_TIMEOUT_SECONDS", "10"))
+
+
+class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
+    """ThreadWorker whose poller reads request heads; threads only see whole heads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heads: deque[TConn] = deque()
+        self.head_timeout = header_timeout()
+
+    def accept(self, listener: Any) -> None:
+        try:
+            client, address = listener.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return
+        self.nr_conns += 1
+        self.await_head(TConn(self.cfg, client, address, listener.getsockname()))
+
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
+        """A kept-alive connection speaks again: its next head is collected the same way."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.await_head(conn)
+
+    def await_head(self, conn: TConn) -> None:
+        conn.sock.setblocking(False)
+        conn.head = bytearray()
+        conn.timeout = time.monotonic() + self.head_timeout
+        self.heads.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_data, conn))
+
+    def on_head_data(self, conn: TConn, client: Any) -> None:
+        try:
+            data = conn.sock.recv(MAX_HEAD_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            conn.head += data
+            if HEAD_END not in conn.head and len(conn.head) < MAX_HEAD_BYTES:
+                return
+        self.poller.unregister(client)
+        self.heads.remove(conn)
+        if not data:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.init()  # the HTTP/1 parser; gunicorn's own limits still apply to the head
+        conn.parser.unreader.unread(bytes(conn.head))
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        while self.heads and self.heads[0].timeout <= now:
+            conn = self.heads.popleft()
+            self.poller.unregister(conn.sock)
+            self.nr_conns -= 1
+            conn.close()

@@ -1,0 +1,145 @@
+"""A live gunicorn on loopback for edge tests: the real server, its real worker class.
+
+Ports come from 18100-18199 (this suite's range on shared machines). Users are made with
+the ledger's own command before the server starts; the server catches its read models up
+on the first authenticated request.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from api.wiring import build_services
+
+ROOT = Path(__file__).resolve().parent.parent
+PORTS = range(18100, 18200)
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    candidates = list(PORTS)
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18100-18199")
+
+
+@dataclass
+class Live:
+    """A running server: its address, its users' auth headers, its log."""
+
+    url: str
+    database_url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("http://").split(":")
+        return host, int(port)
+
+    def client(self, user: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers.get(user or "", {}),
+                            timeout=timeout)
+
+    def worker_pids(self) -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                               text=True, check=False)
+        return [int(pid) for pid in found.stdout.split()]
+
+    def server_errors(self) -> list[str]:
+        text = self.log.read_text(errors="replace")
+        return [line for line in text.splitlines() if "Unhandled error" in line]
+
+
+def make_users(database_url: str, **staff_flags: bool) -> dict[str, dict[str, str]]:
+    """name -> Authorization header; staff_flags maps each name to is_staff."""
+    services = build_services(database_url, create_tables=True)
+    try:
+        headers = {}
+        for name, is_staff in staff_flags.items():
+            token = secrets.token_hex(20)
+            services.ledger.create_user(name, token, is_staff, False, "test")
+            headers[name] = {"Authorization": f"Token {token}"}
+        return headers
+    finally:
+        services.close()
+
+
+@contextmanager
+def live_server(database_url: str, workdir: Path, workers: int = 2,
+                **env: str) -> Iterator[Live]:
+    """gunicorn with the project's config; stopped with SIGTERM (SIGKILL if it lingers)."""
+    port = free_port()
+    log = workdir / f"gunicorn-{port}.log"
+    settings = {**os.environ, "LEDGER_DATABASE_URL": database_url,
+                "LEDGER_BIND": f"127.0.0.1:{port}", "LEDGER_WORKERS": str(workers),
+                "LEDGER_ACCESS_LOG": "/dev/null", **env}
+    with log.open("ab") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                                cwd=ROOT, env=settings, stdout=sink, stderr=sink)
+    live = Live(f"http://127.0.0.1:{port}", database_url, proc, log)
+    try:
+        wait_until_listening(live)
+        yield live
+    finally:
+        stop(proc)
+
+
+def wait_until_listening(live: Live) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if live.proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited: {live.log.read_text(errors='replace')}")
+        try:
+            httpx.get(live.url + "/health", timeout=2.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("gunicorn did not start in time")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def backend_url(backend: str, workdir: Path, admin_url: str) -> Iterator[str]:
+    """A fresh SQLite file or PostgreSQL schema (in the admin database) for one server."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir}/ledger.db"
+        return
+    schema = f"edge_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{admin_url}?schema={schema}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
