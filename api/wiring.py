@@ -103,12 +103,12 @@ def parse_database_url(url: str) -> Database:
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or getpass.getuser()),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_POOL_SIZE": "2",
-            "POSTGRES_MAX_OVERFLOW": "6",
+            "POSTGRES_POOL_SIZE": os.environ.get("LEDGER_EVENTS_POOL_SIZE", "2"),
+            "POSTGRES_MAX_OVERFLOW": os.environ.get("LEDGER_EVENTS_MAX_OVERFLOW", "6"),
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
             # Seconds to wait for a pooled connection; the library retries each call 10
             # times, so its 30 s default kept requests hanging for minutes during outages.
-            "POSTGRES_CONNECT_TIMEOUT": "1",
+            "POSTGRES_CONNECT_TIMEOUT": os.environ.get("LEDGER_DB_CONNECT_TIMEOUT", "1"),
         }
         if schema:
             env["POSTGRES_SCHEMA"] = schema

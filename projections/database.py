@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+
+# PostgreSQL connection settings, per process (each gunicorn worker has its own pools: the
+# read models' here, the event store's in eventsourcing). Waits are short: a database that
+# is down is answered with 503 at once rather than a request that hangs.
+POOL_SIZE = int(os.environ.get("LEDGER_DB_POOL_SIZE", "4"))
+MAX_OVERFLOW = int(os.environ.get("LEDGER_DB_MAX_OVERFLOW", "4"))
+POOL_TIMEOUT = float(os.environ.get("LEDGER_DB_POOL_TIMEOUT", "5"))
+CONNECT_TIMEOUT = int(os.environ.get("LEDGER_DB_CONNECT_TIMEOUT", "2"))
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
@@ -14,11 +23,11 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": 2}  # fail fast when it is down
+    connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(url, connect_args=connect_args, pool_size=4, max_overflow=4,
-                         pool_pre_ping=True, pool_timeout=5)
+    return create_engine(url, connect_args=connect_args, pool_size=POOL_SIZE,
+                         max_overflow=MAX_OVERFLOW, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
