@@ -43,7 +43,7 @@ from projections.queries import (
 )
 from projections.reconciliation import amount_of
 from projections.tables import customer_credits, customers, offerings, project_credits, projects
-from projections.transactions import transaction_type, transaction_uuid
+from projections.transactions import comment_of, transaction_type, transaction_uuid
 
 PROJECT_NOT_FOUND = "No ProjectCredit matches the given query."
 CUSTOMER_NOT_FOUND = "No CustomerCredit matches the given query."
@@ -96,7 +96,7 @@ def kind_of(event: Any, amount: Decimal | None) -> str | None:
 def history_entry(event: Any, amount: Decimal | None, balance: Decimal) -> dict[str, Any]:
     """One event; an ItemsDrawn lists its item lines, each with its own transaction row."""
     kind = kind_of(event, amount)
-    lines = event.lines if isinstance(event, Credit.ItemsDrawn) else None
+    lines = event.lines if isinstance(event, Credit.LinesChanged) else None
     hidden = HIDDEN_ATTRIBUTES | ({"lines"} if lines is not None else set())
     entry = {
         "version": event.originator_version,
@@ -108,6 +108,7 @@ def history_entry(event: Any, amount: Decimal | None, balance: Decimal) -> dict[
         "balance_after": format_money(balance),
         "transaction_type": kind,
         "transaction_uuid": transaction_uuid(event) if kind and lines is None else None,
+        "comment": comment_of(event),
     }
     if lines is not None:
         entry["lines"] = history_lines(event, balance - (amount or ZERO))
@@ -279,7 +280,8 @@ def customer_credit_view(conn: Connection, replay: Replay, credit_uuid: str) -> 
     row = SimpleNamespace(
         uuid=credit_uuid, value=credit.value, created=credit.created_on,
         customer_uuid=credit.customer_id.hex, customer_name=customer.name,
-        customer_slug=customer.slug, **_terms(credit.terms))
+        customer_slug=customer.slug, withdrawable_balance=credit.withdrawable,
+        protect_allocations=credit.protect_allocations, **_terms(credit.terms))
     return {
         "row": row,
         "allocated_to_projects": credit.allocated,

@@ -7,7 +7,7 @@ organisation credit (`credit_uuid` set) or a project credit (`project_credit_uui
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -53,6 +53,18 @@ def date_filter(req: falcon.Request, name: str) -> date | None:
     raise validation_error({name: ["Enter a valid date."]})
 
 
+def moment_filter(req: falcon.Request, name: str) -> datetime | None:
+    """ISO 8601 date or date-time, with or without a zone (UTC when absent)."""
+    raw = last_param(req, name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise validation_error({name: ["Enter a valid date/time."]}) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
     query = visible(principal)
     query = apply_uuid_filter(query, req, "credit_uuid", tx.c.credit_uuid)
@@ -69,6 +81,10 @@ def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
         query = query.where(tx.c.billing_period >= day)
     if (day := date_filter(req, "billing_period_before")) is not None:
         query = query.where(tx.c.billing_period <= day)
+    if (moment := moment_filter(req, "created_from")) is not None:
+        query = query.where(tx.c.created >= moment)
+    if (moment := moment_filter(req, "created_to")) is not None:
+        query = query.where(tx.c.created < moment)
     return query.order_by(*order(req))
 
 
