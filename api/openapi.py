@@ -212,8 +212,9 @@ SCHEMAS: Json = {
         "balance_after": MONEY,
         "transaction_type": nullable(ref("CreditTransactionTypeEnum")),
         "transaction_uuid": nullable(HEX_UUID),
+        "comment": {**STRING, "description": "As on the event's transaction; empty if none."},
     }, ["version", "type", "timestamp", "actor", "changes", "amount", "balance_after",
-        "transaction_type", "transaction_uuid"]),
+        "transaction_type", "transaction_uuid", "comment"]),
     "Customer": obj({
         "uuid": read_only(HEX_UUID), "url": read_only(URI), "name": STRING, "slug": STRING,
         "customer_credit": read_only(nullable(MONEY)),
