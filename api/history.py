@@ -15,9 +15,8 @@ run can show part of it (e.g. the project credit drawn, the organisation not yet
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -28,7 +27,7 @@ from sqlalchemy import Connection, Select, select
 
 from api.common import Resource, base_url, parse_uuid
 from api.errors import not_found, validation_error
-from api.listing import _links, _page_number, _page_size, last_param
+from api.listing import _links, _page_number, _page_size, last_param, parse_moment
 from api.representations import customer_credit, project_credit
 from ledger.access import Principal
 from ledger.application import Ledger
@@ -51,7 +50,6 @@ AS_OF_FORMAT = ("Datetime has wrong format. Use one of these formats instead: "
                 "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
 HIDDEN_ATTRIBUTES = {"originator_id", "originator_version", "timestamp", "originator_topic",
                      "actor"}
-_UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
 
 # --- which credits a principal may look up (including deleted ones for staff) -------------
@@ -170,11 +168,9 @@ def wants_as_of(req: falcon.Request) -> bool:
 def as_of_param(req: falcon.Request) -> datetime:
     """ISO 8601, returned in UTC; naive means UTC; an unencoded '+' (read as a space) is
     forgiven."""
-    raw = (last_param(req, "as_of") or "").strip()
     try:
-        moment = datetime.fromisoformat(_UNENCODED_PLUS.sub(r"\1+\2", raw))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
+        return parse_moment(last_param(req, "as_of") or "")
+    except ValueError:
         raise validation_error({"as_of": [AS_OF_FORMAT]}) from None
 
 

@@ -7,7 +7,7 @@ organisation credit (`credit_uuid` set) or a project credit (`project_credit_uui
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Select, false, or_, select
 
 from api.common import Resource, apply_uuid_filter, parse_uuid
 from api.errors import not_found, validation_error
-from api.listing import last_param, ordering, paginate
+from api.listing import last_param, ordering, paginate, parse_moment
 from api.representations import iso_date, iso_datetime
 from ledger.access import Principal
 from ledger.money import format_money
@@ -59,10 +59,9 @@ def moment_filter(req: falcon.Request, name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        moment = datetime.fromisoformat(raw.strip())
+        return parse_moment(raw)
     except ValueError:
         raise validation_error({name: ["Enter a valid date/time."]}) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:

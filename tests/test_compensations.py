@@ -171,3 +171,27 @@ def test_comments_on_creation_and_update_of_both_credit_kinds(directory: Directo
     bad = client.simulate_patch(f"/api/customer-credits/{cc['uuid']}/",
                                 json={"value": "1", "comment": 5}, headers=staff)
     assert (bad.status_code, bad.json) == (400, {"comment": ["Not a valid string."]})
+
+
+def test_created_from_and_created_to_bound_the_recorded_moment(directory: Directory) -> None:
+    client, staff = directory.client, directory.staff
+    org = directory.customer("Org")
+    cc = directory.customer_credit(org, "100")
+    _ok(client.simulate_patch(f"/api/customer-credits/{cc['uuid']}/", json={"value": "150"},
+                              headers=staff))
+    rows = _ok(client.simulate_get("/api/credit-transactions/", headers=staff,
+                                   params={"customer_uuid": org["uuid"]}))
+    grant, created = rows[0], rows[1]  # newest first
+    moment = grant["created"]  # e.g. 2026-11-29T16:00:00.123456+00:00
+
+    def amounts(query: str) -> list[str]:
+        found = client.simulate_get("/api/credit-transactions/", headers=staff,
+                                    query_string=f"customer_uuid={org['uuid']}&{query}")
+        return [row["amount"] for row in _ok(found)]
+
+    assert amounts(f"created_from={moment}") == [grant["amount"]]  # '+' unencoded: a space
+    assert amounts(f"created_to={moment.replace('+00:00', '')}") == [created["amount"]]
+    assert amounts(f"created_from={created['created'][:10]}") == ["50.00000", "100.00000"]
+    bad = client.simulate_get("/api/credit-transactions/", headers=staff,
+                              query_string="created_from=2026-13-01")
+    assert (bad.status_code, bad.json) == (400, {"created_from": ["Enter a valid date/time."]})
