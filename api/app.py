@@ -59,6 +59,9 @@ def create_app(services: Services) -> falcon.App:
     _collection(app, "/api/customer-credits/", customer_credits)
     app.add_route("/api/customer-credits/{uuid}/consumptions/", customer_credits,
                   suffix="consumptions")
+    for action in ("adjust_withdrawable", "clear_compensations", "apply_compensations"):
+        app.add_route(f"/api/customer-credits/{{uuid}}/{action}/", customer_credits,
+                      suffix=action)
     _collection(app, "/api/customers/", Customers(services))
     _collection(app, "/api/projects/", Projects(services))
     offerings = Offerings(services)

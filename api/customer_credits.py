@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -34,6 +35,7 @@ from projections.queries import (
     customer_credit_views,
     icontains,
     monthly_consumption,
+    open_period_items,
 )
 from projections.tables import customer_credits, customers, offerings
 
@@ -61,7 +63,8 @@ class CustomerCredits(CreditCollection):
         self._check_terms(values, current=None)
         credit_id = self.services.ledger.create_customer_credit(
             values["customer"], values.get("value", ZERO), Terms().updated(**values),
-            values.get("offerings", []), principal.actor)
+            values.get("offerings", []), principal.actor, comment=values.get("comment", ""),
+            protect_allocations=values.get(PROTECT, False))
         self.settle_reads()
         resp.status = falcon.HTTP_201
         resp.media = self._one(req, resp, principal, credit_id.hex, nested=False)
@@ -75,9 +78,8 @@ class CustomerCredits(CreditCollection):
         resp.media = self._one(req, resp, principal, credit_uuid, nested=True)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        principal = self.principal(req)
+        principal = self.staff(req)  # upstream: a view-level is_staff, before the lookup
         row = self._visible_row(principal, uuid)
-        self.staff(req)
         self.services.ledger.delete_customer_credit(UUID(row.uuid), principal.actor,
                                                     expected_version=if_match(req))
         self.settle_reads()
@@ -108,18 +110,50 @@ class CustomerCredits(CreditCollection):
 
     def _update(self, req: falcon.Request, resp: falcon.Response, uuid: str,
                 partial: bool) -> None:
-        principal = self.principal(req)
+        principal = self.staff(req)  # upstream: a view-level is_staff, before the lookup
         row = self._visible_row(principal, uuid)
-        self.staff(req)
         with self.services.reads.connect() as conn:
             values = validate(request_body(req), self._fields(conn, creating=False), partial)
         self._check_terms(values, current=row)
         self.services.ledger.update_customer_credit(
             UUID(row.uuid), principal.actor, value=values.get("value"),
             terms={k: v for k, v in values.items() if k in TERM_NAMES},
-            offering_ids=values.get("offerings"), expected_version=if_match(req))
+            offering_ids=values.get("offerings"), expected_version=if_match(req),
+            comment=values.get("comment", ""), protect_allocations=values.get(PROTECT))
         self.settle_reads()
         resp.media = self._one(req, resp, principal, row.uuid, nested=False)
+
+    def on_post_adjust_withdrawable(self, req: falcon.Request, resp: falcon.Response,
+                                    uuid: str) -> None:
+        """Move the withdrawable part of the balance; answers the organisation credit."""
+        principal = self.staff(req)
+        row = self._visible_row(principal, uuid)
+        values = validate(request_body(req), ADJUSTMENT_FIELDS)
+        self.services.ledger.adjust_withdrawable(UUID(row.uuid), values["amount"],
+                                                 values["comment"], principal.actor)
+        self.settle_reads()
+        resp.media = self._one(req, resp, principal, row.uuid, nested=True)
+
+    def on_post_clear_compensations(self, req: falcon.Request, resp: falcon.Response,
+                                    uuid: str) -> None:
+        """Give back every draw of the latest open period's items; 200, no body."""
+        self._recompensate(req, resp, uuid, self.services.ledger.clear_compensations)
+
+    def on_post_apply_compensations(self, req: falcon.Request, resp: falcon.Response,
+                                    uuid: str) -> None:
+        """Clear, then draw that period's items again under today's balances; 200, no body."""
+        self._recompensate(req, resp, uuid, self.services.ledger.apply_compensations)
+
+    def _recompensate(self, req: falcon.Request, resp: falcon.Response, uuid: str,
+                      command: Callable[[UUID, Period, list[str], str], None]) -> None:
+        principal = self.staff(req)
+        row = self._visible_row(principal, uuid)
+        with self.services.reads.connect() as conn:
+            found = open_period_items(conn, row.customer_uuid)
+        if found is not None:
+            command(UUID(row.uuid), found[0], found[1], principal.actor)
+            self.settle_reads()
+        resp.status = falcon.HTTP_200
 
     def _check_terms(self, values: dict[str, Any], current: Any) -> None:
         """Upstream's serializer-level rules (reference §3.2), on the credit as it would be."""
@@ -203,7 +237,27 @@ class CustomerCredits(CreditCollection):
         customer = [Field("customer", fields.hyperlink("/api/customers/"), required=True,
                           check=check_customer)] if creating else []
         return [Field("value", fields.MONEY), *customer,
-                Field("offerings", parse_offerings), *terms]
+                Field("offerings", parse_offerings), *terms, Field("comment", fields.COMMENT),
+                Field(PROTECT, fields.boolean)]
+
+
+PROTECT = "protect_allocations"
+
+
+def _adjustment(amount: Any) -> None:
+    if amount == 0:
+        raise fields.FieldError("Amount must not be zero.")
+
+
+def _required_comment(comment: str) -> None:
+    if not comment:
+        raise fields.FieldError("A comment is required.")
+
+
+ADJUSTMENT_FIELDS = [
+    Field("amount", fields.decimal(16, 5), required=True, check=_adjustment),
+    Field("comment", fields.COMMENT, required=True, check=_required_comment),
+]
 
 
 def _null() -> Any:

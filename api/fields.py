@@ -145,6 +145,25 @@ def string(max_length: int) -> Parser:
     return parse
 
 
+def text(max_length: int) -> Parser:
+    """A free-text field that may be blank (a comment): "" when only whitespace."""
+    def parse(raw: Any) -> str:
+        if not isinstance(raw, str):
+            raise FieldError("Not a valid string.")
+        found = raw.strip()
+        messages = prohibited_characters(found)
+        if len(found) > max_length:
+            messages.insert(0, f"Ensure this field has no more than {max_length} characters.")
+        if messages:
+            raise FieldError(*messages)
+        return found
+
+    return parse
+
+
+COMMENT = text(MAX_STRING_LENGTH)
+
+
 def hyperlink(*route_prefixes: str) -> Parser:
     """DRF HyperlinkedRelatedField: an absolute or relative URL of one of the routes."""
     patterns = [re.compile(rf"^{re.escape(prefix)}{_UUID_PATH}/$") for prefix in route_prefixes]

@@ -15,9 +15,8 @@ run can show part of it (e.g. the project credit drawn, the organisation not yet
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -28,7 +27,7 @@ from sqlalchemy import Connection, Select, select
 
 from api.common import Resource, base_url, parse_uuid
 from api.errors import not_found, validation_error
-from api.listing import _links, _page_number, _page_size, last_param
+from api.listing import _links, _page_number, _page_size, last_param, parse_moment
 from api.representations import customer_credit, project_credit
 from ledger.access import Principal
 from ledger.application import Ledger
@@ -43,7 +42,7 @@ from projections.queries import (
 )
 from projections.reconciliation import amount_of
 from projections.tables import customer_credits, customers, offerings, project_credits, projects
-from projections.transactions import transaction_type, transaction_uuid
+from projections.transactions import comment_of, transaction_type, transaction_uuid
 
 PROJECT_NOT_FOUND = "No ProjectCredit matches the given query."
 CUSTOMER_NOT_FOUND = "No CustomerCredit matches the given query."
@@ -51,7 +50,6 @@ AS_OF_FORMAT = ("Datetime has wrong format. Use one of these formats instead: "
                 "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
 HIDDEN_ATTRIBUTES = {"originator_id", "originator_version", "timestamp", "originator_topic",
                      "actor"}
-_UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
 
 # --- which credits a principal may look up (including deleted ones for staff) -------------
@@ -96,7 +94,7 @@ def kind_of(event: Any, amount: Decimal | None) -> str | None:
 def history_entry(event: Any, amount: Decimal | None, balance: Decimal) -> dict[str, Any]:
     """One event; an ItemsDrawn lists its item lines, each with its own transaction row."""
     kind = kind_of(event, amount)
-    lines = event.lines if isinstance(event, Credit.ItemsDrawn) else None
+    lines = event.lines if isinstance(event, Credit.LinesChanged) else None
     hidden = HIDDEN_ATTRIBUTES | ({"lines"} if lines is not None else set())
     entry = {
         "version": event.originator_version,
@@ -108,6 +106,7 @@ def history_entry(event: Any, amount: Decimal | None, balance: Decimal) -> dict[
         "balance_after": format_money(balance),
         "transaction_type": kind,
         "transaction_uuid": transaction_uuid(event) if kind and lines is None else None,
+        "comment": comment_of(event),
     }
     if lines is not None:
         entry["lines"] = history_lines(event, balance - (amount or ZERO))
@@ -169,11 +168,9 @@ def wants_as_of(req: falcon.Request) -> bool:
 def as_of_param(req: falcon.Request) -> datetime:
     """ISO 8601, returned in UTC; naive means UTC; an unencoded '+' (read as a space) is
     forgiven."""
-    raw = (last_param(req, "as_of") or "").strip()
     try:
-        moment = datetime.fromisoformat(_UNENCODED_PLUS.sub(r"\1+\2", raw))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
+        return parse_moment(last_param(req, "as_of") or "")
+    except ValueError:
         raise validation_error({"as_of": [AS_OF_FORMAT]}) from None
 
 
@@ -279,7 +276,8 @@ def customer_credit_view(conn: Connection, replay: Replay, credit_uuid: str) -> 
     row = SimpleNamespace(
         uuid=credit_uuid, value=credit.value, created=credit.created_on,
         customer_uuid=credit.customer_id.hex, customer_name=customer.name,
-        customer_slug=customer.slug, **_terms(credit.terms))
+        customer_slug=customer.slug, withdrawable_balance=credit.withdrawable,
+        protect_allocations=credit.protect_allocations, **_terms(credit.terms))
     return {
         "row": row,
         "allocated_to_projects": credit.allocated,

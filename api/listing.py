@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +15,7 @@ from sqlalchemy import ColumnElement, Connection, Select, func, select
 from api.errors import not_found, validation_error
 
 DEFAULT_PAGE_SIZE = 10
+_UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 MAX_PAGE_SIZE = 300
 
 
@@ -106,3 +109,13 @@ def _links(req: falcon.Request, page: int, pages: int) -> str:
         links.append(f'<{_url(req, page + 1)}>; rel="next"')
     links.append(f'<{_url(req, pages if pages > 1 else None)}>; rel="last"')
     return ", ".join(links)
+
+
+def parse_moment(raw: str) -> datetime:
+    """ISO 8601 date or date-time, returned in UTC; naive means UTC; an unencoded '+' of
+    the zone (read as a space) is forgiven. ValueError when it is none of these."""
+    try:
+        moment = datetime.fromisoformat(_UNENCODED_PLUS.sub(r"\1+\2", raw.strip()))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(raw) from None

@@ -65,6 +65,7 @@ MONEY_INPUT = {"type": "string", "format": "decimal", "pattern": MONEY_INPUT_PAT
                               "and 5 after, not negative."}
 GRACE = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]{1,3}$"}
 PERIOD = {"type": "string", "pattern": PERIOD_PATTERN, "description": "A month, YYYY-MM."}
+MOMENT = {"type": "string", "format": "date-time"}
 
 
 def read_only(schema: Json) -> Json:
@@ -100,17 +101,22 @@ def _offering(description: str) -> Json:
 
 
 MARK_UNUSED = "mark_unused_credit_as_spent_on_project_termination"
+COMMENT = {"type": "string", "writeOnly": True,
+           "description": "The reason for a value change: on its transaction and history."}
+PROTECT = ("Pool draws for projects without a project credit leave what project credits "
+           "still hold (default false, as upstream).")
 
 
 def _project_credit_request(required: list[str] | None) -> Json:
     return obj({"value": MONEY_INPUT, "project": URI, **_terms(request=True),
-                MARK_UNUSED: BOOLEAN}, required)
+                MARK_UNUSED: BOOLEAN, "comment": COMMENT}, required)
 
 
 def _customer_credit_request(required: list[str] | None) -> Json:
     return obj({"value": MONEY_INPUT, "customer": {**URI, "description":
                                                    "Ignored on update."},
-                "offerings": array(URI), **_terms(request=True)}, required)
+                "offerings": array(URI), **_terms(request=True), "comment": COMMENT,
+                "protect_allocations": {**BOOLEAN, "description": PROTECT}}, required)
 
 
 def _customer_credit(offerings: Json) -> Json:
@@ -121,6 +127,7 @@ def _customer_credit(offerings: Json) -> Json:
         "allocated_to_projects": read_only(MONEY),
         "consumption_last_month": read_only(nullable(MONEY)),
         "withdrawable_balance": read_only(MONEY),
+        "protect_allocations": {**BOOLEAN, "description": PROTECT},
     }
     return obj(properties, list(properties))
 
@@ -172,6 +179,11 @@ SCHEMAS: Json = {
     "CreateCustomerCredit": _customer_credit(array(URI)),
     "CreateCustomerCreditRequest": _customer_credit_request(["customer"]),
     "PatchedCreateCustomerCreditRequest": _customer_credit_request(None),
+    "WithdrawableAdjustmentRequest": obj({
+        "amount": {"type": "string", "format": "decimal",
+                   "pattern": r"^-?\d{0,11}(?:\.\d{0,5})?$",
+                   "description": "Signed, not zero: the balance moves with it."},
+        "comment": {"type": "string", "minLength": 1}}, ["amount", "comment"]),
     "CustomerCreditConsumption": obj({
         "date": read_only(DATE),
         "price": read_only({"type": "string", "format": "decimal",
@@ -200,8 +212,9 @@ SCHEMAS: Json = {
         "balance_after": MONEY,
         "transaction_type": nullable(ref("CreditTransactionTypeEnum")),
         "transaction_uuid": nullable(HEX_UUID),
+        "comment": {**STRING, "description": "As on the event's transaction; empty if none."},
     }, ["version", "type", "timestamp", "actor", "changes", "amount", "balance_after",
-        "transaction_type", "transaction_uuid"]),
+        "transaction_type", "transaction_uuid", "comment"]),
     "Customer": obj({
         "uuid": read_only(HEX_UUID), "url": read_only(URI), "name": STRING, "slug": STRING,
         "customer_credit": read_only(nullable(MONEY)),
@@ -500,6 +513,31 @@ def directory_paths(collection: str, tag: str, schema: str, request: str,
     }
 
 
+def compensation_paths() -> Json:
+    """The organisation credit's staff actions (README "Withdrawable balance and
+    compensations")."""
+    done = {"200": {"description": "No response body"}, **errors(403, 404, 409)}
+    return {
+        "/api/customer-credits/{uuid}/adjust_withdrawable/": {
+            "parameters": [param_ref("Uuid")],
+            "post": operation("customer_credits_adjust_withdrawable", "customer-credits",
+                              "Move the withdrawable part of the balance (staff)", {
+                                  "200": json_response(ref("CustomerCredit")),
+                                  **errors(400, 403, 404)},
+                              body=json_body(ref("WithdrawableAdjustmentRequest")))},
+        "/api/customer-credits/{uuid}/clear_compensations/": {
+            "parameters": [param_ref("Uuid")],
+            "post": operation("customer_credits_clear_compensations", "customer-credits",
+                              "Give back the draws of the latest open period's items (staff)",
+                              done)},
+        "/api/customer-credits/{uuid}/apply_compensations/": {
+            "parameters": [param_ref("Uuid")],
+            "post": operation("customer_credits_apply_compensations", "customer-credits",
+                              "Clear, then draw that period's items again, cheapest first, "
+                              "under today's balances (staff)", done)},
+    }
+
+
 def _paths() -> Json:
     uuid_filter = {"type": "string", "format": "uuid"}
     customer_filters = [query("customer_name", STRING), query("customer_slug", STRING),
@@ -536,6 +574,7 @@ def _paths() -> Json:
                                  "200": json_response(array(ref("CustomerCreditConsumption"))),
                                  **errors(404)}),
         },
+        **compensation_paths(),
         "/api/credit-transactions/": {},
         "/api/credit-transactions/{uuid}/": {
             "parameters": [param_ref("Uuid")],
@@ -617,6 +656,8 @@ def _paths() -> Json:
         query("project_credit_uuid", uuid_filter), query("project_uuid", STRING),
         query("transaction_type", STRING), query("billing_period", DATE),
         query("billing_period_after", DATE), query("billing_period_before", DATE),
+        query("created_from", MOMENT, "Recorded at or after (ISO 8601; UTC without a zone)"),
+        query("created_to", MOMENT, "Recorded before (ISO 8601; UTC without a zone)"),
         ordering({"type": "string", "enum": [
             "-billing_period", "-created", "billing_period", "created"]}),
         *PAGINATION,

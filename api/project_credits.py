@@ -62,7 +62,8 @@ class ProjectCredits(CreditCollection):
             values = validate(request_body(req), self._fields(conn, principal, None))
         credit_id = self.services.ledger.create_project_credit(
             values["project"], values.get("value", ZERO),
-            Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor)
+            Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor,
+            comment=values.get("comment", ""))
         self.settle_reads()
         resp.status = falcon.HTTP_201
         resp.media = self._one(req, resp, principal, credit_id.hex)
@@ -110,7 +111,8 @@ class ProjectCredits(CreditCollection):
             UUID(row.uuid), principal.actor, project_id=values.get("project"),
             value=values.get("value"),
             terms={k: v for k, v in values.items() if k in TERM_NAMES},
-            mark_unused=values.get(MARK_UNUSED), expected_version=if_match(req))
+            mark_unused=values.get(MARK_UNUSED), expected_version=if_match(req),
+            comment=values.get("comment", ""))
         self.settle_reads()
         resp.media = self._one(req, resp, principal, row.uuid)
 
@@ -171,6 +173,7 @@ class ProjectCredits(CreditCollection):
                   check=check_project),
             *term_fields(),
             Field(MARK_UNUSED, fields.boolean),
+            Field("comment", fields.COMMENT),
         ]
 
 

@@ -100,5 +100,6 @@ def customer_credit(base: str, view: dict[str, Any], nested_offerings: bool) -> 
         **_terms(row, view),
         "allocated_to_projects": format_money(view["allocated_to_projects"]),
         "consumption_last_month": money_or_none(view["consumption_last_month"]),
-        "withdrawable_balance": format_money(Decimal(0)),
+        "withdrawable_balance": format_money(row.withdrawable_balance),
+        "protect_allocations": row.protect_allocations,
     }

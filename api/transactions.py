@@ -7,7 +7,7 @@ organisation credit (`credit_uuid` set) or a project credit (`project_credit_uui
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Select, false, or_, select
 
 from api.common import Resource, apply_uuid_filter, parse_uuid
 from api.errors import not_found, validation_error
-from api.listing import last_param, ordering, paginate
+from api.listing import last_param, ordering, paginate, parse_moment
 from api.representations import iso_date, iso_datetime
 from ledger.access import Principal
 from ledger.money import format_money
@@ -53,6 +53,17 @@ def date_filter(req: falcon.Request, name: str) -> date | None:
     raise validation_error({name: ["Enter a valid date."]})
 
 
+def moment_filter(req: falcon.Request, name: str) -> datetime | None:
+    """ISO 8601 date or date-time, with or without a zone (UTC when absent)."""
+    raw = last_param(req, name)
+    if raw is None:
+        return None
+    try:
+        return parse_moment(raw)
+    except ValueError:
+        raise validation_error({name: ["Enter a valid date/time."]}) from None
+
+
 def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
     query = visible(principal)
     query = apply_uuid_filter(query, req, "credit_uuid", tx.c.credit_uuid)
@@ -69,6 +80,10 @@ def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
         query = query.where(tx.c.billing_period >= day)
     if (day := date_filter(req, "billing_period_before")) is not None:
         query = query.where(tx.c.billing_period <= day)
+    if (moment := moment_filter(req, "created_from")) is not None:
+        query = query.where(tx.c.created >= moment)
+    if (moment := moment_filter(req, "created_to")) is not None:
+        query = query.where(tx.c.created < moment)
     return query.order_by(*order(req))
 
 

@@ -8,16 +8,16 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from ledger.compensations import Compensations
 from ledger.credits import CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
 from ledger.errors import NoCustomerCredit, NotFound, RuleViolation, check_version
-from ledger.posting import Posting
 from ledger.store import Unit
 from ledger.terms import Terms
 from ledger.users import User, hash_token
 
 
-class Ledger(Posting):
+class Ledger(Compensations):
     """The credit ledger: directory, credits, consumption and settlement commands."""
 
     name = "Ledger"
@@ -90,7 +90,8 @@ class Ledger(Posting):
     # --- customer credits ----------------------------------------------------------------
 
     def create_customer_credit(self, customer_id: UUID, value: Decimal, terms: Terms,
-                               offering_ids: list[UUID], actor: str) -> UUID:
+                               offering_ids: list[UUID], actor: str, comment: str = "",
+                               protect_allocations: bool = False) -> UUID:
         def command(unit: Unit) -> UUID:
             customer = unit.get(customer_id, Customer)
             for offering_id in offering_ids:
@@ -98,7 +99,9 @@ class Ledger(Posting):
             terms.check()
             credit = unit.add(CustomerCredit(customer_id=customer_id, value=value,
                                              terms=terms.as_kwargs(),
-                                             offering_ids=offering_ids, actor=actor))
+                                             offering_ids=offering_ids, actor=actor,
+                                             comment=comment,
+                                             protect_allocations=protect_allocations))
             customer.attach_credit(credit.id, actor)
             return credit.id
 
@@ -107,12 +110,15 @@ class Ledger(Posting):
     def update_customer_credit(self, credit_id: UUID, actor: str, value: Decimal | None = None,
                                terms: dict[str, Any] | None = None,
                                offering_ids: list[UUID] | None = None,
-                               expected_version: int | None = None) -> None:
+                               expected_version: int | None = None, comment: str = "",
+                               protect_allocations: bool | None = None) -> None:
         def command(unit: Unit) -> None:
             credit = unit.get(credit_id, CustomerCredit)
             check_version(credit.version, expected_version)
             if value is not None:
-                credit.set_value(value, actor)
+                credit.set_value(value, actor, comment)
+            if protect_allocations is not None:
+                credit.set_protect_allocations(protect_allocations, actor)
             new_terms = credit.terms.updated(**(terms or {}))
             new_terms.check()
             credit.change_terms(new_terms, actor)
@@ -122,6 +128,11 @@ class Ledger(Posting):
                 credit.change_offerings(offering_ids, actor)
 
         self.retrying(command)
+
+    def adjust_withdrawable(self, credit_id: UUID, amount: Decimal, comment: str,
+                            actor: str) -> None:
+        self.retrying(lambda unit: unit.get(credit_id, CustomerCredit).adjust_withdrawable(
+            amount, comment, actor))
 
     def delete_customer_credit(self, credit_id: UUID, actor: str,
                                expected_version: int | None = None) -> None:
@@ -140,14 +151,15 @@ class Ledger(Posting):
     # --- project credits -----------------------------------------------------------------
 
     def create_project_credit(self, project_id: UUID, value: Decimal, terms: Terms,
-                              mark_unused: bool, actor: str) -> UUID:
+                              mark_unused: bool, actor: str, comment: str = "") -> UUID:
         def command(unit: Unit) -> UUID:
             project = unit.get(project_id, Project)
             customer_credit = self._customer_credit_of(unit, project)
             credit = unit.add(ProjectCredit(
                 project_id=project_id, customer_id=project.customer_id, value=value,
                 terms=terms.as_kwargs(),
-                mark_unused_credit_as_spent_on_project_termination=mark_unused, actor=actor))
+                mark_unused_credit_as_spent_on_project_termination=mark_unused, actor=actor,
+                comment=comment))
             project.attach_credit(credit.id, actor)
             customer_credit.check_allocation(credit.id, value)
             terms.check()
@@ -160,7 +172,7 @@ class Ledger(Posting):
                               project_id: UUID | None = None, value: Decimal | None = None,
                               terms: dict[str, Any] | None = None,
                               mark_unused: bool | None = None,
-                              expected_version: int | None = None) -> None:
+                              expected_version: int | None = None, comment: str = "") -> None:
         def command(unit: Unit) -> None:
             credit = unit.get(credit_id, ProjectCredit)
             check_version(credit.version, expected_version)
@@ -174,7 +186,7 @@ class Ledger(Posting):
             new_terms = credit.terms.updated(**(terms or {}))
             new_terms.check()
             if value is not None:
-                credit.set_value(value, actor)
+                credit.set_value(value, actor, comment)
                 customer_credit.sync_allocation(credit, actor)
             credit.change_terms(new_terms, actor)
             if mark_unused is not None:

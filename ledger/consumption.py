@@ -27,6 +27,7 @@ class ConsumptionItem(Aggregate):
 
     Recorded: ClassVar[type[Aggregate.Event]]
     Reversed: ClassVar[type[Aggregate.Event]]
+    CoverageChanged: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id(item_id: str) -> UUID:
@@ -64,6 +65,33 @@ class ConsumptionItem(Aggregate):
     @property
     def drawn(self) -> Decimal:
         return self.drawn_from_project_credit + self.drawn_from_customer_credit
+
+    def change_coverage(self, project_credit_id: UUID | None, customer_credit_id: UUID | None,
+                        drawn_from_project_credit: Decimal, drawn_from_customer_credit: Decimal,
+                        actor: str) -> None:
+        """Staff cleared or re-applied the item's period: it is now covered like this."""
+        coverage = (project_credit_id, customer_credit_id, drawn_from_project_credit,
+                    drawn_from_customer_credit)
+        if coverage != (self.project_credit_id, self.customer_credit_id,
+                        self.drawn_from_project_credit, self.drawn_from_customer_credit):
+            self._coverage_changed(
+                item_id=self.item_id, project_credit_id=project_credit_id,
+                customer_credit_id=customer_credit_id,
+                drawn_from_project_credit=drawn_from_project_credit,
+                drawn_from_customer_credit=drawn_from_customer_credit,
+                uncovered=self.amount - drawn_from_project_credit - drawn_from_customer_credit,
+                actor=actor)
+
+    @event("CoverageChanged")
+    def _coverage_changed(self, item_id: str, project_credit_id: UUID | None,
+                          customer_credit_id: UUID | None, drawn_from_project_credit: Decimal,
+                          drawn_from_customer_credit: Decimal, uncovered: Decimal,
+                          actor: str) -> None:
+        self.project_credit_id = project_credit_id
+        self.customer_credit_id = customer_credit_id
+        self.drawn_from_project_credit = drawn_from_project_credit
+        self.drawn_from_customer_credit = drawn_from_customer_credit
+        self.uncovered = uncovered
 
     def reverse(self, actor: str) -> None:
         if self.reversed:

@@ -31,10 +31,10 @@ class DrawLine:
     amount: Decimal
     project_credit_id: UUID | None = None
 
-    def encoded(self) -> dict[str, Any]:
-        """The event's line: the amount signed as the balance moves."""
+    def encoded(self, sign: int = -1) -> dict[str, Any]:
+        """The event's line: the amount signed as the balance moves (a draw lowers it)."""
         line: dict[str, Any] = {"item_id": self.item_id, "project_id": self.project_id,
-                                "amount": -self.amount}
+                                "amount": sign * self.amount}
         if self.project_credit_id is not None:
             line["project_credit_id"] = self.project_credit_id
         return line
@@ -62,6 +62,7 @@ class Credit(CopiedByContainers, Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.value += self.amount
+            aggregate.balance_moved()
 
     class Granted(BalanceChanged):
         """Staff or an owner set the balance (upstream's staff_grant)."""
@@ -79,7 +80,22 @@ class Credit(CopiedByContainers, Aggregate):
             assert self.period is not None
             aggregate.drawn[self.period] = aggregate.drawn_in(self.period) - self.amount
 
-    class ItemsDrawn(BalanceChanged):
+    class LinesChanged(BalanceChanged):
+        """Base of the events that move the balance by item lines (signed amounts).
+
+        ``amount`` is the sum of the lines; on an organisation credit a line naming a
+        ``project_credit_id`` moves that allocation mirror by its amount too.
+        """
+
+        lines: list[dict[str, Any]]
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            assert self.period is not None
+            aggregate.drawn[self.period] = aggregate.drawn_in(self.period) - self.amount
+            aggregate.mirror_draws(self.lines)
+
+    class ItemsDrawn(LinesChanged):
         """A batch's usage cost for one billing period, one line per consumption item.
 
         Posting records one of these per credit and period per batch, instead of one
@@ -93,13 +109,9 @@ class Credit(CopiedByContainers, Aggregate):
         ``amount`` is the sum of the lines.
         """
 
-        lines: list[dict[str, Any]]
-
-        def apply(self, aggregate: Any) -> None:
-            super().apply(aggregate)
-            assert self.period is not None
-            aggregate.drawn[self.period] = aggregate.drawn_in(self.period) - self.amount
-            aggregate.mirror_draws(self.lines)
+    class DrawsRolledBack(LinesChanged):
+        """Staff cleared an open period's draws (clear/apply compensations): each line gives
+        an item's draw back (a positive amount); the item stays posted, uncovered."""
 
     class DrawReversed(BalanceChanged):
         """A consumption item was reversed while its period was open."""
@@ -195,7 +207,10 @@ class Credit(CopiedByContainers, Aggregate):
         )
 
     def mirror_draws(self, lines: list[dict[str, Any]]) -> None:
-        """State change of ItemsDrawn beyond the balance; only organisation credits have one."""
+        """State change of item lines beyond the balance; only organisation credits have one."""
+
+    def balance_moved(self) -> None:
+        """State that follows the balance; only organisation credits have some."""
 
     def covers(self, period: Period) -> bool:
         """A credit whose end date is on or before the period's first day covers nothing."""
@@ -230,6 +245,18 @@ class Credit(CopiedByContainers, Aggregate):
             raise RuleViolation(f"Cannot draw {total} from a balance of {self.value}.", "amount")
         self.trigger_event(self.ItemsDrawn, amount=-total, period=str(period),
                            lines=[line.encoded() for line in lines], actor=actor)
+
+    def roll_back_draws(self, period: Period, lines: list[DrawLine], actor: str) -> None:
+        """Give back the given draws of an open period (each line a positive amount)."""
+        lines = [line for line in lines if line.amount > 0]
+        total = sum((line.amount for line in lines), ZERO)
+        if not lines or self.deleted:
+            return
+        if total > self.drawn_in(str(period)):
+            raise RuleViolation(f"Cannot roll back {total}: {self.drawn_in(str(period))} "
+                                f"was drawn in {period}.", "amount")
+        self.trigger_event(self.DrawsRolledBack, amount=total, period=str(period),
+                           lines=[line.encoded(sign=1) for line in lines], actor=actor)
 
     def reverse_draw(self, amount: Decimal, period: Period, item_id: str, actor: str) -> None:
         if amount > 0 and not self.deleted:
@@ -272,17 +299,65 @@ class CustomerCredit(Credit):
 
     OfferingsChanged: ClassVar[type[Aggregate.Event]]
     AllocationChanged: ClassVar[type[Aggregate.Event]]
+    AllocationProtectionChanged: ClassVar[type[Aggregate.Event]]
     PeriodSettled: ClassVar[type[Aggregate.Event]]
     PeriodReopened: ClassVar[type[Aggregate.Event]]
 
+    # Defaults for states and snapshots recorded before these settings existed.
+    withdrawable: Decimal = ZERO
+    protect_allocations: bool = False
+
     @event("Created")
     def __init__(self, customer_id: UUID, value: Decimal, terms: dict[str, Any],
-                 offering_ids: list[UUID], actor: str) -> None:
+                 offering_ids: list[UUID], actor: str, comment: str = "",
+                 protect_allocations: bool = False) -> None:
+        """``comment`` and ``protect_allocations`` are absent from older Created events:
+        replay then calls this with the defaults."""
         self.customer_id = customer_id
         self._init_balance(value, terms)
         self.offering_ids = list(offering_ids)
         self.allocations: dict[str, Decimal] = {}
         self.settled_periods: list[str] = []
+        self.protect_allocations = protect_allocations
+
+    class WithdrawableAdjusted(Credit.BalanceChanged):
+        """Staff moved the withdrawable part of the balance, and the balance with it."""
+
+        comment: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.withdrawable += self.amount
+            super().apply(aggregate)
+
+    def balance_moved(self) -> None:
+        """Withdrawable money is spent last: it never exceeds the balance."""
+        self.withdrawable = min(self.withdrawable, max(self.value, ZERO))
+
+    def adjust_withdrawable(self, amount: Decimal, comment: str, actor: str) -> None:
+        """Upstream's adjust_withdrawable: the balance and its withdrawable part move together."""
+        if amount == 0:
+            raise RuleViolation("Amount must not be zero.", "amount")
+        if not comment.strip():
+            raise RuleViolation("A comment is required.", "comment")
+        if self.value + amount < 0:
+            raise RuleViolation("Adjustment would make the credit value negative.", "amount")
+        if amount < 0 and -amount > self.withdrawable:
+            raise RuleViolation("Reduction would exceed the withdrawable balance.", "amount")
+        self.trigger_event(self.WithdrawableAdjusted, amount=amount, period=None,
+                           comment=comment, actor=actor)
+
+    def set_protect_allocations(self, protect: bool, actor: str) -> None:
+        if protect != self.protect_allocations:
+            self._allocation_protection_changed(protect=protect, actor=actor)
+
+    @event("AllocationProtectionChanged")
+    def _allocation_protection_changed(self, protect: bool, actor: str) -> None:
+        self.protect_allocations = protect
+
+    @property
+    def earmarked(self) -> Decimal:
+        """What project credits still hold (the allocation mirrors)."""
+        return sum((max(v, ZERO) for v in self.allocations.values()), ZERO)
 
     @property
     def allocated(self) -> Decimal:
@@ -375,7 +450,8 @@ class ProjectCredit(Credit):
     @event("Created")
     def __init__(self, project_id: UUID, customer_id: UUID, value: Decimal,
                  terms: dict[str, Any], mark_unused_credit_as_spent_on_project_termination: bool,
-                 actor: str) -> None:
+                 actor: str, comment: str = "") -> None:
+        """``comment`` is absent from older Created events: replay uses the default."""
         self.project_id = project_id
         self.customer_id = customer_id
         self._init_balance(value, terms)

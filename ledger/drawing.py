@@ -28,11 +28,14 @@ def split_cost(
     customer_credit: CustomerCredit | None,
     project_credit: ProjectCredit | None,
     available: Callable[[Credit], Decimal] = lambda credit: credit.value,
+    earmarked: Callable[[CustomerCredit], Decimal] = lambda credit: credit.earmarked,
 ) -> Split:
     """Apply DESIGN §3: offering restriction, no fallback to the pool, never below zero.
 
-    ``available`` is what is left of a credit's balance; a batch passes its running
-    balances so that each item sees the draws of the items before it.
+    ``available`` is what is left of a credit's balance and ``earmarked`` what its
+    project credits still hold; a batch passes its running figures so that each item
+    sees the draws of the items before it. With ``protect_allocations`` a pool draw
+    leaves the earmarked money for its projects.
     """
     cc = customer_credit if customer_credit and not customer_credit.deleted else None
     if cc is None or not cc.covers(period) or not cc.allows(offering_id):
@@ -42,7 +45,8 @@ def split_cost(
             return Split(ZERO, ZERO, amount)
         drawn = max(ZERO, min(amount, available(project_credit), available(cc)))
         return Split(drawn, ZERO, amount - drawn)
-    drawn = max(ZERO, min(amount, available(cc)))
+    pool = available(cc) - (earmarked(cc) if cc.protect_allocations else ZERO)
+    drawn = max(ZERO, min(amount, pool))
     return Split(ZERO, drawn, amount - drawn)
 
 
@@ -63,10 +67,28 @@ class DrawTally:
     def available(self, credit: Credit) -> Decimal:
         return credit.value - self.pending.get(credit.id, ZERO)
 
+    def earmarked(self, credit: CustomerCredit) -> Decimal:
+        """What the organisation's project credits still hold after the batch's draws."""
+        return sum((max(ZERO, value - self.pending.get(UUID(key), ZERO))
+                    for key, value in credit.allocations.items()), ZERO)
+
     def add(self, credit: Credit, period: Period, line: DrawLine) -> None:
         self.credits[credit.id] = credit
         self.pending[credit.id] = self.pending.get(credit.id, ZERO) + line.amount
         self.lines.setdefault((credit.id, period), []).append(line)
+
+    def add_split(self, split: Split, period: Period, item_id: str, project_id: UUID,
+                  customer_credit: CustomerCredit | None,
+                  project_credit: ProjectCredit | None) -> UUID | None:
+        """Tally an item's split; the project credit it was drawn through, if any."""
+        drawn = split.from_project_credit + split.from_customer_credit
+        through = project_credit.id if project_credit and split.from_project_credit else None
+        if project_credit is not None and through is not None:
+            self.add(project_credit, period,
+                     DrawLine(item_id, project_id, split.from_project_credit))
+        if customer_credit is not None and drawn:
+            self.add(customer_credit, period, DrawLine(item_id, project_id, drawn, through))
+        return through
 
     def record(self, actor: str) -> None:
         """Project credits first, then organisation credits, each period in order.

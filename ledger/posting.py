@@ -12,7 +12,7 @@ from eventsourcing.domain import Aggregate
 
 from ledger import drawing, settlement
 from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, consumption_id
-from ledger.credits import Credit, CustomerCredit, DrawLine, ProjectCredit
+from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Project
 from ledger.errors import Conflict, NotFound, PeriodClosed
 from ledger.loading import load_many, peek
@@ -125,14 +125,9 @@ class Posting(LedgerBase):
             raise PeriodClosed(f"Billing period {item.period} is closed.", "period")
         pc = unit.get(project.credit_id, ProjectCredit) if project.credit_id else None
         split = drawing.split_cost(item.amount, item.period, item.offering_id, cc, pc,
-                                   tally.available)
+                                   tally.available, tally.earmarked)
         drawn = split.from_project_credit + split.from_customer_credit
-        through = pc.id if pc is not None and split.from_project_credit else None
-        if pc is not None and through is not None:
-            tally.add(pc, item.period,
-                      DrawLine(item.item_id, project.id, split.from_project_credit))
-        if cc is not None and drawn:
-            tally.add(cc, item.period, DrawLine(item.item_id, project.id, drawn, through))
+        through = tally.add_split(split, item.period, item.item_id, project.id, cc, pc)
         return ConsumptionItem(
             item_id=item.item_id, project_id=project.id, customer_id=customer.id,
             offering_id=item.offering_id, amount=item.amount, period=str(item.period),

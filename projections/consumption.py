@@ -30,12 +30,7 @@ def _recorded(event: Any, changes: Changes, position: int) -> None:
         item_id=event.item_id, project_uuid=event.project_id.hex,
         customer_uuid=event.customer_id.hex,
         offering_uuid=event.offering_id.hex if event.offering_id else None,
-        period=event.period, amount=event.amount,
-        drawn_from_project_credit=event.drawn_from_project_credit,
-        drawn_from_customer_credit=event.drawn_from_customer_credit,
-        uncovered=event.uncovered,
-        project_credit_uuid=event.project_credit_id.hex if event.project_credit_id else None,
-        customer_credit_uuid=event.customer_credit_id.hex if event.customer_credit_id else None,
+        period=event.period, amount=event.amount, **_coverage(event),
         reversed=False, created=event.timestamp)
     changes.insert(consumptions, row)
     _count(changes, row, 1)
@@ -47,11 +42,33 @@ def _reversed(event: Any, changes: Changes, position: int) -> None:
     _count(changes, row, -1)
 
 
-def _count(changes: Changes, item: Row, sign: int) -> None:
-    period = item["period"]
+@project.on(ConsumptionItem.CoverageChanged)
+def _coverage_changed(event: Any, changes: Changes, position: int) -> None:
+    """Staff cleared or re-applied the item's period: the credits' month totals follow."""
+    old = changes.row(consumptions, event.item_id)
+    _count_drawn(changes, old, -1)
+    new = changes.update(consumptions, (event.item_id,), **_coverage(event))
+    _count_drawn(changes, new, 1)
+
+
+def _coverage(event: Any) -> dict[str, Any]:
+    return dict(
+        drawn_from_project_credit=event.drawn_from_project_credit,
+        drawn_from_customer_credit=event.drawn_from_customer_credit,
+        uncovered=event.uncovered,
+        project_credit_uuid=event.project_credit_id.hex if event.project_credit_id else None,
+        customer_credit_uuid=event.customer_credit_id.hex if event.customer_credit_id else None)
+
+
+def _count_drawn(changes: Changes, item: Row, sign: int) -> None:
     drawn = item["drawn_from_project_credit"] + item["drawn_from_customer_credit"]
     for credit_uuid in {item["project_credit_uuid"], item["customer_credit_uuid"]} - {None}:
-        changes.add(credit_months, credit_uuid, period, drawn=sign * drawn)
+        changes.add(credit_months, credit_uuid, item["period"], drawn=sign * drawn)
+
+
+def _count(changes: Changes, item: Row, sign: int) -> None:
+    period = item["period"]
+    _count_drawn(changes, item, sign)
     changes.add(project_months, item["project_uuid"], period, item["offering_uuid"] or "",
                 cost=sign * item["amount"])
     changes.add(customer_months, item["customer_uuid"], period, item_count=sign)

@@ -11,9 +11,11 @@ credit) is kept on its row, and the number of listed rows in `counters`.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
+from ledger.money import ZERO
 from projections.changes import Changes, Row
 from projections.dispatch import Dispatch
 from projections.tables import (
@@ -82,6 +84,8 @@ def _(event: Any, changes: Changes, position: int) -> None:
     customer = changes.row(customers, event.customer_id.hex)
     changes.insert(customer_credits, dict(
         allocated_to_projects=0, offerings=_offerings_json(changes, event.offering_ids),
+        withdrawable_balance=0,
+        protect_allocations=getattr(event, "protect_allocations", False),  # older events lack it
         **_created(event, customer)))
     changes.update(customers, (customer["uuid"],), credit_uuid=event.originator_id.hex)
     _count_listed(changes, customer_credits, 1)
@@ -130,9 +134,20 @@ def _(event: Any, changes: Changes, position: int) -> None:
             "deleted": True}
     if isinstance(event, Credit.SettlementReversed) and event.expected_consumption is not None:
         extra["expected_consumption"] = event.expected_consumption
-    _touch(event, changes, value=row["value"] + event.amount, **extra)
+    value = row["value"] + event.amount
+    if table is customer_credits:
+        extra["withdrawable_balance"] = withdrawable_after(event, row["withdrawable_balance"],
+                                                          value)
+    _touch(event, changes, value=value, **extra)
     if table is project_credits:
         _allocate(changes, row["customer_uuid"], event.amount)
+
+
+def withdrawable_after(event: Any, withdrawable: Decimal, value: Decimal) -> Decimal:
+    """As CustomerCredit keeps it: adjusted by its own events, never above the balance."""
+    if isinstance(event, CustomerCredit.WithdrawableAdjusted):
+        withdrawable += event.amount
+    return min(withdrawable, max(value, ZERO))
 
 
 @project.on(Credit.TermsChanged)
@@ -154,6 +169,11 @@ def _(event: Any, changes: Changes, position: int) -> None:
 @project.on(CustomerCredit.OfferingsChanged)
 def _(event: Any, changes: Changes, position: int) -> None:
     _touch(event, changes, offerings=_offerings_json(changes, event.offering_ids))
+
+
+@project.on(CustomerCredit.AllocationProtectionChanged)
+def _(event: Any, changes: Changes, position: int) -> None:
+    _touch(event, changes, protect_allocations=event.protect)
 
 
 @project.on(ProjectCredit.Moved)

@@ -235,7 +235,8 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
             keys[offerings].add((offering_id.hex,))
         for line in getattr(event, "lines", None) or ():
             keys[projects].add((line["project_id"].hex,))
-        if isinstance(event, ConsumptionItem.Reversed | Credit.DrawReversed):
+        if isinstance(event, ConsumptionItem.Reversed | ConsumptionItem.CoverageChanged
+                      | Credit.DrawReversed):
             reversal: Any = event
             keys[consumptions].add((reversal.item_id,))
     for table in (project_credits, customer_credits, offerings, consumptions):

@@ -19,6 +19,7 @@ from ledger.terms import Terms
 from projections.credits import LISTED_COUNTER
 from projections.tables import (
     LISTED,
+    billing_periods,
     consumptions,
     counters,
     credit_months,
@@ -221,3 +222,21 @@ def monthly_consumption(conn: Connection, credit_uuid: str) -> list[tuple[str, D
         price = (from_project + from_customer).quantize(CENT, rounding=ROUND_UP)
         months[period] = months.get(period, Decimal("0.00")) + price
     return list(months.items())
+
+
+def open_period_items(conn: Connection, customer_uuid: str) -> tuple[Period, list[str]] | None:
+    """The organisation's latest open billing period with live items, and those items."""
+    closed = select(billing_periods.c.period).where(billing_periods.c.closed)
+    latest = conn.execute(
+        select(func.max(consumptions.c.period))
+        .where(consumptions.c.customer_uuid == customer_uuid,
+               consumptions.c.reversed == false(), consumptions.c.period.not_in(closed))
+    ).scalar()
+    if latest is None:
+        return None
+    item_ids = conn.execute(
+        select(consumptions.c.item_id)
+        .where(consumptions.c.customer_uuid == customer_uuid,
+               consumptions.c.period == latest, consumptions.c.reversed == false())
+        .order_by(consumptions.c.item_id)).scalars().all()
+    return Period.parse(latest), list(item_ids)

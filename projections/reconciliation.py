@@ -14,7 +14,8 @@ the latest month equals the live balance. A credit created after usage it covers
 posted for an earlier month shows a negative balance in that month.
 
 Columns are signed, as the balance moved: granted (creation value and grants, upstream's
-staff_grant), consumed (draws net of their reversals), floor_draws (minimal_draw),
+staff_grant, and withdrawable adjustments), consumed (draws net of their
+reversals and of cleared compensations), floor_draws (minimal_draw),
 expired, written_off (write-off, release on project termination, deletion), reversed
 (settlement reversals of a re-opened period). A balance event of a kind not listed here
 would land in opening/closing but in no column, and the row would not tie out.
@@ -49,9 +50,11 @@ CLASSIFY: list[tuple[type, str]] = [
     (CustomerCredit.Created, "granted"),
     (ProjectCredit.Created, "granted"),
     (Credit.Granted, "granted"),
+    (CustomerCredit.WithdrawableAdjusted, "granted"),
     (Credit.Drawn, "consumed"),
     (Credit.ItemsDrawn, "consumed"),
     (Credit.DrawReversed, "consumed"),
+    (Credit.DrawsRolledBack, "consumed"),
     (Credit.FloorCharged, "floor_draws"),
     (Credit.Expired, "expired"),
     (Credit.WrittenOff, "written_off"),

@@ -17,7 +17,8 @@ from projections.tables import tracking
 # Bump whenever a read-model table or what a projector writes into it changes.
 # 1: users.is_active (user deactivation).
 # 2: tables shaped for their queries (names on credit rows, month totals, counters).
-READ_MODEL_VERSION = 2
+# 3: customer_credits.withdrawable_balance and protect_allocations; items' coverage changes.
+READ_MODEL_VERSION = 3
 NAME = "read_models"
 
 metadata = MetaData()

@@ -140,6 +140,8 @@ customer_credits = Table(
     Column("customer_slug", String(500), nullable=False),
     Column("allocated_to_projects", Money, nullable=False),
     Column("offerings", Text, nullable=False),  # JSON [[uuid, name, type], ...] in given order
+    Column("withdrawable_balance", Money, nullable=False),
+    Column("protect_allocations", Boolean, nullable=False),
     *_credit_columns(),
 )
 

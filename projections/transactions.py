@@ -30,7 +30,9 @@ LINE_SLOTS = 1 << 20
 
 TYPES: list[tuple[type, str]] = [
     (Credit.Granted, "staff_grant"),
+    (CustomerCredit.WithdrawableAdjusted, "withdrawable_adjustment"),
     (Credit.ItemsDrawn, "compensation"),
+    (Credit.DrawsRolledBack, "rollback"),
     (Credit.Drawn, "compensation"),
     (Credit.DrawReversed, "rollback"),
     (Credit.FloorCharged, "minimal_draw"),
@@ -63,7 +65,10 @@ def transaction_type(event: Credit.BalanceChanged) -> str:
 
 
 def comment_of(event: Any) -> str:
-    if isinstance(event, Credit.Granted):
+    """The transaction's comment: the grant's reason as given, or what the ledger did."""
+    if isinstance(event, CustomerCredit.Created | ProjectCredit.Created):
+        return str(getattr(event, "comment", ""))  # older Created events have none
+    if isinstance(event, Credit.Granted | CustomerCredit.WithdrawableAdjusted):
         return str(event.comment)
     if isinstance(event, Credit.WrittenOff):
         return f"Written off: {event.reason}."
@@ -81,10 +86,10 @@ def comment_of(event: Any) -> str:
 def _created(event: Any, changes: Changes, position: int) -> None:
     """A credit created with a value is a grant of that value (upstream: delta on create)."""
     if event.value != 0:
-        _record(event, changes, position, event.value, "staff_grant", "", None)
+        _record(event, changes, position, event.value, "staff_grant", comment_of(event), None)
 
 
-@project.on(Credit.ItemsDrawn)
+@project.on(Credit.LinesChanged)
 def _items_drawn(event: Any, changes: Changes, position: int) -> None:
     names = {uuid: name for line in event.lines
              if (name := _name_of(changes, uuid := line["project_id"].hex)) is not None}
@@ -138,13 +143,15 @@ def _record(event: Any, changes: Changes, position: int, amount: Decimal, kind: 
 
 def items_drawn_rows(event: Any, position: int, credit: CreditRow,
                      project_names: dict[str, str]) -> list[dict[str, Any]]:
-    """One compensation row per item line, in line order, each with its running balance.
+    """One row per item line (compensation, or rollback when cleared), in line order, each
+    with its running balance.
 
     The credit row holds the balance after the whole event; the lines lead up to it.
     """
     assert len(event.lines) < LINE_SLOTS
     balance = credit.value - event.amount
     period = Period.parse(event.period).first_day
+    kind = transaction_type(event)
     found = []
     for index, line in enumerate(event.lines):
         balance += line["amount"]
@@ -152,7 +159,7 @@ def items_drawn_rows(event: Any, position: int, credit: CreditRow,
         found.append(transaction_row(
             event, credit, uuid=transaction_uuid(event, line["item_id"]),
             position=position * LINE_SLOTS + index, amount=line["amount"],
-            transaction_type="compensation", comment=f"Consumption item {line['item_id']}.",
+            transaction_type=kind, comment=f"Consumption item {line['item_id']}.",
             project_uuid=project_uuid, project_name=project_names.get(project_uuid),
             billing_period=period, balance_after=balance))
     return found

@@ -29,6 +29,7 @@ CUSTOMER_CREDIT_FIELDS = [
     "offerings", "end_date", "expected_consumption", "minimal_consumption",
     "minimal_consumption_logic", "grace_coefficient", "apply_as_minimal_consumption",
     "allocated_to_projects", "consumption_last_month", "withdrawable_balance",
+    "protect_allocations",
 ]
 
 

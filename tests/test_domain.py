@@ -319,3 +319,53 @@ def test_an_id_the_lookup_has_not_seen_yet_still_replays(ledger: Ledger) -> None
     assert asked == [["x", "y"]]
     [third] = ledger.post_consumption([item("y", a, "5")], "t", known=lambda ids: {"y"})
     assert third.replayed and value(ledger, org) == D(65)
+
+
+def test_protected_pool_leaves_running_earmarks_within_a_batch(ledger: Ledger) -> None:
+    customer, [a, b, pool] = org_with_projects(ledger, "A", "B", "Pool")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t",
+                                        protect_allocations=True)
+    ledger.create_project_credit(a, D(40), Terms(), False, "t")
+    ledger.create_project_credit(b, D(25), Terms(), False, "t")
+    results = ledger.post_consumption(
+        [item("pool", pool, "100"), item("a", a, "30"), item("b", b, "10")], "t")
+    # b 10 and a 30 first; the pool then leaves what A (10) and B (15) still hold
+    assert [(r.item_id, r.drawn_from_project_credit + r.drawn_from_customer_credit)
+            for r in results] == [("pool", D(35)), ("a", D(30)), ("b", D(10))]
+    assert value(ledger, org) == D(25)
+    more = ledger.post_consumption([item("a2", a, "10"), item("b2", b, "15")], "t")
+    assert [r.uncovered for r in more] == [0, 0]
+    assert value(ledger, org) == 0
+
+
+def test_created_events_stored_without_the_new_fields_still_replay(ledger: Ledger) -> None:
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(10), Terms(), [], "t", comment="why")
+    pc = ledger.create_project_credit(a, D(5), Terms(), False, "t", comment="why")
+    for credit_id, cls in ((org, CustomerCredit), (pc, ProjectCredit)):
+        created = next(iter(ledger.events.get(credit_id)))
+        stored = ledger.mapper.to_stored_event(created)
+        state = ledger.mapper.transcoder.decode(stored.state)
+        for name in ("comment", "protect_allocations"):
+            state.pop(name, None)  # as events stored before these fields existed
+        old = type(stored)(originator_id=stored.originator_id,
+                           originator_version=stored.originator_version, topic=stored.topic,
+                           state=ledger.mapper.transcoder.encode(state))
+        replayed = ledger.mapper.to_domain_event(old).mutate(None)
+        assert isinstance(replayed, cls) and replayed.value in (D(10), D(5))
+        assert not hasattr(ledger.mapper.to_domain_event(old), "comment")
+    assert ledger.repository.get(org).protect_allocations is False
+
+
+def test_clear_refuses_an_item_list_that_misses_a_draw(ledger: Ledger) -> None:
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    ledger.post_consumption([item("x", a, "10"), item("y", a, "20")], "t")
+    with pytest.raises(Conflict):
+        ledger.clear_compensations(org, FEB, ["x"], "t")
+    ledger.clear_compensations(org, FEB, ["x", "y"], "t")
+    assert value(ledger, org) == D(100)
+    found = ledger.find_consumption("y")
+    assert found is not None and (found.drawn, found.uncovered) == (0, D(20))
+    ledger.apply_compensations(org, FEB, ["x", "y"], "t")
+    assert value(ledger, org) == D(70)
