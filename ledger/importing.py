@@ -15,6 +15,7 @@ stay careful while they keep meeting records the ledger already holds (a re-run)
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from collections.abc import Callable
@@ -117,8 +118,13 @@ class Tally:
 
 
 def create_with_id(cls: type[A], event_class: type[Any], aggregate_id: UUID, **kwargs: Any) -> A:
-    """A new aggregate under the source's uuid; its created event is the usual one."""
-    return cls._create(event_class, id=aggregate_id, **kwargs)
+    """A new aggregate under the source's uuid; its created event is the usual one, with
+    the constructor's defaults for what the import does not give (the event needs them all).
+    """
+    optional = {name: parameter.default for name, parameter
+                in inspect.signature(cls.__init__).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    return cls._create(event_class, id=aggregate_id, **{**optional, **kwargs})
 
 
 class ImportUnit(Unit):
