@@ -29,13 +29,15 @@ from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
-from projections import consumption, credits, directory, schema_version, transactions
+from projections import consumption, credits, directory, schema_version, transactions, versions
 from projections.changes import Changes, Key
 from projections.dispatch import Handler
 from projections.tables import (
     READ_MODEL_TABLES,
     consumptions,
     create_search_indexes,
+    credit_allocations,
+    credit_versions,
     customer_credits,
     customers,
     metadata,
@@ -52,6 +54,7 @@ REBUILD_BATCH = 5000
 HANDLERS: Sequence[Handler] = (
     directory.project,
     credits.project,
+    versions.project,
     consumption.project,
     transactions.project,
 )
@@ -238,7 +241,10 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
         if isinstance(event, ConsumptionItem.Reversed | Credit.DrawReversed):
             reversal: Any = event
             keys[consumptions].add((reversal.item_id,))
-    for table in (project_credits, customer_credits, projects, offerings, consumptions):
+        for table, key in versions.rows_to_prefetch(event):
+            keys[table].add(key)
+    for table in (project_credits, customer_credits, projects, offerings, consumptions,
+                  credit_versions, credit_allocations):
         changes.load(table, keys[table])
     owners = {(row["customer_uuid"],) for row in changes.rows[project_credits].values() if row}
     changes.load(customers, keys[customers] | owners)

@@ -17,7 +17,9 @@ from projections.tables import tracking
 # Bump whenever a read-model table or what a projector writes into it changes.
 # 1: users.is_active (user deactivation).
 # 2: tables shaped for their queries (names on credit rows, month totals, counters).
-READ_MODEL_VERSION = 2
+# 3: credit_versions (as-of state per credit version), credit_transactions indexed by credit
+#    and time (month-end balances, statements).
+READ_MODEL_VERSION = 3
 NAME = "read_models"
 
 metadata = MetaData()
