@@ -26,6 +26,7 @@ from api.openapi import OpenApiSchema
 from api.project_credits import ProjectCredits
 from api.read_model_guard import PATHS_WITHOUT_READ_MODELS, ReadModelGuard
 from api.reconciliation import Reconciliation
+from api.statements import CreditStatement
 from api.transactions import CreditTransactions
 from api.wiring import Services
 
@@ -101,6 +102,8 @@ def create_app(services: Services) -> falcon.App:
     reconciliation = Reconciliation(services)
     app.add_route("/api/reconciliation/", reconciliation)
     app.add_route("/api/reconciliation/csv/", reconciliation, suffix="csv")
+    app.add_route("/api/reconciliation/usage/", reconciliation, suffix="usage")
+    app.add_route("/api/customer-credits/{uuid}/statement/", CreditStatement(services))
     app.add_route("/api/schema/", OpenApiSchema())
     app.add_route("/metrics", Metrics(services))
     add_docs_routes(app)

@@ -32,7 +32,7 @@ from api.listing import _links, _page_number, _page_size, last_param
 from api.representations import customer_credit, project_credit
 from ledger.access import Principal
 from ledger.application import Ledger
-from ledger.credits import Credit
+from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.money import ZERO, format_money
 from ledger.settlement import minimal_consumption
 from ledger.terms import Terms
@@ -42,7 +42,6 @@ from projections.queries import (
     offerings_from_json,
     project_credit_select,
 )
-from projections.reconciliation import amount_of
 from projections.tables import customer_credits, project_credits
 from projections.transactions import transaction_type, transaction_uuid
 
@@ -85,6 +84,16 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def amount_of(event: Any) -> Decimal | None:
+    """How an event moved the balance: the initial value on creation, else its amount."""
+    created: Any = event
+    if isinstance(event, CustomerCredit.Created | ProjectCredit.Created):
+        return Decimal(created.value)
+    if isinstance(event, Credit.BalanceChanged):
+        return Decimal(event.amount)
+    return None
 
 
 def kind_of(event: Any, amount: Decimal | None) -> str | None:

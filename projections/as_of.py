@@ -23,9 +23,10 @@ def latest_versions(moment: datetime, *where: Any) -> Any:
             .where(v.c.created <= moment, *where).group_by(v.c.uuid).subquery())
 
 
-def states_at(conn: Connection, moment: datetime, uuids: Select[Any]) -> list[Any]:
-    """Each credit among `uuids` (a one-column select) that existed then, with its names."""
-    latest = latest_versions(moment, v.c.uuid.in_(uuids))
+def states_at(conn: Connection, moment: datetime, uuids: Select[Any] | None = None) -> list[Any]:
+    """Each credit among `uuids` (a one-column select; None: all) that existed then, with
+    its names."""
+    latest = latest_versions(moment, *(() if uuids is None else (v.c.uuid.in_(uuids),)))
     query = (select(v, customers.c.name.label("customer_name"),
                     customers.c.slug.label("customer_slug"),
                     projects.c.name.label("project_name"),

@@ -293,6 +293,7 @@ credit_transactions = Table(
     Uuid("project_uuid", nullable=True),
     Column("project_name", String(500), nullable=True),
     Column("billing_period", Date, nullable=True, index=True),
+    Column("item_id", String(255), nullable=True),  # the consumption item of a draw
     Column("balance_after", Money, nullable=False),
     Column("actor", String(64), nullable=False),
     Column("event_type", String(64), nullable=False),
