@@ -17,10 +17,11 @@ run can show part of it (e.g. the project credit drawn, the organisation not yet
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import falcon
@@ -45,6 +46,7 @@ from projections.queries import (
 from projections.tables import customer_credits, project_credits
 from projections.transactions import transaction_type, transaction_uuid
 
+T = TypeVar("T")
 PROJECT_NOT_FOUND = "No ProjectCredit matches the given query."
 CUSTOMER_NOT_FOUND = "No CustomerCredit matches the given query."
 AS_OF_FORMAT = ("Datetime has wrong format. Use one of these formats instead: "
@@ -194,19 +196,16 @@ def _terms(row: Any) -> Terms:
 
 def _row(state: Any) -> SimpleNamespace:
     """The version's columns under the live row's names (created: the credit's creation)."""
-    return SimpleNamespace(**{**state._mapping, "created": state.credit_created})
+    return SimpleNamespace(**state._mapping)
 
 
-def project_credit_view(state: Any, org: Any | None, day: date) -> dict[str, Any] | None:
+def project_credit_view(state: Any, org: Any, day: date) -> dict[str, Any]:
     """The view dict of projections.queries.project_credit_views, from versions.
 
     Month-derived fields (consumption_last_month, creditable_cost_this_month) are null:
     they come from consumption items and "today", not from the credit's stream.
-    minimal_consumption is computed for the as-of date. A project credit whose
-    organisation had no live credit at the moment is hidden, as upstream hides orphans.
+    minimal_consumption is computed for the as-of date.
     """
-    if state.deleted or org is None:
-        return None
     spendable = min(state.value, org.value)
     return {
         "row": _row(state),
@@ -221,13 +220,11 @@ def project_credit_view(state: Any, org: Any | None, day: date) -> dict[str, Any
     }
 
 
-def customer_credit_view(state: Any, day: date) -> dict[str, Any] | None:
+def customer_credit_view(state: Any, day: date) -> dict[str, Any]:
     """The view dict of projections.queries.customer_credit_views, from versions.
 
     consumption_last_month is null (see project_credit_view).
     """
-    if state.deleted:
-        return None
     return {
         "row": _row(state),
         "allocated_to_projects": state.allocated_to_projects,
@@ -237,81 +234,90 @@ def customer_credit_view(state: Any, day: date) -> dict[str, Any] | None:
     }
 
 
-def project_views_at(conn: Connection, moment: datetime,
-                     query: Select[Any]) -> list[dict[str, Any]]:
-    """The credits `query` selects, as they were; those absent or hidden then are dropped."""
+def project_states_at(conn: Connection, moment: datetime,
+                      query: Select[Any]) -> list[tuple[Any, Any]]:
+    """(state, organisation state) of the credits `query` selects, as they were; those
+    absent or deleted then are dropped, and so are those whose organisation had no live
+    credit (upstream hides orphans)."""
     candidates = query.order_by(None)
     states = states_at(conn, moment, candidates.with_only_columns(project_credits.c.uuid))
     orgs = organisations_at(conn, moment,
                             candidates.with_only_columns(project_credits.c.customer_uuid))
-    return [view for state in states if (view := project_credit_view(
-        state, orgs.get(state.customer_uuid), moment.date())) is not None]
+    return [(state, org) for state in states
+            if not state.deleted and (org := orgs.get(state.customer_uuid)) is not None]
 
 
-def customer_views_at(conn: Connection, moment: datetime,
-                      query: Select[Any]) -> list[dict[str, Any]]:
+def customer_states_at(conn: Connection, moment: datetime, query: Select[Any]) -> list[Any]:
     states = states_at(conn, moment, query.order_by(None).with_only_columns(
         customer_credits.c.uuid))
-    return [view for state in states
-            if (view := customer_credit_view(state, moment.date())) is not None]
+    return [state for state in states if not state.deleted]
 
 
 def project_credit_as_of(services: Any, req: falcon.Request, principal: Principal,
                          credit_uuid: str) -> dict[str, Any]:
     """Retrieve: 404 when the credit did not exist (or was deleted) at the moment."""
+    moment = as_of_param(req)
     query = project_credit_candidates(principal).where(project_credits.c.uuid == credit_uuid)
     with services.reads.connect() as conn:
-        views = project_views_at(conn, as_of_param(req), query)
-    if not views:
+        found = project_states_at(conn, moment, query)
+    if not found:
         raise not_found(PROJECT_NOT_FOUND)
-    view = views[0]
+    view = project_credit_view(*found[0], moment.date())
     return project_credit(base_url(req), view,
                           principal.sees_organisation_fields(view["row"].customer_uuid))
 
 
 def customer_credit_as_of(services: Any, req: falcon.Request, principal: Principal,
                           credit_uuid: str) -> dict[str, Any]:
+    moment = as_of_param(req)
     query = customer_credit_candidates(principal).where(customer_credits.c.uuid == credit_uuid)
     with services.reads.connect() as conn:
-        views = customer_views_at(conn, as_of_param(req), query)
-    if not views:
+        found = customer_states_at(conn, moment, query)
+    if not found:
         raise not_found(CUSTOMER_NOT_FOUND)
-    return customer_credit(base_url(req), views[0], nested_offerings=True)
+    return customer_credit(base_url(req), customer_credit_view(found[0], moment.date()),
+                           nested_offerings=True)
 
 
 def project_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Response,
                           principal: Principal, query: Select[Any]) -> list[dict[str, Any]]:
-    """List: the filtered candidates as they were, those absent then dropped, re-ordered."""
+    """List: the filtered candidates as they were, those absent then dropped, re-ordered;
+    only the page is rendered."""
+    moment = as_of_param(req)
     with services.reads.connect() as conn:
-        views = project_views_at(conn, as_of_param(req), query)
+        found = project_states_at(conn, moment, query)
+    page = paginate_states(req, resp, found, lambda pair: pair[0])
+    views = [project_credit_view(state, org, moment.date()) for state, org in page]
     return [project_credit(base_url(req), view,
                            principal.sees_organisation_fields(view["row"].customer_uuid))
-            for view in paginate_views(req, resp, views)]
+            for view in views]
 
 
 def customer_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Response,
                            query: Select[Any]) -> list[dict[str, Any]]:
+    moment = as_of_param(req)
     with services.reads.connect() as conn:
-        views = customer_views_at(conn, as_of_param(req), query)
-    return [customer_credit(base_url(req), view, nested_offerings=True)
-            for view in paginate_views(req, resp, views)]
+        found = customer_states_at(conn, moment, query)
+    return [customer_credit(base_url(req), customer_credit_view(state, moment.date()),
+                            nested_offerings=True)
+            for state in paginate_states(req, resp, found, lambda state: state)]
 
 
-def paginate_views(req: falcon.Request, resp: falcon.Response,
-                   views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def paginate_states(req: falcon.Request, resp: falcon.Response, items: list[T],
+                    row_of: Callable[[T], Any]) -> list[T]:
     """Order by the as-of values (`o` was validated by the SQL ordering), then one page."""
-    views.sort(key=lambda view: (view["row"].created, view["row"].uuid))
+    items.sort(key=lambda item: (row_of(item).created, row_of(item).uuid))
     keys = [key.strip() for key in (last_param(req, "o") or "").split(",") if key.strip()]
     for key in reversed(keys):
         name = key.removeprefix("-")
-        views.sort(key=lambda view: _nulls_last(getattr(view["row"], name)),
+        items.sort(key=lambda item: _nulls_last(getattr(row_of(item), name)),
                    reverse=key.startswith("-"))
     size = _page_size(req)
-    pages = max(1, -(-len(views) // size))
+    pages = max(1, -(-len(items) // size))
     page = _page_number(req, pages)
-    resp.set_header("X-Result-Count", str(len(views)))
+    resp.set_header("X-Result-Count", str(len(items)))
     resp.set_header("Link", _links(req, page, pages))
-    return views[(page - 1) * size:page * size]
+    return items[(page - 1) * size:page * size]
 
 
 def _nulls_last(value: Any) -> tuple[int, Any]:

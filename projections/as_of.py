@@ -25,9 +25,11 @@ def latest_versions(moment: datetime, *where: Any) -> Any:
 
 def states_at(conn: Connection, moment: datetime, uuids: Select[Any] | None = None) -> list[Any]:
     """Each credit among `uuids` (a one-column select; None: all) that existed then, with
-    its names."""
+    its names; `created` is the credit's creation (as on the live row)."""
     latest = latest_versions(moment, *(() if uuids is None else (v.c.uuid.in_(uuids),)))
-    query = (select(v, customers.c.name.label("customer_name"),
+    columns = [column for column in v.c if column.name not in ("created", "credit_created")]
+    query = (select(*columns, v.c.credit_created.label("created"),
+                    customers.c.name.label("customer_name"),
                     customers.c.slug.label("customer_slug"),
                     projects.c.name.label("project_name"),
                     projects.c.slug.label("project_slug"))
