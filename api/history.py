@@ -43,7 +43,7 @@ from projections.queries import (
     offerings_from_json,
     project_credit_select,
 )
-from projections.tables import customer_credits, project_credits
+from projections.tables import credit_versions, customer_credits, project_credits
 from projections.transactions import transaction_type, transaction_uuid
 
 T = TypeVar("T")
@@ -240,7 +240,8 @@ def project_states_at(conn: Connection, moment: datetime,
     absent or deleted then are dropped, and so are those whose organisation had no live
     credit (upstream hides orphans)."""
     candidates = query.order_by(None)
-    states = states_at(conn, moment, candidates.with_only_columns(project_credits.c.uuid))
+    states = states_at(conn, moment, credit_versions.c.uuid.in_(
+        candidates.with_only_columns(project_credits.c.uuid)))
     orgs = organisations_at(conn, moment,
                             candidates.with_only_columns(project_credits.c.customer_uuid))
     return [(state, org) for state in states
@@ -248,8 +249,8 @@ def project_states_at(conn: Connection, moment: datetime,
 
 
 def customer_states_at(conn: Connection, moment: datetime, query: Select[Any]) -> list[Any]:
-    states = states_at(conn, moment, query.order_by(None).with_only_columns(
-        customer_credits.c.uuid))
+    states = states_at(conn, moment, credit_versions.c.uuid.in_(
+        query.order_by(None).with_only_columns(customer_credits.c.uuid)))
     return [state for state in states if not state.deleted]
 
 

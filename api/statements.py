@@ -8,6 +8,8 @@ as its history. The content is built in projections/statements.py from read mode
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import falcon
@@ -17,6 +19,7 @@ from api.errors import not_found, permission_denied
 from api.history import CUSTOMER_NOT_FOUND, customer_credit_candidates
 from api.reconciliation import format_param, period_param, send_csv
 from api.spreadsheet import json_ready
+from projections.reconciliation import instant
 from projections.statements import Statement, statement
 from projections.tables import customer_credits
 
@@ -27,16 +30,18 @@ LINE_FIELDS = ("date", "type", "credit", "credit_uuid", "project_uuid", "project
 def statement_csv_rows(found: Statement) -> list[list[Any]]:
     """Header; the opening line; one line per transaction; the closing line."""
     month = str(found.period)
-    edge = dict.fromkeys(LINE_FIELDS)
+
+    def edge(kind: str, moment: datetime, balance: Decimal) -> list[Any]:
+        line = {**dict.fromkeys(LINE_FIELDS), "date": moment.isoformat(), "type": kind,
+                "credit": "organisation", "credit_uuid": found.credit_uuid,
+                "balance_after": balance}
+        return [month, *(line[name] for name in LINE_FIELDS)]
+
     return [
         ["month", *LINE_FIELDS],
-        [month, *{**edge, "date": found.as_dict()["opening_at"], "type": "opening",
-                  "credit": "organisation", "credit_uuid": found.credit_uuid,
-                  "balance_after": found.opening}.values()],
+        edge("opening", instant(found.period), found.opening),
         *([month, *(line[name] for name in LINE_FIELDS)] for line in found.lines),
-        [month, *{**edge, "date": found.as_dict()["closing_at"], "type": "closing",
-                  "credit": "organisation", "credit_uuid": found.credit_uuid,
-                  "balance_after": found.closing}.values()],
+        edge("closing", instant(found.period.next()), found.closing),
     ]
 
 

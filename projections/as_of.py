@@ -23,10 +23,10 @@ def latest_versions(moment: datetime, *where: Any) -> Any:
             .where(v.c.created <= moment, *where).group_by(v.c.uuid).subquery())
 
 
-def states_at(conn: Connection, moment: datetime, uuids: Select[Any] | None = None) -> list[Any]:
-    """Each credit among `uuids` (a one-column select; None: all) that existed then, with
-    its names; `created` is the credit's creation (as on the live row)."""
-    latest = latest_versions(moment, *(() if uuids is None else (v.c.uuid.in_(uuids),)))
+def states_at(conn: Connection, moment: datetime, *where: Any) -> list[Any]:
+    """Each credit (of those whose versions match `where`) that existed then, with its
+    names; `created` is the credit's creation (as on the live row)."""
+    latest = latest_versions(moment, *where)
     columns = [column for column in v.c if column.name not in ("created", "credit_created")]
     query = (select(*columns, v.c.credit_created.label("created"),
                     customers.c.name.label("customer_name"),

@@ -53,9 +53,8 @@ class Statement:
 def statement(conn: Connection, credit_uuid: str, customer_uuid: str,
               period: Period) -> Statement:
     start, end = instant(period), instant(period.next())
-    own = select(v.c.uuid).where(v.c.uuid == credit_uuid)
-    projects = select(v.c.uuid).where(v.c.customer_uuid == customer_uuid,
-                                      v.c.is_org == false())
+    own = [v.c.uuid == credit_uuid]
+    projects = [v.c.customer_uuid == customer_uuid, v.c.is_org == false()]
     opening, closing = (_values(conn, moment, own).get(credit_uuid, ZERO)
                         for moment in (start, end))
     return Statement(credit_uuid, customer_uuid, period, opening, closing,
@@ -63,8 +62,8 @@ def statement(conn: Connection, credit_uuid: str, customer_uuid: str,
                      _project_credits(conn, projects, start, end))
 
 
-def _values(conn: Connection, moment: Any, uuids: Any) -> dict[str, Decimal]:
-    return {state.uuid: state.value for state in states_at(conn, moment, uuids)}
+def _values(conn: Connection, moment: Any, where: list[Any]) -> dict[str, Decimal]:
+    return {state.uuid: state.value for state in states_at(conn, moment, *where)}
 
 
 def _lines(conn: Connection, credit_uuid: str, customer_uuid: str, start: Any,
@@ -89,12 +88,12 @@ def _lines(conn: Connection, credit_uuid: str, customer_uuid: str, start: Any,
     } for row in conn.execute(query)]
 
 
-def _project_credits(conn: Connection, uuids: Any, start: Any,
+def _project_credits(conn: Connection, where: list[Any], start: Any,
                      end: Any) -> list[dict[str, Any]]:
     """Each project credit of the customer that existed in the month, opening and closing."""
-    before = {state.uuid: state for state in states_at(conn, start, uuids)}
+    before = {state.uuid: state for state in states_at(conn, start, *where)}
     found = []
-    for state in states_at(conn, end, uuids):
+    for state in states_at(conn, end, *where):
         earlier = before.get(state.uuid)
         if earlier is not None and earlier.deleted:
             continue
