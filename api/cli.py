@@ -313,7 +313,8 @@ def export_reconciliation(period: str, out: str, kind: str | None, bom: bool,
     import json
 
     from api.reconciliation import report_csv_rows
-    from api.spreadsheet import csv_text, json_ready
+    from api.spreadsheet import csv_text
+    from ledger.money import format_money
     from projections.reconciliation import reconcile
 
     parsed = Period.parse(period)
@@ -323,7 +324,7 @@ def export_reconciliation(period: str, out: str, kind: str | None, bom: bool,
         with services.engine.connect() as conn:
             result = reconcile(conn, parsed, services.today())
     kind = kind or ("json" if out.endswith(".json") else "csv")
-    text = (json.dumps(json_ready(result.as_dict()), indent=2) if kind == "json"
+    text = (json.dumps(result.as_dict(format_money), indent=2) if kind == "json"
             else csv_text(report_csv_rows(result), bom=bom))
     if out == "-":
         sys.stdout.write(text)

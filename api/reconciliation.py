@@ -20,6 +20,7 @@ from api.errors import validation_error
 from api.fields import FieldError
 from api.listing import last_param
 from api.spreadsheet import csv_text, json_ready
+from ledger.money import format_money
 from ledger.periods import Period
 from projections.reconciliation import (
     COLUMNS,
@@ -145,4 +146,4 @@ class Reconciliation(Resource):
         if kind == "csv":
             send_csv(req, resp, report_csv_rows(report), f"reconciliation-{period}.csv")
         else:
-            resp.media = json_ready(report.as_dict())
+            resp.media = report.as_dict(format_money)

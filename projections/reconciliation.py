@@ -21,22 +21,26 @@ subtotals are per kind and never added together.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, and_, func, select
 
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.money import ZERO
 from ledger.periods import Period
-from projections.as_of import states_at
+from projections.as_of import latest_versions
 from projections.tables import (
     billing_periods,
     credit_transactions,
+    credit_versions,
     customer_credits,
+    customers,
     project_credits,
+    projects,
 )
 
 COLUMNS = ("granted", "consumed", "floor_draws", "expired", "written_off", "reversed",
@@ -61,7 +65,9 @@ USAGE_COLUMNS = ("consumed", "floor_draws", "expired", "reversed")
 ATTRIBUTION = ("movements belong to the UTC month in which they were recorded, each keyed "
                "also by its billing period; opening and closing are the balances at the "
                "first instant of the month and of the next one")
+Money = Callable[[Decimal], Any]
 tx = credit_transactions
+v = credit_versions
 credit_key = func.coalesce(tx.c.credit_uuid, tx.c.project_credit_uuid)
 
 
@@ -78,6 +84,10 @@ def instant(period: Period) -> datetime:
 def month_of(moment: datetime) -> Period:
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return Period.of(aware.astimezone(UTC).date())
+
+
+def same(amount: Decimal) -> Any:
+    return amount
 
 
 def zeros() -> dict[str, Decimal]:
@@ -102,9 +112,10 @@ class Figures:
         for name in COLUMNS:
             self.movements[name] += other.movements[name]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"opening": self.opening, **self.movements, "closing": self.closing,
-                "ties_out": self.ties_out}
+    def as_dict(self, money: Money = same) -> dict[str, Any]:
+        return {"opening": money(self.opening),
+                **{name: money(amount) for name, amount in self.movements.items()},
+                "closing": money(self.closing), "ties_out": self.ties_out}
 
 
 @dataclass
@@ -125,9 +136,9 @@ class Row:
                 "customer_name": self.customer_name, "project_uuid": self.project_uuid,
                 "project_name": self.project_name}
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.labels(), **self.figures.as_dict(), "by_billing_period": [
-            {"billing_period": period, **movements}
+    def as_dict(self, money: Money = same) -> dict[str, Any]:
+        return {**self.labels(), **self.figures.as_dict(money), "by_billing_period": [
+            {"billing_period": period, **{name: money(v) for name, v in movements.items()}}
             for period, movements in sorted(self.by_billing_period.items(),
                                             key=lambda item: item[0] or "")]}
 
@@ -156,14 +167,16 @@ class Report:
             "mismatches": self.mismatches,
         }
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, money: Money = same) -> dict[str, Any]:
+        """Amounts as Decimals, or as `money` renders them."""
         return {
             "period": str(self.period),
             "opening_at": instant(self.period).isoformat(),
             "closing_at": instant(self.period.next()).isoformat(),
             "attribution": ATTRIBUTION,
-            "rows": [row.as_dict() for row in self.rows],
-            "subtotals": {kind: figures.as_dict() for kind, figures in self.subtotals.items()},
+            "rows": [row.as_dict(money) for row in self.rows],
+            "subtotals": {kind: figures.as_dict(money)
+                          for kind, figures in self.subtotals.items()},
             "summary": self.summary(),
         }
 
@@ -201,19 +214,31 @@ def _rows(conn: Connection, start: datetime, end: datetime) -> dict[str, Row]:
     A credit deleted at or before the month's first instant is gone; one deleted during
     the month shows, closing at 0.
     """
-    opening = {state.uuid: state for state in states_at(conn, start)}
+    opening = {uuid: (value, deleted) for uuid, value, deleted in conn.execute(
+        _balances_at(start))}
+    names = (select(customers.c.name).where(customers.c.uuid == v.c.customer_uuid)
+             .scalar_subquery(), select(projects.c.name).where(
+                 projects.c.uuid == v.c.project_uuid).scalar_subquery())
     rows: dict[str, Row] = {}
-    for state in states_at(conn, end):
-        before = opening.get(state.uuid)
-        if before is not None and before.deleted:
+    for state in conn.execute(_balances_at(end, v.c.is_org, v.c.customer_uuid,
+                                           v.c.project_uuid, *names)):
+        uuid, value, _, is_org, customer_uuid, project_uuid, customer_name, project_name = state
+        before_value, gone = opening.get(uuid, (ZERO, False))
+        if gone:
             continue
-        rows[state.uuid] = Row(
-            kind="customer_credit" if state.is_org else "project_credit", uuid=state.uuid,
-            customer_uuid=state.customer_uuid, customer_name=state.customer_name or "",
-            project_uuid=state.project_uuid or "", project_name=state.project_name or "",
-            figures=Figures(opening=before.value if before is not None else ZERO,
-                            closing=state.value))
+        rows[uuid] = Row(
+            kind="customer_credit" if is_org else "project_credit", uuid=uuid,
+            customer_uuid=customer_uuid, customer_name=customer_name or "",
+            project_uuid=project_uuid or "", project_name=project_name or "",
+            figures=Figures(opening=before_value, closing=value))
     return rows
+
+
+def _balances_at(moment: datetime, *columns: Any) -> Select[Any]:
+    """(uuid, value, deleted, *columns) of every credit's last version at the moment."""
+    latest = latest_versions(moment)
+    return select(v.c.uuid, v.c.value, v.c.deleted, *columns).join(
+        latest, and_(v.c.uuid == latest.c.uuid, v.c.version == latest.c.version))
 
 
 def balances_after(conn: Connection, moment: datetime) -> dict[str, Decimal]:
