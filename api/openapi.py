@@ -630,7 +630,8 @@ def _paths() -> Json:
         "/api/reconciliation/csv/": {"get": operation(
             "reconciliation_csv_retrieve", "reconciliation",
             "The same report as CSV (staff)", {
-                "200": {**text_response("text/csv", "The report: a line per credit and per billing period, then subtotals per kind"),
+                "200": {**text_response("text/csv", "The report: a line per credit and per "
+                                                    "billing period, then subtotals per kind"),
                         "headers": RECONCILIATION_HEADERS},
                 **errors(400, 403)},
             parameters=[query("period", PERIOD, required=True), BOM_PARAM])},
