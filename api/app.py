@@ -24,6 +24,7 @@ from api.outage import DeferredTablesMiddleware, OutageGate
 from api.project_credits import ProjectCredits
 from api.read_model_guard import ReadModelGuard
 from api.reconciliation import Reconciliation
+from api.statements import CreditStatement
 from api.transactions import CreditTransactions
 from api.wiring import Services, create_tables
 
@@ -80,6 +81,8 @@ def create_app(services: Services) -> falcon.App:
     reconciliation = Reconciliation(services)
     app.add_route("/api/reconciliation/", reconciliation)
     app.add_route("/api/reconciliation/csv/", reconciliation, suffix="csv")
+    app.add_route("/api/reconciliation/usage/", reconciliation, suffix="usage")
+    app.add_route("/api/customer-credits/{uuid}/statement/", CreditStatement(services))
     app.add_route("/api/schema/", OpenApiSchema())
     app.add_route("/metrics", Metrics(services))
     add_docs_routes(app)

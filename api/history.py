@@ -1,9 +1,10 @@
 """A credit's history and its state as of a moment, read from the event store.
 
-The read models only know "now"; the event store knows every moment. History lists a
-credit's events in order with the balance after each. `?as_of=` replays a credit's
-stream up to the moment (`repository.get(id, version=v)`, v = the last version whose
-event timestamp is <= as_of) and renders it with the live representation functions.
+History lists a credit's events, read from the event store, in order with the balance
+after each. `?as_of=` reads the credit-versions read model (the state after each event,
+projections/as_of.py: the last version whose event timestamp is <= as_of, what a replay
+of the stream to that moment gives) and renders it with the live representation
+functions; `verify` proves those versions equal a replay.
 
 Visibility: whoever may see the credit now may see its history and past states; staff
 and support may also see deleted credits (their history outlives them).
@@ -15,11 +16,11 @@ run can show part of it (e.g. the project credit drawn, the organisation not yet
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import falcon
@@ -31,19 +32,20 @@ from api.listing import _links, _page_number, _page_size, last_param, parse_mome
 from api.representations import customer_credit, project_credit
 from ledger.access import Principal
 from ledger.application import Ledger
-from ledger.credits import Credit, CustomerCredit
+from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.money import ZERO, format_money
 from ledger.settlement import minimal_consumption
 from ledger.terms import Terms
+from projections.as_of import organisations_at, states_at
 from projections.queries import (
-    Offering,
     customer_credit_select,
+    offerings_from_json,
     project_credit_select,
 )
-from projections.reconciliation import amount_of
-from projections.tables import customer_credits, customers, offerings, project_credits, projects
+from projections.tables import credit_versions, customer_credits, project_credits
 from projections.transactions import comment_of, transaction_type, transaction_uuid
 
+T = TypeVar("T")
 PROJECT_NOT_FOUND = "No ProjectCredit matches the given query."
 CUSTOMER_NOT_FOUND = "No CustomerCredit matches the given query."
 AS_OF_FORMAT = ("Datetime has wrong format. Use one of these formats instead: "
@@ -82,6 +84,16 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def amount_of(event: Any) -> Decimal | None:
+    """How an event moved the balance: the initial value on creation, else its amount."""
+    created: Any = event
+    if isinstance(event, CustomerCredit.Created | ProjectCredit.Created):
+        return Decimal(created.value)
+    if isinstance(event, Credit.BalanceChanged):
+        return Decimal(event.amount)
+    return None
 
 
 def kind_of(event: Any, amount: Decimal | None) -> str | None:
@@ -174,182 +186,136 @@ def as_of_param(req: falcon.Request) -> datetime:
         raise validation_error({"as_of": [AS_OF_FORMAT]}) from None
 
 
-@dataclass
-class Replay:
-    """Aggregates as they were at one moment, each loaded once per request."""
-
-    ledger: Ledger
-    moment: datetime
-    cache: dict[UUID, Any] = field(default_factory=dict)
-
-    def state(self, aggregate_id: UUID | None) -> Any | None:
-        if aggregate_id is None:
-            return None
-        if aggregate_id not in self.cache:
-            version = self.version(aggregate_id)
-            self.cache[aggregate_id] = None if version is None else (
-                self.ledger.repository.get(aggregate_id, version=version))
-        return self.cache[aggregate_id]
-
-    def version(self, aggregate_id: UUID) -> int | None:
-        """The last version whose event happened at or before the moment."""
-        version = None
-        event: Any
-        for event in self.ledger.events.get(aggregate_id):
-            if event.timestamp > self.moment:
-                break
-            version = event.originator_version
-        return version
-
-    @property
-    def day(self) -> date:
-        return self.moment.date()
-
-    def live_credit(self, credit_id: UUID) -> Any | None:
-        credit = self.state(credit_id)
-        return None if credit is None or credit.deleted else credit
-
-    def organisation_credit(self, customer_id: UUID) -> CustomerCredit | None:
-        customer = self.state(customer_id)
-        return self.live_credit(customer.credit_id) if customer is not None else None
+def _terms(row: Any) -> Terms:
+    return Terms(row.end_date, row.expected_consumption, row.minimal_consumption_logic,
+                 Decimal(row.grace_coefficient), row.apply_as_minimal_consumption)
 
 
-def _terms(terms: Terms) -> dict[str, Any]:
-    return {**terms.as_kwargs(), "grace_coefficient": int(terms.grace_coefficient)}
+def _row(state: Any) -> SimpleNamespace:
+    """The version's columns under the live row's names (created: the credit's creation)."""
+    return SimpleNamespace(**state._mapping)
 
 
-def _offerings(conn: Connection, offering_ids: list[UUID]) -> list[Offering]:
-    rows = {row.uuid: row for row in conn.execute(
-        select(offerings).where(offerings.c.uuid.in_([o.hex for o in offering_ids])))}
-    return [Offering(o.hex, rows[o.hex].name, rows[o.hex].type)
-            for o in offering_ids if o.hex in rows]
-
-
-def _names(conn: Connection, table: Any, uuid: str) -> Any:
-    return conn.execute(select(table.c.name, table.c.slug).where(table.c.uuid == uuid)).one()
-
-
-def project_credit_view(conn: Connection, replay: Replay, credit_uuid: str) -> Any | None:
-    """The view dict of projections.queries.project_credit_views, from replayed aggregates.
+def project_credit_view(state: Any, org: Any, day: date) -> dict[str, Any]:
+    """The view dict of projections.queries.project_credit_views, from versions.
 
     Month-derived fields (consumption_last_month, creditable_cost_this_month) are null:
     they come from consumption items and "today", not from the credit's stream.
-    minimal_consumption is computed for the as-of date. A project credit whose
-    organisation had no live credit at the moment is hidden, as upstream hides orphans.
+    minimal_consumption is computed for the as-of date.
     """
-    credit = replay.live_credit(UUID(credit_uuid))
-    org = replay.organisation_credit(credit.customer_id) if credit is not None else None
-    if credit is None or org is None:
-        return None
-    project = _names(conn, projects, credit.project_id.hex)
-    customer = _names(conn, customers, credit.customer_id.hex)
-    row = SimpleNamespace(
-        uuid=credit_uuid, value=credit.value, created=credit.created_on,
-        project_uuid=credit.project_id.hex, project_name=project.name,
-        project_slug=project.slug, customer_uuid=credit.customer_id.hex,
-        customer_name=customer.name, customer_slug=customer.slug,
-        mark_unused_credit_as_spent_on_project_termination=credit.mark_unused,
-        **_terms(credit.terms))
-    spendable = min(credit.value, org.value)
+    spendable = min(state.value, org.value)
     return {
-        "row": row,
+        "row": _row(state),
         "customer_credit": org.value,
-        "allocated_customer_credit": org.allocated,
+        "allocated_customer_credit": org.allocated_to_projects,
         "consumption_last_month": None,
         "creditable_cost_this_month": None,
         "spendable_value": spendable,
-        "is_limited_by_organization_credit": spendable < credit.value,
-        "offerings": _offerings(conn, org.offering_ids),
-        "minimal_consumption": minimal_consumption(credit.terms, replay.day),
+        "is_limited_by_organization_credit": spendable < state.value,
+        "offerings": offerings_from_json(org.offerings),
+        "minimal_consumption": minimal_consumption(_terms(state), day),
     }
 
 
-def customer_credit_view(conn: Connection, replay: Replay, credit_uuid: str) -> Any | None:
-    """The view dict of projections.queries.customer_credit_views, from a replayed credit.
+def customer_credit_view(state: Any, day: date) -> dict[str, Any]:
+    """The view dict of projections.queries.customer_credit_views, from versions.
 
     consumption_last_month is null (see project_credit_view).
     """
-    credit = replay.live_credit(UUID(credit_uuid))
-    if credit is None:
-        return None
-    customer = _names(conn, customers, credit.customer_id.hex)
-    row = SimpleNamespace(
-        uuid=credit_uuid, value=credit.value, created=credit.created_on,
-        customer_uuid=credit.customer_id.hex, customer_name=customer.name,
-        customer_slug=customer.slug, withdrawable_balance=credit.withdrawable,
-        protect_allocations=credit.protect_allocations, **_terms(credit.terms))
     return {
-        "row": row,
-        "allocated_to_projects": credit.allocated,
+        "row": _row(state),
+        "allocated_to_projects": state.allocated_to_projects,
         "consumption_last_month": None,
-        "offerings": _offerings(conn, credit.offering_ids),
-        "minimal_consumption": minimal_consumption(credit.terms, replay.day),
+        "offerings": offerings_from_json(state.offerings),
+        "minimal_consumption": minimal_consumption(_terms(state), day),
     }
+
+
+def project_states_at(conn: Connection, moment: datetime,
+                      query: Select[Any]) -> list[tuple[Any, Any]]:
+    """(state, organisation state) of the credits `query` selects, as they were; those
+    absent or deleted then are dropped, and so are those whose organisation had no live
+    credit (upstream hides orphans)."""
+    candidates = query.order_by(None)
+    states = states_at(conn, moment, credit_versions.c.uuid.in_(
+        candidates.with_only_columns(project_credits.c.uuid)))
+    orgs = organisations_at(conn, moment,
+                            candidates.with_only_columns(project_credits.c.customer_uuid))
+    return [(state, org) for state in states
+            if not state.deleted and (org := orgs.get(state.customer_uuid)) is not None]
+
+
+def customer_states_at(conn: Connection, moment: datetime, query: Select[Any]) -> list[Any]:
+    states = states_at(conn, moment, credit_versions.c.uuid.in_(
+        query.order_by(None).with_only_columns(customer_credits.c.uuid)))
+    return [state for state in states if not state.deleted]
 
 
 def project_credit_as_of(services: Any, req: falcon.Request, principal: Principal,
                          credit_uuid: str) -> dict[str, Any]:
     """Retrieve: 404 when the credit did not exist (or was deleted) at the moment."""
-    replay = Replay(services.ledger, as_of_param(req))
+    moment = as_of_param(req)
     query = project_credit_candidates(principal).where(project_credits.c.uuid == credit_uuid)
     with services.reads.connect() as conn:
-        view = project_credit_view(conn, replay, credit_uuid) if conn.execute(
-            query).first() else None
-    if view is None:
+        found = project_states_at(conn, moment, query)
+    if not found:
         raise not_found(PROJECT_NOT_FOUND)
+    view = project_credit_view(*found[0], moment.date())
     return project_credit(base_url(req), view,
                           principal.sees_organisation_fields(view["row"].customer_uuid))
 
 
 def customer_credit_as_of(services: Any, req: falcon.Request, principal: Principal,
                           credit_uuid: str) -> dict[str, Any]:
-    replay = Replay(services.ledger, as_of_param(req))
+    moment = as_of_param(req)
     query = customer_credit_candidates(principal).where(customer_credits.c.uuid == credit_uuid)
     with services.reads.connect() as conn:
-        view = customer_credit_view(conn, replay, credit_uuid) if conn.execute(
-            query).first() else None
-    if view is None:
+        found = customer_states_at(conn, moment, query)
+    if not found:
         raise not_found(CUSTOMER_NOT_FOUND)
-    return customer_credit(base_url(req), view, nested_offerings=True)
+    return customer_credit(base_url(req), customer_credit_view(found[0], moment.date()),
+                           nested_offerings=True)
 
 
 def project_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Response,
                           principal: Principal, query: Select[Any]) -> list[dict[str, Any]]:
-    """List: the filtered candidates as they were, those absent then dropped, re-ordered."""
-    replay = Replay(services.ledger, as_of_param(req))
+    """List: the filtered candidates as they were, those absent then dropped, re-ordered;
+    only the page is rendered."""
+    moment = as_of_param(req)
     with services.reads.connect() as conn:
-        views = [view for row in conn.execute(query)
-                 if (view := project_credit_view(conn, replay, row.uuid)) is not None]
+        found = project_states_at(conn, moment, query)
+    page = paginate_states(req, resp, found, lambda pair: pair[0])
+    views = [project_credit_view(state, org, moment.date()) for state, org in page]
     return [project_credit(base_url(req), view,
                            principal.sees_organisation_fields(view["row"].customer_uuid))
-            for view in paginate_views(req, resp, views)]
+            for view in views]
 
 
 def customer_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Response,
                            query: Select[Any]) -> list[dict[str, Any]]:
-    replay = Replay(services.ledger, as_of_param(req))
+    moment = as_of_param(req)
     with services.reads.connect() as conn:
-        views = [view for row in conn.execute(query)
-                 if (view := customer_credit_view(conn, replay, row.uuid)) is not None]
-    return [customer_credit(base_url(req), view, nested_offerings=True)
-            for view in paginate_views(req, resp, views)]
+        found = customer_states_at(conn, moment, query)
+    return [customer_credit(base_url(req), customer_credit_view(state, moment.date()),
+                            nested_offerings=True)
+            for state in paginate_states(req, resp, found, lambda state: state)]
 
 
-def paginate_views(req: falcon.Request, resp: falcon.Response,
-                   views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def paginate_states(req: falcon.Request, resp: falcon.Response, items: list[T],
+                    row_of: Callable[[T], Any]) -> list[T]:
     """Order by the as-of values (`o` was validated by the SQL ordering), then one page."""
-    views.sort(key=lambda view: (view["row"].created, view["row"].uuid))
+    items.sort(key=lambda item: (row_of(item).created, row_of(item).uuid))
     keys = [key.strip() for key in (last_param(req, "o") or "").split(",") if key.strip()]
     for key in reversed(keys):
         name = key.removeprefix("-")
-        views.sort(key=lambda view: _nulls_last(getattr(view["row"], name)),
+        items.sort(key=lambda item: _nulls_last(getattr(row_of(item), name)),
                    reverse=key.startswith("-"))
     size = _page_size(req)
-    pages = max(1, -(-len(views) // size))
+    pages = max(1, -(-len(items) // size))
     page = _page_number(req, pages)
-    resp.set_header("X-Result-Count", str(len(views)))
+    resp.set_header("X-Result-Count", str(len(items)))
     resp.set_header("Link", _links(req, page, pages))
-    return views[(page - 1) * size:page * size]
+    return items[(page - 1) * size:page * size]
 
 
 def _nulls_last(value: Any) -> tuple[int, Any]:

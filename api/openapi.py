@@ -150,15 +150,29 @@ PROJECT_CREDIT_FIELDS: Json = {
 }
 OWNER_ONLY = ("customer_credit", "allocated_customer_credit", "offerings")
 
+_MOVEMENT_COLUMNS = ("granted", "consumed", "floor_draws", "expired", "written_off",
+                     "reversed", "adjustments")
+_USAGE_COLUMNS = ("consumed", "floor_draws", "expired", "reversed", "total")
+_CREDIT_KIND = {"type": "string", "enum": ["customer_credit", "project_credit"]}
+_CREDIT_LABELS = {"kind": _CREDIT_KIND, "uuid": STRING, "customer_uuid": STRING,
+                  "customer_name": STRING, "project_uuid": STRING, "project_name": STRING}
+_FIGURES = {"opening": MONEY, **dict.fromkeys(_MOVEMENT_COLUMNS, MONEY), "closing": MONEY,
+            "ties_out": {**BOOLEAN, "description": "opening + movements = closing"}}
 _RECONCILIATION_ROW = obj({
-    "kind": {"type": "string", "enum": ["customer_credit", "project_credit", "total"]},
-    "uuid": STRING, "customer_uuid": STRING, "customer_name": STRING, "project_uuid": STRING,
-    "project_name": STRING, "opening": MONEY, "granted": MONEY, "consumed": MONEY,
-    "floor_draws": MONEY, "expired": MONEY, "written_off": MONEY, "reversed": MONEY,
-    "closing": MONEY, "ties_out": {**BOOLEAN, "description": "opening + movements = closing"},
-}, ["kind", "uuid", "customer_uuid", "customer_name", "project_uuid", "project_name",
-    "opening", "granted", "consumed", "floor_draws", "expired", "written_off", "reversed",
-    "closing", "ties_out"])
+    **_CREDIT_LABELS, **_FIGURES,
+    "by_billing_period": array(obj({
+        "billing_period": nullable(PERIOD), **dict.fromkeys(_MOVEMENT_COLUMNS, MONEY)},
+        ["billing_period", *_MOVEMENT_COLUMNS])),
+}, [*_CREDIT_LABELS, *_FIGURES, "by_billing_period"])
+_STATEMENT_LINE = obj({
+    "date": DATETIME, "type": STRING,
+    "credit": {"type": "string", "enum": ["organisation", "project"]},
+    "credit_uuid": HEX_UUID, "project_uuid": nullable(HEX_UUID),
+    "project_name": nullable(STRING), "item_id": nullable(STRING),
+    "billing_period": nullable(PERIOD), "amount": MONEY, "balance_after": MONEY,
+    "description": STRING,
+}, ["date", "type", "credit", "credit_uuid", "project_uuid", "project_name", "item_id",
+    "billing_period", "amount", "balance_after", "description"])
 
 SCHEMAS: Json = {
     # upstream's credits components
@@ -267,16 +281,38 @@ SCHEMAS: Json = {
     }, ["period", "state", "customers_reopened"]),
     "ReconciliationRow": _RECONCILIATION_ROW,
     "Reconciliation": obj({
-        "period": PERIOD, "attribution": STRING,
-        "rows": array(ref("ReconciliationRow")), "totals": ref("ReconciliationRow"),
+        "period": PERIOD, "opening_at": DATETIME, "closing_at": DATETIME,
+        "attribution": STRING, "rows": array(ref("ReconciliationRow")),
+        "subtotals": obj({kind: obj(_FIGURES, list(_FIGURES))
+                          for kind in ("customer_credit", "project_credit")}),
         "summary": obj({
-            "rows": INTEGER, "all_rows_tie_out": BOOLEAN, "totals_tie_out": BOOLEAN,
-            "closing_compared_with": {"type": "string",
-                                      "enum": ["live_read_model", "next_period_opening"]},
+            "rows": INTEGER, "all_rows_tie_out": BOOLEAN, "subtotals_tie_out": BOOLEAN,
+            "closing_compared_with": array({
+                "type": "string", "enum": ["credit_transactions", "live_read_model"]}),
             "closing_matches": BOOLEAN, "mismatches": array(STRING),
-        }, ["rows", "all_rows_tie_out", "totals_tie_out", "closing_compared_with",
+        }, ["rows", "all_rows_tie_out", "subtotals_tie_out", "closing_compared_with",
             "closing_matches", "mismatches"]),
-    }, ["period", "attribution", "rows", "totals", "summary"]),
+    }, ["period", "opening_at", "closing_at", "attribution", "rows", "subtotals", "summary"]),
+    "Usage": obj({
+        "billing_period": PERIOD, "closed": BOOLEAN,
+        "rows": array(obj({**_CREDIT_LABELS, **dict.fromkeys(_USAGE_COLUMNS, MONEY)},
+                          [*_CREDIT_LABELS, *_USAGE_COLUMNS])),
+        "subtotals": obj({kind: obj({
+            **dict.fromkeys(_USAGE_COLUMNS, MONEY),
+            "recorded_in": {"type": "object", "additionalProperties": MONEY,
+                            "description": "Net amount by the month it was recorded in."}})
+            for kind in ("customer_credit", "project_credit")}),
+    }, ["billing_period", "closed", "rows", "subtotals"]),
+    "Statement": obj({
+        "credit_uuid": HEX_UUID, "customer_uuid": HEX_UUID, "period": PERIOD,
+        "opening_at": DATETIME, "closing_at": DATETIME, "opening": MONEY,
+        "lines": array(_STATEMENT_LINE), "closing": MONEY, "ties_out": BOOLEAN,
+        "project_credits": array(obj({
+            "uuid": HEX_UUID, "project_uuid": HEX_UUID, "project_name": nullable(STRING),
+            "opening": MONEY, "closing": MONEY},
+            ["uuid", "project_uuid", "project_name", "opening", "closing"])),
+    }, ["credit_uuid", "customer_uuid", "period", "opening_at", "closing_at", "opening",
+        "lines", "closing", "ties_out", "project_credits"]),
     "Health": obj({"status": {"type": "string", "enum": ["ok", "lagging", "unavailable"]},
                    "database": {"type": "string", "enum": ["ok", "unreachable", "timeout"]},
                    "position": {**INTEGER, "description": "The projector's position."},
@@ -412,6 +448,12 @@ RECONCILIATION_HEADERS: Json = {
 
 def json_body(schema: Json, required: bool = True) -> Json:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+FORMAT_PARAM = query("format", {"type": "string", "enum": ["json", "csv"]},
+                     "csv, or json (default; also chosen by the Accept header)")
+BOM_PARAM = query("bom", BOOLEAN, "CSV only: start with a UTF-8 byte-order mark "
+                                  "(default true)")
 
 
 def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
@@ -640,16 +682,36 @@ def _paths() -> Json:
                         "content": {"application/json": {"schema": ref("Reconciliation")},
                                     "text/csv": {"schema": STRING}}},
                 **errors(400, 403)},
-            parameters=[query("period", PERIOD, required=True),
-                        query("format", {"type": "string", "enum": ["json", "csv"]},
-                              "csv, or json (default; also chosen by the Accept header)")])},
+            parameters=[query("period", PERIOD, required=True), FORMAT_PARAM, BOM_PARAM])},
         "/api/reconciliation/csv/": {"get": operation(
             "reconciliation_csv_retrieve", "reconciliation",
             "The same report as CSV (staff)", {
-                "200": {**text_response("text/csv", "The report, one row per credit"),
+                "200": {**text_response("text/csv", "The report: a line per credit and per "
+                                                    "billing period, then subtotals per kind"),
                         "headers": RECONCILIATION_HEADERS},
                 **errors(400, 403)},
-            parameters=[query("period", PERIOD, required=True)])},
+            parameters=[query("period", PERIOD, required=True), BOM_PARAM])},
+        "/api/reconciliation/usage/": {"get": operation(
+            "reconciliation_usage_retrieve", "reconciliation",
+            "Usage of a billing period wherever it was recorded, and whether it is closed "
+            "(staff)", {
+                "200": {"description": "JSON, or CSV with format=csv",
+                        "content": {"application/json": {"schema": ref("Usage")},
+                                    "text/csv": {"schema": STRING}}},
+                **errors(400, 403)},
+            parameters=[query("period", PERIOD, "The billing period.", required=True),
+                        FORMAT_PARAM, BOM_PARAM])},
+        "/api/customer-credits/{uuid}/statement/": {
+            "parameters": [param_ref("Uuid")],
+            "get": operation(
+                "customer_credits_statement", "customer-credits",
+                "A month's statement of the organisation credit (staff, support, owners)", {
+                    "200": {"description": "JSON, or CSV with format=csv",
+                            "content": {"application/json": {"schema": ref("Statement")},
+                                        "text/csv": {"schema": STRING}}},
+                    **errors(400, 403, 404)},
+                parameters=[query("period", PERIOD, required=True), FORMAT_PARAM,
+                            BOM_PARAM])},
     }
     tx_params = [
         query("credit_uuid", uuid_filter), query("customer_uuid", uuid_filter),

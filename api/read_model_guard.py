@@ -11,6 +11,7 @@ from __future__ import annotations
 import falcon
 
 from api.errors import ApiError
+from api.outage import UNAVAILABLE
 from api.wiring import Services
 from projections import schema_version
 
@@ -27,7 +28,12 @@ class ReadModelGuard:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self.current or req.path.startswith(PATHS_WITHOUT_READ_MODELS):
             return
-        problem = schema_version.problem(self.services.engine)
+        try:
+            problem = schema_version.problem(self.services.engine)
+        except UNAVAILABLE:
+            if req.path == "/health":
+                return  # /health itself reports the database as unreachable
+            raise
         if problem is None:
             self.current = True
             return

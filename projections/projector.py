@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
+from eventsourcing.persistence import OperationalError as EventStoreOperationalError
 from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import OperationalError
 
@@ -29,13 +31,15 @@ from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
-from projections import consumption, credits, directory, schema_version, transactions
+from projections import consumption, credits, directory, schema_version, transactions, versions
 from projections.changes import Changes, Key
 from projections.dispatch import Handler
 from projections.tables import (
     READ_MODEL_TABLES,
     consumptions,
     create_search_indexes,
+    credit_allocations,
+    credit_versions,
     customer_credits,
     customers,
     metadata,
@@ -52,6 +56,7 @@ REBUILD_BATCH = 5000
 HANDLERS: Sequence[Handler] = (
     directory.project,
     credits.project,
+    versions.project,
     consumption.project,
     transactions.project,
 )
@@ -91,12 +96,24 @@ class Projector:
         One query in the steady state: the stored position is read only when the log has
         grown past the last position this process saw.
         """
-        newest = self.app.recorder.max_notification_id() or 0
+        newest = self.newest_notification_id()
         self._seen.log_end = newest
         if newest <= self.known_position:
             return False
         self.known_position = max(self.known_position, self.position())
         return newest > self.known_position
+
+    def newest_notification_id(self) -> int:
+        """The log's end, in at most two attempts (a pooled connection the server dropped,
+        then a fresh one): eventsourcing retries ten times, for seconds, when the database
+        is down, and a request should fail fast instead (the API answers 503)."""
+        recorder = self.app.recorder
+        method = type(recorder).max_notification_id
+        once = getattr(method, "__wrapped__", method)
+        try:
+            return int(once(recorder) or 0)
+        except (EventStoreInterfaceError, EventStoreOperationalError):
+            return int(once(recorder) or 0)
 
     @property
     def log_end(self) -> int:
@@ -239,7 +256,10 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
                       | Credit.DrawReversed):
             reversal: Any = event
             keys[consumptions].add((reversal.item_id,))
-    for table in (project_credits, customer_credits, offerings, consumptions):
+        for table, key in versions.rows_to_prefetch(event):
+            keys[table].add(key)
+    for table in (project_credits, customer_credits, offerings, consumptions,
+                  credit_versions, credit_allocations):
         changes.load(table, keys[table])
     earmarks = [row for row in changes.rows[project_credits].values() if row]
     changes.load(projects, keys[projects] | {(row["project_uuid"],) for row in earmarks})

@@ -1,27 +1,26 @@
-"""Monthly reconciliation: for every credit, opening + movements = closing, to the cent.
+"""Monthly reconciliation: a month-end roll-forward that equals the ledger.
 
-Built from the event log itself (one pass over every notification), then checked against
-the read models, so a report that ties out is evidence, not an echo.
+Attribution: every balance change belongs to the UTC month in which it was recorded (its
+event timestamp) and also names the billing period it is for, when it has one. Opening of
+month M is each credit's balance at the first instant of M and closing its balance at the
+first instant of M+1, what `?as_of=` answers there (an event stamped exactly at an
+instant is part of the balance at it). So no balance shown is negative, opening(M+1) =
+closing(M), and a month's report never changes once the month has ended; usage posted
+late, or an earlier period settled, in M is a movement of M keyed by its billing period.
 
-Attribution — one rule for every balance event: an event belongs to its billing period
-when it has one (draws and their reversals, floors, expiry, settlement reversals), and
-otherwise to the calendar month (UTC) of its timestamp (creation, grants, write-offs,
-releases on termination, deletion). So a month's report shows that month's usage,
-floors and expiry however late they were posted or settled. Opening of P = every
-movement belonging to a month before P; closing = every movement belonging to P or
-before; nothing is attributed to a month that has not begun, so the closing balance of
-the latest month equals the live balance. A credit created after usage it covers was
-posted for an earlier month shows a negative balance in that month.
+Balances come from credit_versions, movements from credit_transactions, both indexed by
+time: a row that ties out (opening + movements = closing) is a cross-check of two read
+models, and closing is checked once more against credit_transactions' balance_after (and,
+for the current month, against the live credits). `verify` proves the tables equal a
+replay of the log.
 
-Columns are signed, as the balance moved: granted (creation value and grants, upstream's
-staff_grant, and withdrawable adjustments), consumed (draws net of their
-reversals and of cleared compensations), floor_draws (minimal_draw),
-expired, written_off (write-off, release on project termination, deletion), reversed
-(settlement reversals of a re-opened period). A balance event of a kind not listed here
-would land in opening/closing but in no column, and the row would not tie out.
+Columns are signed, as the balance moved: granted (creation value, grants and withdrawable
+adjustments), consumed (draws net of their reversals and of cleared compensations),
+floor_draws, expired, written_off (write-offs, releases on project termination), reversed
+(settlement reversals of a re-opened period), adjustments (deletions).
 
-Totals add every row; project credits are earmarks of their organisation's credit, so
-the totals count earmarked money once per kind.
+Organisation credits are the liability; project credits are earmarks inside them, so
+subtotals are per kind and never added together.
 """
 
 from __future__ import annotations
@@ -29,23 +28,28 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Select, and_, func, select
 
-from ledger.application import Ledger
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
-from ledger.directory import Customer, Project
-from ledger.money import ZERO, format_money
+from ledger.money import ZERO
 from ledger.periods import Period
-from projections.tables import credit_transactions, customer_credits, project_credits
+from projections.as_of import latest_versions
+from projections.tables import (
+    billing_periods,
+    credit_transactions,
+    credit_versions,
+    customer_credits,
+    customers,
+    project_credits,
+    projects,
+)
 
-COLUMNS = ("granted", "consumed", "floor_draws", "expired", "written_off", "reversed")
-FIELDS = ("kind", "uuid", "customer_uuid", "customer_name", "project_uuid", "project_name",
-          "opening", *COLUMNS, "closing", "ties_out")
+COLUMNS = ("granted", "consumed", "floor_draws", "expired", "written_off", "reversed",
+           "adjustments")
 CLASSIFY: list[tuple[type, str]] = [
     (CustomerCredit.Created, "granted"),
     (ProjectCredit.Created, "granted"),
@@ -59,238 +63,285 @@ CLASSIFY: list[tuple[type, str]] = [
     (Credit.Expired, "expired"),
     (Credit.WrittenOff, "written_off"),
     (ProjectCredit.Released, "written_off"),
-    (Credit.Deleted, "written_off"),
     (Credit.SettlementReversed, "reversed"),
+    (Credit.Deleted, "adjustments"),
 ]
-BATCH = 500
+COLUMN_OF = {cls.__name__: column for cls, column in CLASSIFY}
+KINDS = ("customer_credit", "project_credit")
+USAGE_COLUMNS = ("consumed", "floor_draws", "expired", "reversed")
+ATTRIBUTION = ("movements belong to the UTC month in which they were recorded, each keyed "
+               "also by its billing period; opening and closing are the balances at the "
+               "first instant of the month and of the next one")
+Money = Callable[[Decimal], Any]
+tx = credit_transactions
+v = credit_versions
+credit_key = func.coalesce(tx.c.credit_uuid, tx.c.project_credit_uuid)
 
 
-def attributed_period(period: str | None, moment: datetime) -> Period:
-    """The one attribution rule: the billing period if any, else the UTC month of the event."""
-    if period:
-        return Period.parse(period)
+def column_of(event_type: str) -> str:
+    """The report column of a transaction row, by its event class's name."""
+    return COLUMN_OF[event_type.rsplit(".", 1)[-1]]
+
+
+def instant(period: Period) -> datetime:
+    """The first instant of the month (UTC)."""
+    return datetime.combine(period.first_day, time(), UTC)
+
+
+def month_of(moment: datetime) -> Period:
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return Period.of(aware.astimezone(UTC).date())
 
 
-def column_of(event: Any) -> str | None:
-    return next((name for cls, name in CLASSIFY if isinstance(event, cls)), None)
+def same(amount: Decimal) -> Any:
+    return amount
+
+
+def zeros() -> dict[str, Decimal]:
+    return dict.fromkeys(COLUMNS, ZERO)
 
 
 @dataclass
-class Row:
-    """One credit's month; also used for the totals row."""
+class Figures:
+    """Opening, movements by column and closing: of one credit, or a subtotal."""
 
-    kind: str
-    uuid: str
-    customer_uuid: str = ""
-    customer_name: str = ""
-    project_uuid: str = ""
-    project_name: str = ""
     opening: Decimal = ZERO
-    movements: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(COLUMNS, ZERO))
+    movements: dict[str, Decimal] = field(default_factory=zeros)
     closing: Decimal = ZERO
 
     @property
     def ties_out(self) -> bool:
         return self.opening + sum(self.movements.values(), ZERO) == self.closing
 
-    def add(self, other: Row) -> None:
+    def add(self, other: Figures) -> None:
         self.opening += other.opening
         self.closing += other.closing
         for name in COLUMNS:
             self.movements[name] += other.movements[name]
 
-    def as_dict(self) -> dict[str, Any]:
-        """Money as 5-dp strings, the same text in JSON and CSV."""
-        return {
-            "kind": self.kind, "uuid": self.uuid, "customer_uuid": self.customer_uuid,
-            "customer_name": self.customer_name, "project_uuid": self.project_uuid,
-            "project_name": self.project_name, "opening": format_money(self.opening),
-            **{name: format_money(self.movements[name]) for name in COLUMNS},
-            "closing": format_money(self.closing), "ties_out": self.ties_out,
-        }
+    def as_dict(self, money: Money = same) -> dict[str, Any]:
+        return {"opening": money(self.opening),
+                **{name: money(amount) for name, amount in self.movements.items()},
+                "closing": money(self.closing), "ties_out": self.ties_out}
 
 
 @dataclass
-class _Credit:
-    """What the scan learns about one credit."""
+class Row:
+    """One credit's month, with its movements also split by billing period (None: none)."""
 
-    row: Row
-    customer_id: UUID
-    project_id: UUID | None
-    first: Period
-    deleted_in: Period | None = None
+    kind: str
+    uuid: str
+    customer_uuid: str
+    customer_name: str
+    project_uuid: str
+    project_name: str
+    figures: Figures = field(default_factory=Figures)
+    by_billing_period: dict[str | None, dict[str, Decimal]] = field(default_factory=dict)
+
+    def labels(self) -> dict[str, Any]:
+        return {"kind": self.kind, "uuid": self.uuid, "customer_uuid": self.customer_uuid,
+                "customer_name": self.customer_name, "project_uuid": self.project_uuid,
+                "project_name": self.project_name}
+
+    def as_dict(self, money: Money = same) -> dict[str, Any]:
+        return {**self.labels(), **self.figures.as_dict(money), "by_billing_period": [
+            {"billing_period": period, **{name: money(v) for name, v in movements.items()}}
+            for period, movements in sorted(self.by_billing_period.items(),
+                                            key=lambda item: item[0] or "")]}
 
 
 @dataclass
 class Report:
+    """A month's roll-forward; values are Decimals (the API and CLI format them)."""
+
     period: Period
     rows: list[Row]
-    totals: Row
-    closing_compared_with: str
+    subtotals: dict[str, Figures]
+    compared_with: list[str]
     mismatches: list[str]
 
     @property
     def all_rows_tie_out(self) -> bool:
-        return all(row.ties_out for row in self.rows)
+        return all(row.figures.ties_out for row in self.rows)
 
     def summary(self) -> dict[str, Any]:
         return {
             "rows": len(self.rows),
             "all_rows_tie_out": self.all_rows_tie_out,
-            "totals_tie_out": self.totals.ties_out,
-            "closing_compared_with": self.closing_compared_with,
+            "subtotals_tie_out": all(f.ties_out for f in self.subtotals.values()),
+            "closing_compared_with": self.compared_with,
             "closing_matches": not self.mismatches,
             "mismatches": self.mismatches,
         }
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, money: Money = same) -> dict[str, Any]:
+        """Amounts as Decimals, or as `money` renders them."""
         return {
             "period": str(self.period),
-            "attribution": "billing period where the event has one, else the UTC month "
-                           "of the event's timestamp",
-            "rows": [row.as_dict() for row in self.rows],
-            "totals": self.totals.as_dict(),
+            "opening_at": instant(self.period).isoformat(),
+            "closing_at": instant(self.period.next()).isoformat(),
+            "attribution": ATTRIBUTION,
+            "rows": [row.as_dict(money) for row in self.rows],
+            "subtotals": {kind: figures.as_dict(money)
+                          for kind, figures in self.subtotals.items()},
             "summary": self.summary(),
         }
 
 
-class _Scan:
-    """One pass over the event log, folding every credit event into its row."""
-
-    def __init__(self, period: Period) -> None:
-        self.period = period
-        self.credits: dict[UUID, _Credit] = {}
-        self.names: dict[UUID, str] = {}
-        self.latest = period
-
-    def apply(self, event: Any) -> None:
-        if _is(event, Customer.Registered, Project.Registered):
-            self.names[event.originator_id] = event.name
-        elif is_creation(event):
-            self._created(event)
-        if _is(event, ProjectCredit.Moved) and self._period_of(event, None) <= self.period:
-            self.credits[event.originator_id].project_id = event.project_id
-        amount = amount_of(event)
-        if amount is not None:
-            self._move(event, amount)
-
-    def _created(self, event: Any) -> None:
-        is_org = isinstance(event, CustomerCredit.Created)
-        self.credits[event.originator_id] = _Credit(
-            row=Row("customer_credit" if is_org else "project_credit", event.originator_id.hex),
-            customer_id=event.customer_id, project_id=None if is_org else event.project_id,
-            first=self._period_of(event, None))
-
-    def _period_of(self, event: Any, period: str | None) -> Period:
-        return attributed_period(period, event.timestamp)
-
-    def _move(self, event: Any, amount: Decimal) -> None:
-        credit = self.credits[event.originator_id]
-        when = self._period_of(event, getattr(event, "period", None))
-        self.latest = max(self.latest, when)
-        credit.first = min(credit.first, when)
-        if isinstance(event, Credit.Deleted):
-            credit.deleted_in = when
-        if when < self.period:
-            credit.row.opening += amount
-        if when <= self.period:
-            credit.row.closing += amount
-        column = column_of(event)
-        if when == self.period and column is not None:
-            credit.row.movements[column] += amount
-
-    def rows(self) -> list[Row]:
-        shown = [c for c in self.credits.values() if c.first <= self.period
-                 and (c.deleted_in is None or c.deleted_in >= self.period)]
-        for credit in shown:
-            credit.row.customer_uuid = credit.customer_id.hex
-            credit.row.customer_name = self.names.get(credit.customer_id, "")
-            if credit.project_id is not None:
-                credit.row.project_uuid = credit.project_id.hex
-                credit.row.project_name = self.names.get(credit.project_id, "")
-        return sorted((c.row for c in shown), key=lambda r: (
-            r.customer_name, r.customer_uuid, r.kind != "customer_credit", r.project_name,
-            r.uuid))
+def reconcile(conn: Connection, period: Period, today: date) -> Report:
+    """The month's roll-forward, with closing balances checked a second way."""
+    start, end = instant(period), instant(period.next())
+    rows = _rows(conn, start, end)
+    for uuid, event_type, billing_period, amount in conn.execute(
+            select(credit_key, tx.c.event_type, tx.c.billing_period, func.sum(tx.c.amount))
+            .where(tx.c.created > start, tx.c.created <= end)
+            .group_by(credit_key, tx.c.event_type, tx.c.billing_period)):
+        row, column = rows[uuid], column_of(event_type)
+        row.figures.movements[column] += amount
+        key = str(Period.of(billing_period)) if billing_period else None
+        row.by_billing_period.setdefault(key, zeros())[column] += amount
+    ordered = sorted(rows.values(), key=lambda r: (
+        r.customer_name, r.customer_uuid, r.kind != "customer_credit", r.project_name, r.uuid))
+    subtotals = {kind: Figures() for kind in KINDS}
+    for row in ordered:
+        subtotals[row.kind].add(row.figures)
+    compared_with = ["credit_transactions"]
+    expected = [balances_after(conn, end)]
+    if period == Period.of(today):
+        compared_with.append("live_read_model")
+        expected.append(live_balances(conn))
+    mismatches = [row.uuid for row in ordered
+                  if any(found.get(row.uuid, ZERO) != row.figures.closing for found in expected)]
+    return Report(period, ordered, subtotals, compared_with, mismatches)
 
 
-def _is(event: Any, *classes: type) -> bool:
-    """isinstance without narrowing: the event classes' attributes are not declared."""
-    return isinstance(event, classes)
+def _rows(conn: Connection, start: datetime, end: datetime) -> dict[str, Row]:
+    """Every credit that existed in the month, with opening and closing balances.
+
+    A credit deleted at or before the month's first instant is gone; one deleted during
+    the month shows, closing at 0.
+    """
+    opening = {uuid: (value, deleted) for uuid, value, deleted in conn.execute(
+        _balances_at(start))}
+    names = (select(customers.c.name).where(customers.c.uuid == v.c.customer_uuid)
+             .scalar_subquery(), select(projects.c.name).where(
+                 projects.c.uuid == v.c.project_uuid).scalar_subquery())
+    rows: dict[str, Row] = {}
+    for state in conn.execute(_balances_at(end, v.c.is_org, v.c.customer_uuid,
+                                           v.c.project_uuid, *names)):
+        uuid, value, _, is_org, customer_uuid, project_uuid, customer_name, project_name = state
+        before_value, gone = opening.get(uuid, (ZERO, False))
+        if gone:
+            continue
+        rows[uuid] = Row(
+            kind="customer_credit" if is_org else "project_credit", uuid=uuid,
+            customer_uuid=customer_uuid, customer_name=customer_name or "",
+            project_uuid=project_uuid or "", project_name=project_name or "",
+            figures=Figures(opening=before_value, closing=value))
+    return rows
 
 
-def is_creation(event: Any) -> bool:
-    return _is(event, CustomerCredit.Created, ProjectCredit.Created)
+def _balances_at(moment: datetime, *columns: Any) -> Select[Any]:
+    """(uuid, value, deleted, *columns) of every credit's last version at the moment."""
+    latest = latest_versions(moment)
+    return select(v.c.uuid, v.c.value, v.c.deleted, *columns).join(
+        latest, and_(v.c.uuid == latest.c.uuid, v.c.version == latest.c.version))
 
 
-def amount_of(event: Any) -> Decimal | None:
-    """How an event moved the balance: the initial value on creation, else its amount."""
-    if is_creation(event):
-        return Decimal(event.value)
-    if isinstance(event, Credit.BalanceChanged):
-        return Decimal(event.amount)
-    return None
+def balances_after(conn: Connection, moment: datetime) -> dict[str, Decimal]:
+    """Each credit's balance_after on its last transaction at or before the moment."""
+    last = (select(credit_key.label("uuid"), func.max(tx.c.position).label("position"))
+            .where(tx.c.created <= moment).group_by(credit_key).subquery())
+    query = select(last.c.uuid, tx.c.balance_after).join(tx, tx.c.position == last.c.position)
+    return {uuid: balance for uuid, balance in conn.execute(query)}
 
 
-def scan(app: Ledger, period: Period, progress: Callable[[int], None]) -> _Scan:
-    folded = _Scan(period)
-    position, done = 0, 0
-    while notifications := app.recorder.select_notifications(
-            start=position, limit=BATCH, inclusive_of_start=False):
-        for notification in notifications:
-            folded.apply(app.mapper.to_domain_event(notification))
-        position = notifications[-1].id
-        done += len(notifications)
-        progress(done)
-    return folded
-
-
-def reconcile(app: Ledger, engine: Engine, period: Period,
-              progress: Callable[[int], None] = lambda n: None) -> Report:
-    """The period's report, with closing balances checked against the read models."""
-    folded = scan(app, period, progress)
-    rows = folded.rows()
-    totals = Row("total", "")
-    for row in rows:
-        totals.add(row)
-    if folded.latest <= period:
-        against, expected = "live_read_model", live_balances(engine)
-    else:
-        against, expected = "next_period_opening", next_openings(engine, period)
-    mismatches = [row.uuid for row in rows if expected.get(row.uuid, ZERO) != row.closing]
-    return Report(period, rows, totals, against, mismatches)
-
-
-def live_balances(engine: Engine) -> dict[str, Decimal]:
+def live_balances(conn: Connection) -> dict[str, Decimal]:
     """Every credit's value in the credits read model (deleted credits hold 0)."""
-    with engine.connect() as conn:
-        found = {row.uuid: row.value for row in conn.execute(
-            select(customer_credits.c.uuid, customer_credits.c.value))}
-        found.update({row.uuid: row.value for row in conn.execute(
-            select(project_credits.c.uuid, project_credits.c.value))})
+    found = {row.uuid: row.value for row in conn.execute(
+        select(customer_credits.c.uuid, customer_credits.c.value))}
+    found.update({row.uuid: row.value for row in conn.execute(
+        select(project_credits.c.uuid, project_credits.c.value))})
     return found
 
 
-def next_openings(engine: Engine, period: Period) -> dict[str, Decimal]:
-    """The next period's opening per credit, summed from the credit-transactions read model."""
-    tx = credit_transactions
-    totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    with engine.connect() as conn:
-        for row in conn.execute(select(tx.c.credit_uuid, tx.c.project_credit_uuid, tx.c.amount,
-                                       tx.c.billing_period, tx.c.created)):
-            when = (Period.of(row.billing_period) if row.billing_period
-                    else attributed_period(None, row.created))
-            if when <= period:
-                totals[row.credit_uuid or row.project_credit_uuid] += row.amount
-    return totals
+# --- usage by billing period ------------------------------------------------------------
+
+@dataclass
+class UsageRow:
+    """What one credit paid for one billing period, wherever it was recorded."""
+
+    kind: str
+    uuid: str
+    customer_uuid: str
+    customer_name: str
+    project_uuid: str
+    project_name: str
+    movements: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(
+        USAGE_COLUMNS, ZERO))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "uuid": self.uuid, "customer_uuid": self.customer_uuid,
+                "customer_name": self.customer_name, "project_uuid": self.project_uuid,
+                "project_name": self.project_name, **self.movements,
+                "total": sum(self.movements.values(), ZERO)}
 
 
-def to_csv_rows(report: Report) -> list[list[str]]:
-    """Header, one line per credit, then the totals line; booleans as true/false."""
-    def line(values: dict[str, Any]) -> list[str]:
-        return [str(values[name]).lower() if isinstance(values[name], bool)
-                else str(values[name]) for name in FIELDS]
+@dataclass
+class Usage:
+    """Usage of a billing period: per credit, per kind, and by the month it was recorded."""
 
-    return [list(FIELDS), *(line(row.as_dict()) for row in report.rows),
-            line(report.totals.as_dict())]
+    billing_period: Period
+    closed: bool
+    rows: list[UsageRow]
+    recorded_in: dict[str, dict[str, Decimal]]  # kind -> month -> net amount
+
+    def as_dict(self) -> dict[str, Any]:
+        subtotals = {kind: dict.fromkeys(USAGE_COLUMNS, ZERO) for kind in KINDS}
+        for row in self.rows:
+            for name, amount in row.movements.items():
+                subtotals[row.kind][name] += amount
+        return {
+            "billing_period": str(self.billing_period),
+            "closed": self.closed,
+            "rows": [row.as_dict() for row in self.rows],
+            "subtotals": {kind: {**values, "total": sum(values.values(), ZERO),
+                                 "recorded_in": dict(sorted(self.recorded_in[kind].items()))}
+                          for kind, values in subtotals.items()},
+        }
+
+
+def usage(conn: Connection, billing_period: Period) -> Usage:
+    """Consumed, floor-charged, expired and given back for the period, as recorded so far."""
+    pc, cc = project_credits, customer_credits
+    query = (select(tx.c.credit_uuid, tx.c.project_credit_uuid, tx.c.event_type,
+                    tx.c.created, tx.c.amount, cc.c.customer_uuid.label("org_customer"),
+                    cc.c.customer_name.label("org_customer_name"), pc.c.customer_uuid,
+                    pc.c.customer_name, pc.c.project_uuid, pc.c.project_name)
+             .outerjoin(cc, cc.c.uuid == tx.c.credit_uuid)
+             .outerjoin(pc, pc.c.uuid == tx.c.project_credit_uuid)
+             .where(tx.c.billing_period == billing_period.first_day))
+    rows: dict[str, UsageRow] = {}
+    recorded_in: dict[str, dict[str, Decimal]] = {kind: defaultdict(lambda: ZERO)
+                                                  for kind in KINDS}
+    for found in conn.execute(query):
+        column = column_of(found.event_type)
+        if column not in USAGE_COLUMNS:
+            continue
+        row = rows.get(found.credit_uuid or found.project_credit_uuid) or _usage_row(found)
+        rows[row.uuid] = row
+        row.movements[column] += found.amount
+        recorded_in[row.kind][str(month_of(found.created))] += found.amount
+    closed = conn.execute(select(billing_periods.c.closed).where(
+        billing_periods.c.period == str(billing_period))).scalar()
+    ordered = sorted(rows.values(), key=lambda r: (
+        r.customer_name, r.customer_uuid, r.kind != "customer_credit", r.project_name, r.uuid))
+    return Usage(billing_period, bool(closed), ordered, recorded_in)
+
+
+def _usage_row(found: Any) -> UsageRow:
+    if found.credit_uuid:
+        return UsageRow("customer_credit", found.credit_uuid, found.org_customer,
+                        found.org_customer_name, "", "")
+    return UsageRow("project_credit", found.project_credit_uuid, found.customer_uuid,
+                    found.customer_name, found.project_uuid, found.project_name)

@@ -18,7 +18,9 @@ from projections.tables import tracking
 # 1: users.is_active (user deactivation).
 # 2: tables shaped for their queries (names on credit rows, month totals, counters).
 # 3: customer_credits.withdrawable_balance and protect_allocations; items' coverage changes.
-READ_MODEL_VERSION = 3
+# 4: credit_versions (as-of state per credit version), credit_transactions indexed by credit
+#    and time (month-end balances, statements).
+READ_MODEL_VERSION = 4
 NAME = "read_models"
 
 metadata = MetaData()

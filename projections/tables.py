@@ -295,10 +295,50 @@ credit_transactions = Table(
     Uuid("project_uuid", nullable=True),
     Column("project_name", String(500), nullable=True),
     Column("billing_period", Date, nullable=True, index=True),
+    Column("item_id", String(255), nullable=True),  # the consumption item of a draw
     Column("balance_after", Money, nullable=False),
     Column("actor", String(64), nullable=False),
     Column("event_type", String(64), nullable=False),
     Index("credit_transactions_created", "created", "position"),
+    Index("credit_transactions_org_at", "credit_uuid", "created"),
+    Index("credit_transactions_project_at", "project_credit_uuid", "created"),
+)
+
+credit_allocations = Table(
+    "credit_allocations", metadata,
+    # The organisation credit's allocation mirror (CustomerCredit.allocations) as the
+    # aggregate keeps it, so each version's allocated_to_projects is the aggregate's.
+    Uuid("credit_uuid", primary_key=True),
+    Uuid("project_credit_uuid", primary_key=True),
+    Column("value", Money, nullable=False),
+)
+
+credit_versions = Table(
+    "credit_versions", metadata,
+    # One row per event of a credit's stream, holding the credit's state after it: what
+    # `?as_of=` and the month-end balances read (the latest version at or before a moment).
+    Uuid("uuid", primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("created", DateTime(timezone=True), nullable=False),  # the event's timestamp
+    Column("is_org", Boolean, nullable=False),
+    Uuid("customer_uuid", nullable=False),
+    Uuid("project_uuid", nullable=True),
+    Column("credit_created", DateTime(timezone=True), nullable=False),
+    Column("value", Money, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("end_date", Date, nullable=True),
+    Column("expected_consumption", Money, nullable=False),
+    Column("minimal_consumption_logic", String(10), nullable=False),
+    Column("grace_coefficient", Integer, nullable=False),
+    Column("apply_as_minimal_consumption", Boolean, nullable=False),
+    Column("mark_unused_credit_as_spent_on_project_termination", Boolean, nullable=True),
+    Column("allocated_to_projects", Money, nullable=True),  # organisation credits only
+    Column("offerings", Text, nullable=True),  # organisation credits only, as on the row
+    Column("withdrawable_balance", Money, nullable=True),  # organisation credits only
+    Column("protect_allocations", Boolean, nullable=True),  # organisation credits only
+    Index("credit_versions_at", "uuid", "created"),
+    Index("credit_versions_by_customer", "is_org", "customer_uuid", "created"),
+    Index("credit_versions_created", "created"),
 )
 
 READ_MODEL_TABLES = [t for t in metadata.sorted_tables if t is not tracking]

@@ -138,7 +138,7 @@ def _record(event: Any, changes: Changes, position: int, amount: Decimal, kind: 
         event, credit, uuid=transaction_uuid(event), position=position * LINE_SLOTS,
         amount=amount, transaction_type=kind, comment=comment, project_uuid=project_uuid,
         project_name=project_name, billing_period=Period.parse(period).first_day if period
-        else None, balance_after=credit.value))
+        else None, item_id=getattr(event, "item_id", None), balance_after=credit.value))
 
 
 def items_drawn_rows(event: Any, position: int, credit: CreditRow,
@@ -161,7 +161,7 @@ def items_drawn_rows(event: Any, position: int, credit: CreditRow,
             position=position * LINE_SLOTS + index, amount=line["amount"],
             transaction_type=kind, comment=f"Consumption item {line['item_id']}.",
             project_uuid=project_uuid, project_name=project_names.get(project_uuid),
-            billing_period=period, balance_after=balance))
+            billing_period=period, item_id=line["item_id"], balance_after=balance))
     return found
 
 

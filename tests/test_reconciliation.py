@@ -2,7 +2,9 @@
 
 Event timestamps are set with an event clock (eventsourcing's timestamp function is
 patched) moving together with the service clock, so grants, write-offs and settlements
-happen in the months the script says, whatever day the tests run.
+happen in the months the script says, whatever day the tests run. Movements belong to
+the month they were recorded in; opening and closing are the `?as_of=` balances at the
+month boundaries.
 """
 
 from __future__ import annotations
@@ -27,28 +29,28 @@ from tests.support import Clock, Directory
 
 PERIODS = ["2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
 COLUMNS = ["opening", "granted", "consumed", "floor_draws", "expired", "written_off",
-           "reversed", "closing"]
-# per period, per credit label: the money columns in COLUMNS order
+           "reversed", "adjustments", "closing"]
+# per month, per credit label: the money columns in COLUMNS order (recorded in that month)
 EXPECTED: dict[str, dict[str, list[str]]] = {
-    "2026-07": {"org": ["0", "1000", "-170", "0", "0", "0", "0", "830"],
-                "A": ["0", "300", "-100", "0", "0", "0", "0", "200"],
-                "B": ["0", "200", "-20", "-30", "0", "0", "0", "150"]},
-    "2026-08": {"org": ["830", "500", "-60", "0", "0", "0", "0", "1270"],
-                "A": ["200", "0", "-50", "0", "0", "0", "0", "150"],
-                "B": ["150", "0", "0", "-50", "0", "0", "0", "100"],
-                "other": ["0", "50", "0", "0", "0", "0", "0", "50"]},
-    "2026-09": {"org": ["1270", "0", "-105", "0", "0", "0", "0", "1165"],
-                "A": ["150", "0", "-45", "0", "0", "0", "0", "105"],
-                "B": ["100", "0", "-60", "0", "-80", "0", "40", "0"],
-                "other": ["50", "0", "0", "0", "0", "0", "0", "50"]},
-    "2026-10": {"org": ["1165", "0", "-25", "0", "0", "-105", "0", "1035"],
-                "A": ["105", "0", "0", "0", "0", "-105", "0", "0"],
-                "B": ["0", "0", "0", "0", "0", "0", "0", "0"],
-                "other": ["50", "0", "0", "0", "0", "0", "0", "50"]},
-    "2026-11": {"org": ["1035", "0", "0", "0", "0", "0", "0", "1035"],
-                "A": ["0", "0", "0", "0", "0", "0", "0", "0"],
-                "B": ["0", "0", "0", "0", "0", "0", "0", "0"],
-                "other": ["50", "30", "0", "0", "0", "0", "0", "80"]},
+    "2026-07": {"org": ["0", "1000", "0", "0", "0", "0", "0", "0", "1000"],
+                "A": ["0", "300", "0", "0", "0", "0", "0", "0", "300"],
+                "B": ["0", "200", "0", "0", "0", "0", "0", "0", "200"]},
+    "2026-08": {"org": ["1000", "500", "-170", "0", "0", "0", "0", "0", "1330"],
+                "A": ["300", "0", "-100", "0", "0", "0", "0", "0", "200"],
+                "B": ["200", "0", "-20", "-30", "0", "0", "0", "0", "150"],
+                "other": ["0", "50", "0", "0", "0", "0", "0", "0", "50"]},
+    "2026-09": {"org": ["1330", "0", "-160", "0", "0", "0", "0", "0", "1170"],
+                "A": ["200", "0", "-90", "0", "0", "0", "0", "0", "110"],
+                "B": ["150", "0", "-60", "-50", "0", "0", "0", "0", "40"],
+                "other": ["50", "0", "0", "0", "0", "0", "0", "0", "50"]},
+    "2026-10": {"org": ["1170", "0", "-5", "0", "0", "-105", "0", "0", "1060"],
+                "A": ["110", "0", "-5", "0", "0", "-105", "0", "0", "0"],
+                "B": ["40", "0", "0", "0", "-80", "0", "40", "0", "0"],
+                "other": ["50", "0", "0", "0", "0", "0", "0", "0", "50"]},
+    "2026-11": {"org": ["1060", "0", "-25", "0", "0", "0", "0", "0", "1035"],
+                "A": ["0", "0", "0", "0", "0", "0", "0", "0", "0"],
+                "B": ["0", "0", "0", "0", "0", "0", "0", "0", "0"],
+                "other": ["50", "30", "0", "0", "0", "0", "0", "0", "80"]},
 }
 
 
@@ -140,9 +142,9 @@ def labels(months: Months, directory: Directory) -> dict[str, str]:
     return {"org": org_credit["uuid"], "A": a["uuid"], "B": b["uuid"], "other": other["uuid"]}
 
 
-def report(directory: Directory, period: str, **params: Any) -> Any:
-    result = directory.client.simulate_get("/api/reconciliation/",
-                                           params={"period": period, **params},
+def report(directory: Directory, period: str, path: str = "/api/reconciliation/",
+           **params: Any) -> Any:
+    result = directory.client.simulate_get(path, params={"period": period, **params},
                                            headers=directory.staff)
     assert result.status_code == 200, result.text
     return result
@@ -150,6 +152,38 @@ def report(directory: Directory, period: str, **params: Any) -> Any:
 
 def money(text: str) -> str:
     return f"{Decimal(text):.5f}"
+
+
+def boundary(period: str) -> str:
+    return f"{period}-01T00:00:00+00:00"
+
+
+def as_of_value(directory: Directory, row: dict[str, Any], moment: str) -> str:
+    """The credit's value that `?as_of=` answers (0 where it did not exist or was deleted)."""
+    kind = "customer-credits" if row["kind"] == "customer_credit" else "project-credits"
+    result = directory.client.simulate_get(f"/api/{kind}/{row['uuid']}/",
+                                           params={"as_of": moment}, headers=directory.staff)
+    if result.status_code == 404:
+        return money("0")
+    assert result.status_code == 200, result.text
+    return str(result.json["value"])
+
+
+def next_month(period: str) -> str:
+    year, month = map(int, period.split("-"))
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def assert_balances_are_as_of(directory: Directory, body: dict[str, Any]) -> None:
+    """Every opening and closing is non-negative and what `?as_of=` answers there."""
+    period = body["period"]
+    assert body["opening_at"] == boundary(period)
+    assert body["closing_at"] == boundary(next_month(period))
+    for row in body["rows"]:
+        assert Decimal(row["opening"]) >= 0 and Decimal(row["closing"]) >= 0, row
+        assert row["opening"] == as_of_value(directory, row, body["opening_at"]), row
+        assert row["closing"] == as_of_value(directory, row, body["closing_at"]), row
+        assert row["ties_out"] is True
 
 
 def test_every_month_matches_the_script_and_ties_out(directory: Directory,
@@ -161,16 +195,30 @@ def test_every_month_matches_the_script_and_ties_out(directory: Directory,
         found = {by_uuid[row["uuid"]]: [row[c] for c in COLUMNS] for row in body["rows"]}
         assert found == {label: [money(v) for v in values]
                          for label, values in EXPECTED[period].items()}, period
-        assert all(row["ties_out"] for row in body["rows"])
-        totals = body["totals"]
-        for column in COLUMNS:
-            assert Decimal(totals[column]) == sum(Decimal(r[column]) for r in body["rows"])
-        assert totals["ties_out"] is True and totals["kind"] == "total"
+        assert_balances_are_as_of(directory, body)
         summary = body["summary"]
-        assert summary["all_rows_tie_out"] and summary["totals_tie_out"]
+        assert summary["all_rows_tie_out"] and summary["subtotals_tie_out"]
         assert summary["closing_matches"] is True, summary
         assert summary["closing_compared_with"] == (
-            "live_read_model" if period == "2026-11" else "next_period_opening")
+            ["credit_transactions", "live_read_model"] if period == "2026-11"
+            else ["credit_transactions"])
+
+
+def test_subtotals_per_kind_never_one_sum(directory: Directory,
+                                          labels: dict[str, str]) -> None:
+    body = report(directory, "2026-09").json
+    assert "totals" not in body and set(body["subtotals"]) == {"customer_credit",
+                                                               "project_credit"}
+    for kind, subtotal in body["subtotals"].items():
+        rows = [row for row in body["rows"] if row["kind"] == kind]
+        for column in COLUMNS:
+            assert Decimal(subtotal[column]) == sum(Decimal(r[column]) for r in rows)
+        assert subtotal["ties_out"] is True
+    assert body["subtotals"]["customer_credit"]["closing"] == money("1220")  # 1170 + 50
+    assert body["subtotals"]["project_credit"]["closing"] == money("150")   # 110 + 40
+    live = directory.client.simulate_get("/api/customer-credits/", headers=directory.staff)
+    current = report(directory, "2026-11").json["subtotals"]["customer_credit"]["closing"]
+    assert Decimal(current) == sum(Decimal(credit["value"]) for credit in live.json)
 
 
 def test_closing_is_the_next_opening(directory: Directory, labels: dict[str, str]) -> None:
@@ -179,50 +227,141 @@ def test_closing_is_the_next_opening(directory: Directory, labels: dict[str, str
         closing = {r["uuid"]: r["closing"] for r in this["rows"]}
         opening = {r["uuid"]: r["opening"] for r in following["rows"]}
         assert {u: v for u, v in opening.items() if u in closing} == closing
+        assert all(opening[u] == money("0") for u in opening if u not in closing)
 
 
-def test_rows_and_attribution(directory: Directory, labels: dict[str, str]) -> None:
-    rows = report(directory, "2026-09").json["rows"]
-    assert [(r["kind"], r["customer_name"], r["project_name"]) for r in rows] == [
-        ("customer_credit", "Org", ""), ("project_credit", "Org", "A"),
-        ("project_credit", "Org", "B"), ("customer_credit", "Other", "")]
-    assert rows[0]["uuid"] == labels["org"] and rows[2]["uuid"] == labels["B"]
-    assert list(rows[0]) == ["kind", "uuid", "customer_uuid", "customer_name", "project_uuid",
-                             "project_name", *COLUMNS[:-1], "closing", "ties_out"]
+def test_movements_are_keyed_by_billing_period(directory: Directory,
+                                               labels: dict[str, str]) -> None:
+    """September records August's usage (posted late) and its close beside September's."""
+    rows = {row["uuid"]: row for row in report(directory, "2026-09").json["rows"]}
+    zero = money("0")
+
+    def split(label: str) -> dict[Any, dict[str, str]]:
+        return {entry["billing_period"]: {k: v for k, v in entry.items()
+                                          if k != "billing_period" and v != zero}
+                for entry in rows[labels[label]]["by_billing_period"]}
+
+    assert split("org") == {"2026-08": {"consumed": money("-60")},
+                            "2026-09": {"consumed": money("-100")}}
+    assert split("B") == {"2026-08": {"floor_draws": money("-50")},
+                          "2026-09": {"consumed": money("-60")}}
+    october = {row["uuid"]: row for row in report(directory, "2026-10").json["rows"]}
+    assert october[labels["org"]]["by_billing_period"] == [
+        {"billing_period": None, **dict.fromkeys(COLUMNS[1:-1], zero),
+         "written_off": money("-105")},
+        {"billing_period": "2026-09", **dict.fromkeys(COLUMNS[1:-1], zero),
+         "consumed": money("-5")}]
 
 
-def test_csv_has_the_json_numbers(directory: Directory, labels: dict[str, str]) -> None:
-    body = report(directory, "2026-09").json
-    expected = [*body["rows"], body["totals"]]
+def test_usage_by_billing_period(directory: Directory, labels: dict[str, str]) -> None:
+    body = report(directory, "2026-09", "/api/reconciliation/usage/").json
+    assert body["billing_period"] == "2026-09" and body["closed"] is True
+    by_uuid = {row["uuid"]: row for row in body["rows"]}
+    assert {k: by_uuid[labels["B"]][k] for k in ("consumed", "floor_draws", "expired",
+                                                  "reversed", "total")} == {
+        "consumed": money("-60"), "floor_draws": money("0"), "expired": money("-80"),
+        "reversed": money("40"), "total": money("-100")}
+    assert by_uuid[labels["A"]]["consumed"] == money("-45")
+    org = body["subtotals"]["customer_credit"]
+    assert org["consumed"] == money("-105")
+    assert org["recorded_in"] == {"2026-09": money("-100"), "2026-10": money("-5")}
+    assert body["subtotals"]["project_credit"]["total"] == money("-145")
+    open_period = report(directory, "2026-11", "/api/reconciliation/usage/").json
+    assert open_period["closed"] is False and open_period["rows"] == []
+
+
+def test_a_month_never_changes_once_ended(months: Months, directory: Directory,
+                                          labels: dict[str, str]) -> None:
+    before = {period: report(directory, period).json for period in PERIODS[:-1]}
+    months.go("2026-11-27")
+    close(directory, "2026-10", reopen=True)
+    project = call(directory, "GET", "/api/projects/", None)
+    consume(directory, "2026-10", ("late", next(p for p in project if p["name"] == "C"), "7"))
+    close(directory, "2026-10")
+    call(directory, "PATCH", f"/api/customer-credits/{labels['org']}/", {"value": "2000"})
+    for period, body in before.items():
+        assert report(directory, period).json == body, period
+    november = report(directory, "2026-11").json
+    org = next(row for row in november["rows"] if row["uuid"] == labels["org"])
+    assert org["consumed"] == money("-32") and org["closing"] == money("2000")
+    assert_balances_are_as_of(directory, november)
+
+
+def test_a_new_users_day(months: Months, directory: Directory) -> None:
+    """Credits created today, usage posted for last month, last month closed."""
+    months.go("2026-11-26")
+    org = directory.customer("Müller GmbH")
+    projects = [directory.project(org, name) for name in ("Web", "Batch")]
+    directory.customer_credit(org, "1000")
+    directory.project_credit(projects[0], "300")
+    consume(directory, "2026-10", ("w1", projects[0], "120.50"), ("b1", projects[1], "80.12"))
+    close(directory, "2026-10")
+    october = report(directory, "2026-10").json
+    assert october["rows"] == []  # nothing existed when October ended
+    november = report(directory, "2026-11").json
+    assert_balances_are_as_of(directory, november)
+    rows = {row["project_name"]: row for row in november["rows"]}
+    assert [rows[""][c] for c in ("opening", "granted", "consumed", "closing")] == [
+        money("0"), money("1000"), money("-200.62"), money("799.38")]
+    assert rows["Web"]["by_billing_period"][1]["billing_period"] == "2026-10"
+    assert november["summary"]["closing_matches"] is True
+
+
+def test_csv_opens_in_a_spreadsheet(months: Months, directory: Directory,
+                                    labels: dict[str, str]) -> None:
+    months.go("2026-11-27")
+    evil = directory.customer('=HYPERLINK("http://x","click")')
+    directory.customer_credit(evil, "10")
+    body = report(directory, "2026-11").json
     for params, headers in (({"format": "csv"}, {}), ({}, {"Accept": "text/csv"})):
         result = directory.client.simulate_get(
-            "/api/reconciliation/", params={"period": "2026-09", **params},
+            "/api/reconciliation/", params={"period": "2026-11", **params},
             headers={**directory.staff, **headers})
         assert result.status_code == 200
         assert result.headers["Content-Type"].startswith("text/csv")
         assert result.headers["X-Reconciliation-Ties-Out"] == "true"
-        parsed = list(csv.DictReader(io.StringIO(result.text)))
-        assert parsed == [{k: str(v).lower() if isinstance(v, bool) else str(v)
-                           for k, v in row.items()} for row in expected]
+        assert result.content.startswith("\ufeff".encode())
+        parsed = list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
+        credit_lines = [line for line in parsed if line["line"] == "credit"]
+        assert [line["uuid"] for line in credit_lines] == [r["uuid"] for r in body["rows"]]
+        for line, row in zip(credit_lines, body["rows"], strict=True):
+            assert line["month"] == "2026-11" and line["billing_period"] == ""
+            for column in COLUMNS:
+                assert Decimal(line[column]) == Decimal(row[column])
+                float(line[column])  # a number to a spreadsheet, also when negative
+        names = {line["customer_name"] for line in credit_lines}
+        assert "'=HYPERLINK(\"http://x\",\"click\")" in names
+        late = [line for line in parsed if line["line"] == "billing_period"
+                and line["uuid"] == labels["org"]]
+        assert [(line["billing_period"], line["consumed"]) for line in late] == [
+            ("2026-10", money("-25"))]
+        assert {line["kind"] for line in parsed if line["line"] == "subtotal"} == {
+            "customer_credit", "project_credit"}
+    plain = directory.client.simulate_get(
+        "/api/reconciliation/csv/", params={"period": "2026-11", "bom": "false"},
+        headers=directory.staff)
+    assert plain.text.startswith("month,line,")
 
 
-def test_cli_export_writes_csv_and_json(directory: Directory, labels: dict[str, str],
-                                        database_url: str, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export_writes_csv_json_and_stdout(directory: Directory, labels: dict[str, str],
+                                               database_url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     body = report(directory, "2026-09").json
     monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
     out = tmp_path / "september.csv"
     code = cli.main(["export", "reconciliation", "--period", "2026-09", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured
-    assert "scanning events" in captured.err
     assert "every row ties out: True" in captured.out
-    with out.open(newline="") as handle:
-        parsed = list(csv.DictReader(handle))
-    assert [row["closing"] for row in parsed] == [
-        *(r["closing"] for r in body["rows"]), body["totals"]["closing"]]
-    assert parsed[-1]["kind"] == "total"
+    with out.open(newline="", encoding="utf-8-sig") as handle:
+        parsed = [line for line in csv.DictReader(handle) if line["line"] == "credit"]
+    assert [row["closing"] for row in parsed] == [r["closing"] for r in body["rows"]]
+    assert cli.main(["export", "reconciliation", "--period", "2026-09", "--out", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("\ufeffmonth,line,") and "Wrote" in captured.err
+    assert captured.out.replace("\r\n", "\n") == out.read_text(
+        encoding="utf-8").replace("\r\n", "\n")
     as_json = tmp_path / "september.json"
     assert cli.main(["export", "reconciliation", "--period", "2026-09",
                      "--out", str(as_json)]) == 0
@@ -241,21 +380,24 @@ def test_drift_shows_in_the_summary(directory: Directory, labels: dict[str, str]
 
 def test_bad_requests(directory: Directory, clock: Clock) -> None:
     get = directory.client.simulate_get
-    path = "/api/reconciliation/"
-    assert get(path, headers=directory.staff).json == {"period": ["This field is required."]}
-    for period in ("2026-13", "nope"):
-        result = get(path, params={"period": period}, headers=directory.staff)
-        assert result.status_code == 400 and list(result.json) == ["period"]
-    future = get(path, params={"period": "2026-12"}, headers=directory.staff)
-    assert future.json == {"period": ["Billing period 2026-12 has not started yet."]}
-    wrong = get(path, params={"period": "2026-11", "format": "xml"}, headers=directory.staff)
-    assert wrong.status_code == 400 and list(wrong.json) == ["format"]
-    user = directory.user("someone")
-    assert get(path, params={"period": "2026-11"}, headers=user).status_code == 403
-    assert get(path, params={"period": "2026-11"}).status_code == 401
+    for path in ("/api/reconciliation/", "/api/reconciliation/usage/"):
+        assert get(path, headers=directory.staff).json == {"period": ["This field is required."]}
+        for period in ("2026-13", "nope"):
+            result = get(path, params={"period": period}, headers=directory.staff)
+            assert result.status_code == 400 and list(result.json) == ["period"]
+        future = get(path, params={"period": "2026-12"}, headers=directory.staff)
+        assert future.json == {"period": ["Billing period 2026-12 has not started yet."]}
+        wrong = get(path, params={"period": "2026-11", "format": "xml"}, headers=directory.staff)
+        assert wrong.status_code == 400 and list(wrong.json) == ["format"]
+        bom = get(path, params={"period": "2026-11", "format": "csv", "bom": "maybe"},
+                  headers=directory.staff)
+        assert bom.status_code == 400 and bom.json == {"bom": ["Must be a valid boolean."]}
+        user = directory.user(f"someone-{len(path)}")
+        assert get(path, params={"period": "2026-11"}, headers=user).status_code == 403
+        assert get(path, params={"period": "2026-11"}).status_code == 401
 
 
 def test_empty_ledger(directory: Directory) -> None:
     body = report(directory, "2026-11").json
     assert body["rows"] == [] and body["summary"]["all_rows_tie_out"] is True
-    assert body["totals"]["closing"] == "0.00000"
+    assert body["subtotals"]["customer_credit"]["closing"] == "0.00000"
