@@ -17,6 +17,7 @@ from uuid import uuid4
 import falcon
 import falcon.testing
 import httpx
+import jsonschema
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -31,7 +32,10 @@ from schemathesis.checks import (
 from schemathesis.core import NotSet
 from schemathesis.core.parameters import ParameterLocation
 
+from api import consumptions, fields, project_credits
 from api.app import create_app
+from api.fields import FieldError
+from api.forms import object_schema
 from api.openapi import document
 from api.wiring import build_services
 from tests.conftest import BACKENDS
@@ -337,3 +341,54 @@ def test_minimal_consumption_is_a_plain_decimal(directory: Directory) -> None:
     """(100 − 9)/100 × 0.00000 is Decimal('0E-7'); the wire shows 0.0000000."""
     credit = directory.customer_credit(directory.customer("Org"), "10", grace_coefficient="9")
     assert credit["minimal_consumption"] == "0.0000000"
+
+
+# --- (4) one declaration: what a field's schema admits, its parser accepts ---------------
+
+HEX = "0123456789abcdef" * 2
+AGREEMENT = [
+    (fields.MONEY, ["0", "12.5", "99999999999.99999", 300],
+     ["-1", "1.123456", "123456789012", "abc", "", True, None]),
+    (fields.GRACE, ["-10", "999", 25], ["1000", "1.5", "x"]),
+    (fields.string(5), ["a", " a ", "abcde", 7], [" ", "", "a\x00", "abcdef", True, []]),
+    (fields.hyperlink("/api/projects/"),
+     [f"/api/projects/{HEX}/", f"http://h:1/api/projects/{HEX}/?x=1",
+      f"https://[x/api/projects/{HEX.upper()}/"],
+     [f"/api/projects/{HEX}", f"/api/customers/{HEX}/", f"http://h/api/projects/{'-' * 36}/",
+      "https://0.com", 5]),
+    (consumptions.PERIOD, ["2026-01", "0001-12"], ["2026-13", "0000-01", "2026-1", "202611"]),
+    (fields.choice("fixed", "linear"), ["fixed"], ["Fixed", "", 1]),
+    (fields.date_field, ["2026-12-01"], ["2026-13-01", "01.12.2026", 20261201]),
+]
+
+
+@pytest.mark.parametrize(("parser", "valid", "invalid"), AGREEMENT)
+def test_a_parser_accepts_exactly_what_its_schema_admits(parser: Any, valid: list[Any],
+                                                         invalid: list[Any]) -> None:
+    """Each value is either admitted by the schema and parsed, or refused by both."""
+    checker = jsonschema.Draft7Validator(parser.schema,
+                                         format_checker=jsonschema.FormatChecker())
+    for value in valid:
+        assert checker.is_valid(value), value
+        parser(value)
+    for value in invalid:
+        assert not checker.is_valid(value), value
+        with pytest.raises(FieldError):
+            parser(value)
+
+
+def test_request_bodies_come_from_the_validators_field_lists() -> None:
+    schemas = document()["components"]["schemas"]
+    assert schemas["ProjectCreditRequest"] == object_schema(project_credits.FIELDS)
+    assert schemas["CreateCustomerCreditRequest"]["required"] == ["customer"]
+    assert "required" not in schemas["UpdateCustomerCreditRequest"]
+    item = schemas["ConsumptionItemRequest"]
+    assert item["required"] == ["id", "project", "amount", "period"]
+    assert item["properties"]["offering"]["nullable"] is True
+
+
+def test_an_empty_ordering_key_is_refused(directory: Directory) -> None:
+    listed = directory.client.simulate_get("/api/project-credits/", query_string="o=value,",
+                                           headers=directory.staff)
+    assert (listed.status_code, listed.json) == (
+        400, {"o": ["Select a valid choice.  is not one of the available choices."]})
