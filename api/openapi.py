@@ -333,7 +333,14 @@ def _detail_response(description: str, headers: Json | None = None) -> Json:
 
 RESPONSES: Json = {
     "ValidationError": {"description": "Invalid input (DRF's validation body), or a "
-                                       "malformed JSON body (`detail`).",
+                                       "malformed JSON body (`detail`). Beyond this "
+                                       "document, writes check rules that need the "
+                                       "ledger's state or the clock: linked objects exist "
+                                       "(projects not terminated), one credit per project "
+                                       "and customer, billing periods have started, "
+                                       "expected consumption below the credit, a linear "
+                                       "credit ends on the 1st of a later month, project "
+                                       "credits within the organisation's.",
                         "content": {"application/json": {"schema": {
                             "anyOf": [ref("ValidationError"), ref("Detail")]}}}},
     "Unauthorized": _detail_response("No token, or an invalid one.", {
