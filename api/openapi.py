@@ -69,7 +69,7 @@ DATETIME = {"type": "string", "format": "date-time"}
 HEX_UUID = {"type": "string", "pattern": HEX_UUID_PATTERN}
 MONEY = {"type": "string", "format": "decimal", "pattern": MONEY_PATTERN,
          "description": "Money: a decimal string with 5 places."}
-MONEY_INPUT = fields.MONEY.schema
+MONEY_INPUT = fields.MONEY.schema  # what money inputs accept, for any body still written here
 GRACE = fields.GRACE.schema
 PERIOD = consumptions.PERIOD.schema
 
