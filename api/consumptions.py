@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 from api import fields
 from api.common import Resource, request_body
 from api.errors import ApiError, not_found, validation_error
-from api.forms import Field, expect_object, validate
+from api.forms import Field, expect_object, validate, with_checks
 from api.representations import iso_datetime
 from ledger.money import format_money
 from ledger.periods import Period
@@ -23,17 +23,51 @@ from projections.tables import billing_periods, consumptions, customer_credits, 
 MAX_ITEMS = 1000
 
 
-def period_field(today_period: Period) -> fields.Parser:
-    def parse(raw: Any) -> Period:
-        try:
-            period = Period.parse(raw) if isinstance(raw, str) else Period.parse("")
-        except ValueError:
-            raise fields.FieldError("Enter a billing period as YYYY-MM.") from None
+def _period(raw: Any) -> Period:
+    try:
+        return Period.parse(raw) if isinstance(raw, str) else Period.parse("")
+    except ValueError:
+        raise fields.FieldError("Enter a billing period as YYYY-MM.") from None
+
+
+PERIOD = fields.Typed(_period, {"type": "string",
+                                "pattern": r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$",
+                                "description": "A month, YYYY-MM."})
+
+
+def started_by(today_period: Period) -> Callable[[Period], None]:
+    """A period check that needs the clock: months that have not started are refused."""
+    def check(period: Period) -> None:
         if period > today_period:
             raise fields.FieldError(f"Billing period {period} has not started yet.")
+
+    return check
+
+
+def period_field(today_period: Period) -> fields.Parser:
+    """A period that has started (path parameters, the CLI): format, then the clock."""
+    check = started_by(today_period)
+
+    def parse(raw: Any) -> Period:
+        period: Period = PERIOD(raw)
+        check(period)
         return period
 
     return parse
+
+
+# One item of a batch; whether its project and offering exist (and the project is live)
+# and whether its period has started are checked per request (_fields).
+ITEM_FIELDS = [
+    Field("id", fields.string(255), required=True,
+          description="The caller's key; posting it again draws nothing more."),
+    Field("project", fields.hyperlink("/api/projects/"), required=True),
+    Field("offering", fields.hyperlink("/api/marketplace-public-offerings/",
+                                       "/api/marketplace-provider-offerings/"),
+          allow_null=True),
+    Field("amount", fields.MONEY, required=True),
+    Field("period", PERIOD, required=True),
+]
 
 
 def closed_periods(conn: Connection) -> set[str]:
@@ -143,16 +177,8 @@ class Consumptions(Resource):
             if not offering_exists(offering_id):
                 raise fields.FieldError("Invalid hyperlink - Object does not exist.")
 
-        return [
-            Field("id", fields.string(255), required=True),
-            Field("project", fields.hyperlink("/api/projects/"), required=True,
-                  check=check_project),
-            Field("offering", fields.hyperlink("/api/marketplace-public-offerings/",
-                                               "/api/marketplace-provider-offerings/"),
-                  allow_null=True, check=check_offering),
-            Field("amount", fields.MONEY, required=True),
-            Field("period", period_field(Period.of(self.services.today())), required=True),
-        ]
+        return with_checks(ITEM_FIELDS, project=check_project, offering=check_offering,
+                           period=started_by(Period.of(self.services.today())))
 
 
 def _result(result: ConsumptionResult) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from api.common import (
 )
 from api.credit_collection import CreditCollection
 from api.errors import validation_error
-from api.forms import Field, validate
+from api.forms import Field, validate, with_checks
 from api.listing import last_param, ordering
-from api.project_credits import term_fields
+from api.project_credits import TERM_FIELDS
 from api.representations import customer_credit
 from ledger.access import Principal
 from ledger.money import ZERO
@@ -49,6 +49,35 @@ ORDERING = {
 DEFAULT_ORDER = [customer_credits.c.created.asc(), customer_credits.c.uuid.asc()]
 OFFERING_LINK = fields.hyperlink("/api/marketplace-provider-offerings/",
                                  "/api/marketplace-public-offerings/")
+
+
+def _offering_links(raw: Any) -> list[UUID]:
+    """A list of offering hyperlinks, each once, in order."""
+    if not isinstance(raw, list):
+        kind = type(raw).__name__
+        raise fields.FieldError(f'Expected a list of items but got type "{kind}".')
+    found = [OFFERING_LINK(item) if item is not None else _null() for item in raw]
+    return list(dict.fromkeys(found))
+
+
+def _null() -> Any:
+    raise fields.FieldError("This field may not be null.")
+
+
+OFFERING_LINKS = fields.Typed(_offering_links, {"type": "array",
+                                                "items": OFFERING_LINK.schema})
+# Update bodies; create also takes the customer. Existence and uniqueness of the linked
+# objects and the end date against today are checked per request (_fields).
+PROTECT = "protect_allocations"
+UPDATE_FIELDS = [Field("value", fields.MONEY), Field("offerings", OFFERING_LINKS),
+                 *TERM_FIELDS,
+                 Field("comment", fields.COMMENT,
+                       description="Why the value is set (recorded on the grant)."),
+                 Field(PROTECT, fields.boolean,
+                       description="Pool draws leave what project credits hold.")]
+CREATE_FIELDS = [UPDATE_FIELDS[0],
+                 Field("customer", fields.hyperlink("/api/customers/"), required=True),
+                 *UPDATE_FIELDS[1:]]
 
 
 class CustomerCredits(CreditCollection):
@@ -215,16 +244,11 @@ class CustomerCredits(CreditCollection):
             if taken is not None:
                 raise fields.FieldError("customer credit with this customer already exists.")
 
-        def parse_offerings(raw: Any) -> list[UUID]:
-            if not isinstance(raw, list):
-                kind = type(raw).__name__
-                raise fields.FieldError(f'Expected a list of items but got type "{kind}".')
-            found = [OFFERING_LINK(item) if item is not None else _null() for item in raw]
+        def check_offerings(found: list[UUID]) -> None:
             known = {row[0] for row in conn.execute(select(offerings.c.uuid).where(
                 offerings.c.uuid.in_([o.hex for o in found])))}
             if any(o.hex not in known for o in found):
                 raise fields.FieldError("Invalid hyperlink - Object does not exist.")
-            return list(dict.fromkeys(found))
 
         def check_end_date(end: date | None) -> None:
             if end is not None and end < self.services.today():
@@ -232,16 +256,10 @@ class CustomerCredits(CreditCollection):
             if end is not None and end.day != 1:
                 raise fields.FieldError("End date must be the first day of the month.")
 
-        terms = term_fields()
-        terms[0] = Field("end_date", fields.date_field, allow_null=True, check=check_end_date)
-        customer = [Field("customer", fields.hyperlink("/api/customers/"), required=True,
-                          check=check_customer)] if creating else []
-        return [Field("value", fields.MONEY), *customer,
-                Field("offerings", parse_offerings), *terms, Field("comment", fields.COMMENT),
-                Field(PROTECT, fields.boolean)]
-
-
-PROTECT = "protect_allocations"
+        if creating:
+            return with_checks(CREATE_FIELDS, customer=check_customer,
+                               offerings=check_offerings, end_date=check_end_date)
+        return with_checks(UPDATE_FIELDS, offerings=check_offerings, end_date=check_end_date)
 
 
 def _adjustment(amount: Any) -> None:
@@ -260,7 +278,5 @@ ADJUSTMENT_FIELDS = [
 ]
 
 
-def _null() -> Any:
-    raise fields.FieldError("This field may not be null.")
 
 

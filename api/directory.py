@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Select, false, or_, select
 from api import fields
 from api.common import Resource, apply_uuid_filter, base_url, parse_uuid, request_body
 from api.errors import not_found, permission_denied
-from api.forms import Field, validate
+from api.forms import Field, validate, with_checks
 from api.listing import last_param, paginate
 from api.representations import link, money_or_none
 from ledger.access import Principal
@@ -30,6 +30,12 @@ def slugify(name: str) -> str:
 
 NAME = fields.string(500)
 SLUG = fields.string(500)
+CUSTOMER_FIELDS = [Field("name", NAME, required=True), Field("slug", SLUG)]
+# The customer's existence is checked per request.
+PROJECT_FIELDS = [Field("name", NAME, required=True), Field("slug", SLUG),
+                  Field("customer", fields.hyperlink("/api/customers/"), required=True)]
+OFFERING_FIELDS = [Field("name", NAME, required=True),
+                   Field("type", fields.string(100), required=True)]
 
 
 class _Directory(Resource):
@@ -119,8 +125,7 @@ class Customers(_Directory):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        values = validate(request_body(req), [Field("name", NAME, required=True),
-                                            Field("slug", SLUG)])
+        values = validate(request_body(req), CUSTOMER_FIELDS)
         new_id = self.services.ledger.register_customer(
             values["name"], values.get("slug") or slugify(values["name"]), principal.actor)
         self.created(req, resp, principal, new_id)
@@ -164,10 +169,8 @@ class Projects(_Directory):
                 if found is None:
                     raise fields.FieldError("Invalid hyperlink - Object does not exist.")
 
-            values = validate(request_body(req), [
-                Field("name", NAME, required=True), Field("slug", SLUG),
-                Field("customer", fields.hyperlink("/api/customers/"), required=True,
-                      check=check_customer)])
+            values = validate(request_body(req),
+                              with_checks(PROJECT_FIELDS, customer=check_customer))
         new_id = self.services.ledger.register_project(
             values["name"], values.get("slug") or slugify(values["name"]), values["customer"],
             principal.actor)
@@ -203,8 +206,7 @@ class Offerings(_Directory):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        values = validate(request_body(req), [Field("name", NAME, required=True),
-                                            Field("type", fields.string(100), required=True)])
+        values = validate(request_body(req), OFFERING_FIELDS)
         new_id = self.services.ledger.register_offering(
             values["name"], values["type"], principal.actor)
         self.created(req, resp, principal, new_id)

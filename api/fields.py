@@ -8,20 +8,42 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, DecimalException
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 Parser = Callable[[Any], Any]
+Json = dict[str, Any]
 MAX_STRING_LENGTH = 1000
 TRUE_VALUES = {"t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE",
                "on", "On", "ON", "1", 1}
 FALSE_VALUES = {"f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE",
                 "off", "Off", "OFF", "0", 0}
 _DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
-_UUID_PATH = r"([0-9a-fA-F]{32}|[0-9a-fA-F-]{36})"
+_HEX = "[0-9a-fA-F]"
+_UUID_PATH = rf"({_HEX}{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})"
+# What str.strip() removes (every str.isspace() character), for the non-blank pattern.
+_SPACE = (r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f"
+          r"\u205f\u3000")
+
+
+@dataclass(frozen=True)
+class Typed:
+    """A parser with the OpenAPI schema of what it accepts: one declaration serves both the
+    validator and /api/schema/, so the two cannot drift."""
+
+    parse: Parser
+    schema: Json
+
+    def __call__(self, raw: Any) -> Any:
+        return self.parse(raw)
+
+
+def schema_of(parser: Parser) -> Json:
+    """The schema a parser declares; {} (anything) for a plain function."""
+    return parser.schema if isinstance(parser, Typed) else {}
 
 
 class FieldError(Exception):
@@ -32,7 +54,7 @@ class FieldError(Exception):
         self.messages = list(messages)
 
 
-def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = None) -> Parser:
+def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = None) -> Typed:
     """DRF DecimalField: digit limits, then the minimum, then quantized."""
 
     def parse(raw: Any) -> Decimal:
@@ -52,7 +74,19 @@ def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = No
             raise FieldError(f"Ensure this value is greater than or equal to {min_value}.")
         return value.quantize(Decimal(1).scaleb(-decimal_places))
 
-    return parse
+    whole = max_digits - decimal_places
+    sign = "" if min_value is not None and min_value >= 0 else "-?"
+    places = rf"(\.[0-9]{{1,{decimal_places}}})?" if decimal_places else ""
+    text = {"type": "string", "format": "decimal",
+            "pattern": rf"^{sign}[0-9]{{1,{whole}}}{places}$"}
+    # DRF also takes a JSON number; integers are documented (floats work, but rounding
+    # makes their limits inexpressible).
+    number = {"type": "integer", "maximum": 10 ** whole - 1,
+              "minimum": 0 if not sign else -(10 ** whole - 1)}
+    return Typed(parse, {
+        "anyOf": [text, number],
+        "description": f"A decimal string: at most {whole} digits before the point and "
+                       f"{decimal_places} after" + (", not negative." if not sign else ".")})
 
 
 def _check_precision(value: Decimal, max_digits: int, decimal_places: int) -> None:
@@ -78,7 +112,7 @@ MONEY = decimal(16, 5, Decimal(0))
 GRACE = decimal(3, 0)
 
 
-def date_field(raw: Any) -> date:
+def _date(raw: Any) -> date:
     match = _DATE.match(raw) if isinstance(raw, str) else None
     try:
         if match:
@@ -88,7 +122,10 @@ def date_field(raw: Any) -> date:
     raise FieldError("Date has wrong format. Use one of these formats instead: YYYY-MM-DD.")
 
 
-def choice(*choices: str) -> Parser:
+date_field = Typed(_date, {"type": "string", "format": "date"})
+
+
+def choice(*choices: str) -> Typed:
     def parse(raw: Any) -> str:
         if isinstance(raw, str) and raw in choices:
             return raw
@@ -96,7 +133,7 @@ def choice(*choices: str) -> Parser:
         shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
         raise FieldError(f'"{shown}" is not a valid choice.')
 
-    return parse
+    return Typed(parse, {"type": "string", "enum": list(choices)})
 
 
 def _python_str(raw: Any) -> str:
@@ -105,7 +142,7 @@ def _python_str(raw: Any) -> str:
         raw)
 
 
-def boolean(raw: Any) -> bool:
+def _boolean(raw: Any) -> bool:
     try:
         if raw in TRUE_VALUES:
             return True
@@ -114,6 +151,9 @@ def boolean(raw: Any) -> bool:
     except TypeError:
         pass
     raise FieldError("Must be a valid boolean.")
+
+
+boolean = Typed(_boolean, {"type": "boolean"})
 
 
 def prohibited_characters(text: str) -> list[str]:
@@ -127,7 +167,7 @@ def prohibited_characters(text: str) -> list[str]:
     return messages
 
 
-def string(max_length: int) -> Parser:
+def string(max_length: int) -> Typed:
     def parse(raw: Any) -> str:
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
             raise FieldError("Not a valid string.")
@@ -142,10 +182,15 @@ def string(max_length: int) -> Parser:
             raise FieldError(*messages)
         return text
 
-    return parse
+    text = {"type": "string", "maxLength": max_length,
+            "pattern": rf"^[^\x00]*[^{_SPACE}\x00][^\x00]*$"}
+    # DRF's CharField also takes a JSON integer, as its text (fractions decode as Decimal,
+    # which it refuses).
+    return Typed(parse, {"anyOf": [text, {"type": "integer"}],
+                         "description": "Text, not blank, without NUL characters."})
 
 
-def text(max_length: int) -> Parser:
+def text(max_length: int) -> Typed:
     """A free-text field that may be blank (a comment): "" when only whitespace."""
     def parse(raw: Any) -> str:
         if not isinstance(raw, str):
@@ -158,27 +203,32 @@ def text(max_length: int) -> Parser:
             raise FieldError(*messages)
         return found
 
-    return parse
+    return Typed(parse, {"type": "string", "maxLength": max_length,
+                         "description": "Free text, may be blank."})
 
 
 COMMENT = text(MAX_STRING_LENGTH)
 
 
-def hyperlink(*route_prefixes: str) -> Parser:
-    """DRF HyperlinkedRelatedField: an absolute or relative URL of one of the routes."""
-    patterns = [re.compile(rf"^{re.escape(prefix)}{_UUID_PATH}/$") for prefix in route_prefixes]
+def hyperlink(*route_prefixes: str) -> Typed:
+    """DRF HyperlinkedRelatedField: an absolute URL (any host, query ignored) or a path, of
+    one of the routes. One regular expression is both the parser and the schema."""
+    route = "(?:" + "|".join(re.escape(prefix) for prefix in route_prefixes) + ")"
+    pattern = (rf"^(?:https?://[^/?#]*{route}{_UUID_PATH}/(?:[?#][\s\S]*)?"
+               rf"|{route}{_UUID_PATH}/)$")
+    link = re.compile(pattern)
 
     def parse(raw: Any) -> UUID:
         if not isinstance(raw, str):
             raise FieldError(f"Incorrect type. Expected URL string, received {_type_name(raw)}.")
-        path = urlsplit(raw).path if raw.startswith(("http:", "https:")) else raw
-        for pattern in patterns:
-            match = pattern.match(path)
-            if match:
-                return UUID(match.group(1))
-        raise FieldError("Invalid hyperlink - No URL match.")
+        match = link.match(raw)
+        if match is None:
+            raise FieldError("Invalid hyperlink - No URL match.")
+        return UUID(match.group(1) or match.group(2))
 
-    return parse
+    return Typed(parse, {"type": "string", "pattern": pattern,
+                         "description": "A hyperlink (absolute or a path) to one of: "
+                                        + ", ".join(route_prefixes)})
 
 
 def _type_name(raw: Any) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from api.errors import validation_error
-from api.fields import FieldError, Parser
+from api.fields import FieldError, Json, Parser, schema_of
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,35 @@ class Field:
     required: bool = False
     allow_null: bool = False
     check: Callable[[Any], None] | None = None
+    description: str = ""
+
+    @property
+    def schema(self) -> Json:
+        """The OpenAPI schema of the values this field accepts (null included if allowed)."""
+        schema = dict(schema_of(self.parse))
+        if self.description:
+            schema["description"] = self.description
+        if self.allow_null:
+            schema["nullable"] = True
+        return schema
+
+
+def with_checks(fields: list[Field], **checks: Callable[[Any], None]) -> list[Field]:
+    """The declared fields with this request's checks (lookups that need the database)."""
+    unknown = set(checks) - {field.name for field in fields}
+    assert not unknown, f"no such fields: {unknown}"
+    return [replace(field, check=checks[field.name]) if field.name in checks else field
+            for field in fields]
+
+
+def object_schema(fields: list[Field], partial: bool = False) -> Json:
+    """The request body these fields validate, as an OpenAPI object schema."""
+    schema: Json = {"type": "object",
+                    "properties": {field.name: field.schema for field in fields}}
+    required = [field.name for field in fields if field.required and not partial]
+    if required:
+        schema["required"] = required
+    return schema
 
 
 def expect_object(body: Any) -> dict[str, Any]:

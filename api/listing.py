@@ -28,8 +28,8 @@ class Page:
 def ordering(req: falcon.Request, fields: Mapping[str, ColumnElement[Any]],
              default: Sequence[Any]) -> list[Any]:
     """`o=-value,project_name`; a repeated `o` uses only the last, like django-filter."""
-    text = last_param(req, "o") or ""
-    keys = [key.strip() for key in text.split(",") if key.strip()]
+    text = last_param(req, "o")
+    keys = [key.strip() for key in text.split(",")] if text else []
     order: list[Any] = []
     for key in keys:
         column = fields.get(key.removeprefix("-"))

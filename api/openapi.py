@@ -1,4 +1,11 @@
-"""The OpenAPI 3 document of our API, written by hand as data, served at GET /api/schema/.
+"""The OpenAPI 3 document of our API, served at GET /api/schema/.
+
+Request bodies are not restated here: each comes from the field list its resource validates
+with (`object_schema(FIELDS)`), and each field's schema from its parser (api/fields.py), so
+the document and the validators cannot drift. Responses, parameters and paths are written
+here as data. A new body field goes into the resource's module-level field list (with a
+parser from api/fields.py that carries its schema); a new route gets an entry in _paths()
+built with operation()/json_body()/errors().
 
 The credits schemas keep upstream's component names and fields
 (reference/waldur-openapi-credits.yaml) but say what we actually serve: every decimal is a
@@ -14,13 +21,15 @@ from typing import Any
 
 import falcon
 
+from api import consumptions, customer_credits, directory, fields, project_credits
+from api.forms import object_schema
+
 Json = dict[str, Any]
 
 MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{5}$"
-MONEY_INPUT_PATTERN = r"^[0-9]{1,11}(\.[0-9]{1,5})?$"
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 HEX_UUID_PATTERN = r"^[0-9a-f]{32}$"
-PERIOD_PATTERN = r"^[0-9]{4}-[0-9]{2}$"
+PERIOD_PATTERN = consumptions.PERIOD.schema["pattern"]
 TRANSACTION_TYPES = ["staff_grant", "compensation", "minimal_draw", "affiliate_fee",
                      "transfer_in", "transfer_out", "payout", "expiry", "rollback",
                      "adjustment", "withdrawable_adjustment"]
@@ -60,11 +69,9 @@ DATETIME = {"type": "string", "format": "date-time"}
 HEX_UUID = {"type": "string", "pattern": HEX_UUID_PATTERN}
 MONEY = {"type": "string", "format": "decimal", "pattern": MONEY_PATTERN,
          "description": "Money: a decimal string with 5 places."}
-MONEY_INPUT = {"type": "string", "format": "decimal", "pattern": MONEY_INPUT_PATTERN,
-               "description": "Money: a decimal string, at most 11 digits before the point "
-                              "and 5 after, not negative."}
-GRACE = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]{1,3}$"}
-PERIOD = {"type": "string", "pattern": PERIOD_PATTERN, "description": "A month, YYYY-MM."}
+MONEY_INPUT = fields.MONEY.schema  # what money inputs accept, for any body still written here
+GRACE = fields.GRACE.schema
+PERIOD = consumptions.PERIOD.schema
 MOMENT = {"type": "string", "format": "date-time"}
 
 
@@ -74,18 +81,16 @@ def read_only(schema: Json) -> Json:
 
 # --- component schemas --------------------------------------------------------------------
 
-def _terms(request: bool) -> Json:
-    """BaseCredit's terms, as served (request=False) or as accepted."""
-    money = MONEY_INPUT if request else MONEY
+def _terms() -> Json:
+    """BaseCredit's terms, as served."""
     terms: Json = {
         "end_date": nullable({**DATE, "description": "The 1st of a month: the exclusive end "
                                                      "of coverage."}),
-        "expected_consumption": money,
-    }
-    if not request:
-        terms["minimal_consumption"] = read_only({
+        "expected_consumption": MONEY,
+        "minimal_consumption": read_only({
             "type": "string", "format": "decimal", "pattern": DECIMAL_PATTERN,
-            "description": "The monthly floor; a raw decimal, upstream's arithmetic scale."})
+            "description": "The monthly floor; a raw decimal, upstream's arithmetic scale."}),
+    }
     terms.update({
         "minimal_consumption_logic": ref("MinimalConsumptionLogicEnum"),
         "grace_coefficient": GRACE,
@@ -107,23 +112,11 @@ PROTECT = ("Pool draws for projects without a project credit leave what project 
            "still hold (default false, as upstream).")
 
 
-def _project_credit_request(required: list[str] | None) -> Json:
-    return obj({"value": MONEY_INPUT, "project": URI, **_terms(request=True),
-                MARK_UNUSED: BOOLEAN, "comment": COMMENT}, required)
-
-
-def _customer_credit_request(required: list[str] | None) -> Json:
-    return obj({"value": MONEY_INPUT, "customer": {**URI, "description":
-                                                   "Ignored on update."},
-                "offerings": array(URI), **_terms(request=True), "comment": COMMENT,
-                "protect_allocations": {**BOOLEAN, "description": PROTECT}}, required)
-
-
 def _customer_credit(offerings: Json) -> Json:
     properties = {
         "uuid": read_only(HEX_UUID), "url": read_only(URI), "value": MONEY, "customer": URI,
         "customer_name": read_only(STRING), "customer_uuid": read_only(HEX_UUID),
-        "customer_slug": read_only(STRING), "offerings": offerings, **_terms(request=False),
+        "customer_slug": read_only(STRING), "offerings": offerings, **_terms(),
         "allocated_to_projects": read_only(MONEY),
         "consumption_last_month": read_only(nullable(MONEY)),
         "withdrawable_balance": read_only(MONEY),
@@ -145,7 +138,7 @@ PROJECT_CREDIT_FIELDS: Json = {
     "is_limited_by_organization_credit": read_only(BOOLEAN),
     "offerings": read_only({**array(ref("NestedPublicOffering")),
                             "description": "Owners, staff and support only."}),
-    **_terms(request=False),
+    **_terms(),
     MARK_UNUSED: BOOLEAN,
 }
 OWNER_ONLY = ("customer_credit", "allocated_customer_credit", "offerings")
@@ -187,17 +180,15 @@ SCHEMAS: Json = {
     "NestedProviderOffering": _offering(""),
     "ProjectCredit": obj(PROJECT_CREDIT_FIELDS,
                          [name for name in PROJECT_CREDIT_FIELDS if name not in OWNER_ONLY]),
-    "ProjectCreditRequest": _project_credit_request(["project"]),
-    "PatchedProjectCreditRequest": _project_credit_request(None),
+    "ProjectCreditRequest": object_schema(project_credits.FIELDS),
+    "PatchedProjectCreditRequest": object_schema(project_credits.FIELDS, partial=True),
     "CustomerCredit": _customer_credit(read_only(array(ref("NestedProviderOffering")))),
     "CreateCustomerCredit": _customer_credit(array(URI)),
-    "CreateCustomerCreditRequest": _customer_credit_request(["customer"]),
-    "PatchedCreateCustomerCreditRequest": _customer_credit_request(None),
-    "WithdrawableAdjustmentRequest": obj({
-        "amount": {"type": "string", "format": "decimal",
-                   "pattern": r"^-?\d{0,11}(?:\.\d{0,5})?$",
-                   "description": "Signed, not zero: the balance moves with it."},
-        "comment": {"type": "string", "minLength": 1}}, ["amount", "comment"]),
+    "CreateCustomerCreditRequest": object_schema(customer_credits.CREATE_FIELDS),
+    "UpdateCustomerCreditRequest": object_schema(customer_credits.UPDATE_FIELDS),
+    "PatchedCreateCustomerCreditRequest": object_schema(customer_credits.UPDATE_FIELDS,
+                                                        partial=True),
+    "WithdrawableAdjustmentRequest": object_schema(customer_credits.ADJUSTMENT_FIELDS),
     "CustomerCreditConsumption": obj({
         "date": read_only(DATE),
         "price": read_only({"type": "string", "format": "decimal",
@@ -234,8 +225,7 @@ SCHEMAS: Json = {
         "customer_credit": read_only(nullable(MONEY)),
         "customer_unallocated_credit": read_only(nullable(MONEY)),
     }, ["uuid", "url", "name", "slug", "customer_credit", "customer_unallocated_credit"]),
-    "CustomerRequest": obj({"name": {**STRING, "maxLength": 500},
-                            "slug": {**STRING, "maxLength": 500}}, ["name"]),
+    "CustomerRequest": object_schema(directory.CUSTOMER_FIELDS),
     "Project": obj({
         "uuid": read_only(HEX_UUID), "url": read_only(URI), "name": STRING, "slug": STRING,
         "customer": URI, "customer_uuid": read_only(HEX_UUID),
@@ -243,17 +233,11 @@ SCHEMAS: Json = {
         "is_terminated": read_only(BOOLEAN),
     }, ["uuid", "url", "name", "slug", "customer", "customer_uuid", "customer_name",
         "project_credit", "is_terminated"]),
-    "ProjectRequest": obj({"name": {**STRING, "maxLength": 500},
-                           "slug": {**STRING, "maxLength": 500}, "customer": URI},
-                          ["name", "customer"]),
+    "ProjectRequest": object_schema(directory.PROJECT_FIELDS),
     "Offering": _offering("A marketplace offering (public and provider routes alike)."),
-    "OfferingRequest": obj({"name": {**STRING, "maxLength": 500},
-                            "type": {**STRING, "maxLength": 100}}, ["name", "type"]),
-    "ConsumptionItemRequest": obj({
-        "id": {**STRING, "maxLength": 255,
-               "description": "The caller's key; posting it again draws nothing more."},
-        "project": URI, "offering": nullable(URI), "amount": MONEY_INPUT, "period": PERIOD,
-    }, ["id", "project", "amount", "period"], "A cost item, net of tax."),
+    "OfferingRequest": object_schema(directory.OFFERING_FIELDS),
+    "ConsumptionItemRequest": {**object_schema(consumptions.ITEM_FIELDS),
+                               "description": "A cost item, net of tax."},
     "ConsumptionResult": obj({
         "id": STRING, "project_uuid": HEX_UUID, "amount": MONEY,
         "drawn_from_project_credit": MONEY, "drawn_from_customer_credit": MONEY,
@@ -335,11 +319,14 @@ SCHEMAS: Json = {
 # --- parameters, responses ----------------------------------------------------------------
 
 def query(name: str, schema: Json, description: str = "", required: bool = False) -> Json:
+    """A query parameter; an optional one sent empty counts as absent (Django's QueryDict)."""
     param: Json = {"in": "query", "name": name, "schema": schema}
     if description:
         param["description"] = description
     if required:
         param["required"] = True
+    else:
+        param["allowEmptyValue"] = True
     return param
 
 
@@ -358,14 +345,16 @@ def param_ref(name: str) -> Json:
 
 PARAMETERS: Json = {
     "Page": query("page", INTEGER, "A page number within the paginated result set."),
-    "PageSize": query("page_size", INTEGER, "Number of results to return per page "
-                                            "(default 10, at most 300)."),
+    # DRF takes anything here: what is not a positive integer means the default.
+    "PageSize": query("page_size", {"anyOf": [INTEGER, STRING]},
+                      "Number of results to return per page (default 10, at most 300)."),
     "Uuid": path("uuid", {"type": "string", "format": "uuid"}),
     "AsOf": query("as_of", DATETIME, "The state at that moment, by replaying the events."),
-    "IfMatch": {"in": "header", "name": "If-Match", "required": False,
-                "schema": {**STRING, "pattern": r'^(\*|(W/)?"?[0-9]+"?)$'},
-                "description": "The credit's ETag (its version): act only on that version, "
-                               "412 otherwise."},
+    # Any value that is not the credit's current ETag is a 412 (RFC 9110), so any string
+    # is a well-formed If-Match.
+    "IfMatch": {"in": "header", "name": "If-Match", "required": False, "schema": STRING,
+                "description": "The credit's ETag (its version), or *: act only on that "
+                               "version, 412 otherwise."},
     "IdempotencyKey": {"in": "header", "name": "Idempotency-Key", "required": False,
                        "schema": {**STRING, "maxLength": 255},
                        "description": "A retry with the same key and body replays the "
@@ -388,7 +377,14 @@ def _detail_response(description: str, headers: Json | None = None) -> Json:
 
 RESPONSES: Json = {
     "ValidationError": {"description": "Invalid input (DRF's validation body), or a "
-                                       "malformed JSON body (`detail`).",
+                                       "malformed JSON body (`detail`). Beyond this "
+                                       "document, writes check rules that need the "
+                                       "ledger's state or the clock: linked objects exist "
+                                       "(projects not terminated), one credit per project "
+                                       "and customer, billing periods have started, "
+                                       "expected consumption below the credit, a linear "
+                                       "credit ends on the 1st of a later month, project "
+                                       "credits within the organisation's.",
                         "content": {"application/json": {"schema": {
                             "anyOf": [ref("ValidationError"), ref("Detail")]}}}},
     "Unauthorized": _detail_response("No token, or an invalid one.", {
@@ -482,7 +478,8 @@ def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
 # --- paths --------------------------------------------------------------------------------
 
 def credit_paths(collection: str, tag: str, *, item: str, created: str, request: str,
-                 patched: str, filters: list[Json], o_enum: str, writers: str) -> Json:
+                 updated: str, patched: str, filters: list[Json], o_enum: str,
+                 writers: str) -> Json:
     """Upstream's list/create/count and retrieve/update/partial/destroy for one credit kind."""
     prefix = collection.replace("-", "_")
     list_params = [*filters, ordering(ref(o_enum)), *PAGINATION, query("query", STRING),
@@ -507,7 +504,7 @@ def credit_paths(collection: str, tag: str, *, item: str, created: str, request:
             "put": operation(f"{prefix}_update", tag, f"Update ({writers})", {
                 "200": json_response(ref(created), headers=ETAG),
                 **errors(403, 404, 409, 412)},
-                parameters=[param_ref("IfMatch")], body=json_body(ref(request))),
+                parameters=[param_ref("IfMatch")], body=json_body(ref(updated))),
             "patch": operation(f"{prefix}_partial_update", tag, f"Partial update ({writers})", {
                 "200": json_response(ref(created), headers=ETAG),
                 **errors(403, 404, 409, 412)},
@@ -601,12 +598,13 @@ def _paths() -> Json:
             public=True)},
         **credit_paths("project-credits", "project-credits", item="ProjectCredit",
                        created="ProjectCredit", request="ProjectCreditRequest",
-                       patched="PatchedProjectCreditRequest",
+                       updated="ProjectCreditRequest", patched="PatchedProjectCreditRequest",
                        filters=[*customer_filters, query("project_name", STRING),
                                 query("project_uuid", uuid_filter)],
                        o_enum="ProjectCreditOEnum", writers="customer owners and staff"),
         **credit_paths("customer-credits", "customer-credits", item="CustomerCredit",
                        created="CreateCustomerCredit", request="CreateCustomerCreditRequest",
+                       updated="UpdateCustomerCreditRequest",
                        patched="PatchedCreateCustomerCreditRequest", filters=customer_filters,
                        o_enum="CustomerCreditOEnum", writers="staff"),
         "/api/customer-credits/{uuid}/consumptions/": {

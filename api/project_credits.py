@@ -20,7 +20,7 @@ from api.common import (
 )
 from api.credit_collection import CreditCollection
 from api.errors import permission_denied
-from api.forms import Field, validate
+from api.forms import Field, validate, with_checks
 from api.listing import last_param, ordering
 from api.representations import project_credit
 from ledger.access import Principal
@@ -39,15 +39,29 @@ ORDERING = {
 DEFAULT_ORDER = [project_credits.c.created.asc(), project_credits.c.uuid.asc()]
 
 
+MARK_UNUSED = "mark_unused_credit_as_spent_on_project_termination"
+# The BaseCredit fields, in upstream's order after value and the owner link.
+TERM_FIELDS = [
+    Field("end_date", fields.date_field, allow_null=True,
+          description="The 1st of a month: the exclusive end of coverage."),
+    Field("expected_consumption", fields.MONEY),
+    Field("minimal_consumption_logic", fields.choice(*LOGICS)),
+    Field("grace_coefficient", fields.GRACE),
+    Field("apply_as_minimal_consumption", fields.boolean),
+]
 def term_fields() -> list[Field]:
-    """The BaseCredit fields, in upstream's order after value and the owner link."""
-    return [
-        Field("end_date", fields.date_field, allow_null=True),
-        Field("expected_consumption", fields.MONEY),
-        Field("minimal_consumption_logic", fields.choice(*LOGICS)),
-        Field("grace_coefficient", fields.GRACE),
-        Field("apply_as_minimal_consumption", fields.boolean),
-    ]
+    return list(TERM_FIELDS)
+
+
+# The request body of create and update; the project's existence, uniqueness and the
+# caller's ownership of it are checked per request (_fields).
+FIELDS = [
+    Field("value", fields.MONEY),
+    Field("project", fields.hyperlink("/api/projects/"), required=True),
+    *TERM_FIELDS,
+    Field(MARK_UNUSED, fields.boolean),
+    Field("comment", fields.COMMENT, description="Why the value is set (recorded on the grant)."),
+]
 
 
 class ProjectCredits(CreditCollection):
@@ -167,14 +181,4 @@ class ProjectCredits(CreditCollection):
             if not principal.is_owner(found.customer_uuid):
                 raise permission_denied()
 
-        return [
-            Field("value", fields.MONEY),
-            Field("project", fields.hyperlink("/api/projects/"), required=True,
-                  check=check_project),
-            *term_fields(),
-            Field(MARK_UNUSED, fields.boolean),
-            Field("comment", fields.COMMENT),
-        ]
-
-
-MARK_UNUSED = "mark_unused_credit_as_spent_on_project_termination"
+        return with_checks(FIELDS, project=check_project)

@@ -26,7 +26,9 @@ import psycopg
 from api.wiring import build_services
 
 ROOT = Path(__file__).resolve().parent.parent
-PORTS = range(18100, 18200)
+# LEDGER_TEST_PORTS=first-last moves the range (engineers sharing a machine).
+_FIRST, _LAST = os.environ.get("LEDGER_TEST_PORTS", "18100-18199").split("-")
+PORTS = range(int(_FIRST), int(_LAST) + 1)
 START_TIMEOUT = 30.0
 
 
@@ -40,7 +42,7 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 18100-18199")
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @dataclass
