@@ -47,6 +47,14 @@ class ApiDocs:
         resp.text = PAGE
 
 
+class DocsElsewhere:
+    """/api/schema/swagger-ui/, where drf-spectacular serves it: the page is at /api/docs/."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPMovedPermanently("../../docs/")
+
+
 def add_docs_routes(app: falcon.App) -> None:
     app.add_route(DOCS_PATH, ApiDocs())
+    app.add_route("/api/schema/swagger-ui/", DocsElsewhere())
     app.add_static_route(ASSETS_PATH, swagger_ui_path)

@@ -392,3 +392,12 @@ def test_an_empty_ordering_key_is_refused(directory: Directory) -> None:
                                            headers=directory.staff)
     assert (listed.status_code, listed.json) == (
         400, {"o": ["Select a valid choice.  is not one of the available choices."]})
+
+
+def test_docs_are_found_where_drf_users_look(client: falcon.testing.TestClient) -> None:
+    """drf-spectacular serves Swagger UI at /api/schema/swagger-ui/: that leads to ours."""
+    moved = client.simulate_get("/api/schema/swagger-ui/")
+    assert moved.status_code == 301
+    assert moved.headers["Location"] == "../../docs/"
+    page = client.simulate_get("/api/docs/")
+    assert page.status_code == 200 and 'src="static/swagger-ui-bundle.js"' in page.text
