@@ -126,8 +126,8 @@ class Figures:
 
 
 @dataclass
-class Row:
-    """One credit's month, with its movements also split by billing period (None: none)."""
+class CreditLabels:
+    """Which credit a report row is about, with the names copied onto it."""
 
     kind: str
     uuid: str
@@ -135,6 +135,12 @@ class Row:
     customer_name: str
     project_uuid: str
     project_name: str
+
+
+@dataclass
+class Row(CreditLabels):
+    """One credit's month, with its movements also split by billing period (None: none)."""
+
     figures: Figures = field(default_factory=Figures)
     by_billing_period: dict[str | None, dict[str, Decimal]] = field(default_factory=dict)
 
@@ -268,15 +274,9 @@ def live_balances(conn: Connection) -> dict[str, Decimal]:
 # --- usage by billing period ------------------------------------------------------------
 
 @dataclass
-class UsageRow:
+class UsageRow(CreditLabels):
     """What one credit paid for one billing period, wherever it was recorded."""
 
-    kind: str
-    uuid: str
-    customer_uuid: str
-    customer_name: str
-    project_uuid: str
-    project_name: str
     movements: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(
         USAGE_COLUMNS, ZERO))
 
