@@ -11,6 +11,7 @@ import falcon
 from swagger_ui_bundle import swagger_ui_path
 
 DOCS_PATH = "/api/docs/"
+DRF_DOCS_PATH = "/api/schema/swagger-ui/"  # where drf-spectacular users look
 ASSETS_PATH = DOCS_PATH + "static"
 
 PAGE = """<!doctype html>
@@ -40,21 +41,21 @@ PAGE = """<!doctype html>
 
 
 class ApiDocs:
-    """GET /api/docs/: the Swagger UI page; anonymous callers allowed, like the schema."""
+    """GET /api/docs/: the Swagger UI page; anonymous callers allowed, like the schema.
+
+    The same page is also served where drf-spectacular puts it (/api/schema/swagger-ui/),
+    with its relative links made to work from there."""
+
+    def __init__(self, assets: str = "static/", schema: str = "../schema/") -> None:
+        self.page = PAGE.replace('"static/', f'"{assets}').replace('"../schema/"',
+                                                                   f'"{schema}"')
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_HTML
-        resp.text = PAGE
-
-
-class DocsElsewhere:
-    """/api/schema/swagger-ui/, where drf-spectacular serves it: the page is at /api/docs/."""
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        raise falcon.HTTPMovedPermanently("../../docs/")
+        resp.text = self.page
 
 
 def add_docs_routes(app: falcon.App) -> None:
     app.add_route(DOCS_PATH, ApiDocs())
-    app.add_route("/api/schema/swagger-ui/", DocsElsewhere())
+    app.add_route(DRF_DOCS_PATH, ApiDocs(assets="../../docs/static/", schema="../"))
     app.add_static_route(ASSETS_PATH, swagger_ui_path)

@@ -591,6 +591,9 @@ def _paths() -> Json:
             "200": json_response({"type": "object"})}, public=True)},
         "/api/docs/": {"get": operation("docs", "service", "This document in Swagger UI", {
             "200": text_response("text/html", "An HTML page")}, public=True)},
+        "/api/schema/swagger-ui/": {"get": operation(
+            "schema_swagger_ui", "service", "The same page where drf-spectacular serves it", {
+                "200": text_response("text/html", "An HTML page")}, public=True)},
         "/metrics": {"get": operation(
             "metrics", "service", "Prometheus metrics (a Bearer token when the server sets "
             "LEDGER_METRICS_TOKEN)", {"200": text_response("text/plain", "Prometheus text "
