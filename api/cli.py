@@ -22,9 +22,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import click
@@ -40,6 +41,7 @@ from api.wiring import (
 from ledger.errors import LedgerError
 from ledger.periods import Period
 
+T = TypeVar("T")
 CLI_ACTOR = "cli"
 
 
@@ -233,11 +235,8 @@ def close_period(period: str, database_url: str) -> int:
     with ledger_services(database_url) as services:
         refuse_stale(services)
         parsed = started_period(services, period)
-        services.projector.catch_up()
-        credit_ids = customer_credit_ids(services)
-        with progress_bar(f"settling {parsed}", len(credit_ids)) as report:
-            result = services.ledger.close_period(parsed, CLI_ACTOR, credit_ids, report)
-        services.projector.catch_up()
+        result = for_each_organisation(services, f"settling {parsed}", partial(
+            services.ledger.close_period, parsed, CLI_ACTOR))
     if result.already_closed:
         click.echo(f"Billing period {parsed} was already closed; nothing changed.")
     else:
@@ -254,11 +253,8 @@ def reopen_period(period: str, database_url: str) -> int:
     with ledger_services(database_url) as services:
         refuse_stale(services)
         parsed = Period.parse(period)
-        services.projector.catch_up()
-        credit_ids = customer_credit_ids(services)
-        with progress_bar(f"re-opening {parsed}", len(credit_ids)) as report:
-            reopened = services.ledger.reopen_period(parsed, CLI_ACTOR, credit_ids, report)
-        services.projector.catch_up()
+        reopened = for_each_organisation(services, f"re-opening {parsed}", partial(
+            services.ledger.reopen_period, parsed, CLI_ACTOR))
     click.echo(f"Re-opened billing period {parsed}: reversed the settlement of {reopened} "
                "customers.")
     return 0
@@ -278,6 +274,18 @@ def started_period(services: Services, text: str) -> Period:
         upcoming = closed[-1].next() if closed else today.previous()
         hint = f" The next period to close is {upcoming}." if upcoming <= today else ""
         raise click.ClickException(" ".join(error.messages) + hint) from None
+
+
+def for_each_organisation(services: Services, label: str,
+                          command: Callable[[list[UUID], Callable[[int], None]], T]) -> T:
+    """A settlement command over every organisation credit, on caught-up read models, with
+    a progress bar; the read models catch up with what it recorded."""
+    services.projector.catch_up()
+    credit_ids = customer_credit_ids(services)
+    with progress_bar(label, len(credit_ids)) as report:
+        result = command(credit_ids, report)
+    services.projector.catch_up()
+    return result
 
 
 def customer_credit_ids(services: Services) -> list[UUID]:

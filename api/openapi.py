@@ -29,7 +29,6 @@ Json = dict[str, Any]
 MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{5}$"
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 HEX_UUID_PATTERN = r"^[0-9a-f]{32}$"
-PERIOD_PATTERN = consumptions.PERIOD.schema["pattern"]
 TRANSACTION_TYPES = ["staff_grant", "compensation", "minimal_draw", "affiliate_fee",
                      "transfer_in", "transfer_out", "payout", "expiry", "rollback",
                      "adjustment", "withdrawable_adjustment"]
@@ -69,7 +68,6 @@ DATETIME = {"type": "string", "format": "date-time"}
 HEX_UUID = {"type": "string", "pattern": HEX_UUID_PATTERN}
 MONEY = {"type": "string", "format": "decimal", "pattern": MONEY_PATTERN,
          "description": "Money: a decimal string with 5 places."}
-MONEY_INPUT = fields.MONEY.schema  # what money inputs accept, for any body still written here
 GRACE = fields.GRACE.schema
 PERIOD = consumptions.PERIOD.schema
 MOMENT = {"type": "string", "format": "date-time"}
@@ -106,8 +104,6 @@ def _offering(description: str) -> Json:
 
 
 MARK_UNUSED = "mark_unused_credit_as_spent_on_project_termination"
-COMMENT = {"type": "string", "writeOnly": True,
-           "description": "The reason for a value change: on its transaction and history."}
 PROTECT = ("Pool draws for projects without a project credit leave what project credits "
            "still hold (default false, as upstream).")
 

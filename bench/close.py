@@ -14,20 +14,23 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from bench.common import DEFAULT_PG_URL, environment, print_table, temp_database, write_json
+from bench.common import (
+    add_common_arguments,
+    environment,
+    print_table,
+    temp_database,
+    write_json,
+)
 from bench.scale import seed, timed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.close", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    add_common_arguments(parser)
     parser.add_argument("--organisations", type=int, default=20000)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
     from api.wiring import build_services

@@ -27,11 +27,10 @@ import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench.common import DEFAULT_PG_URL, environment, print_table, temp_database, write_json
+from bench.common import add_common_arguments, environment, print_table, temp_database, write_json
 from bench.scale import seed
 
 ACTOR = "bench"
@@ -71,12 +70,9 @@ def post_items(services: Any, count: int, period: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    add_common_arguments(parser)
     parser.add_argument("--organisations", type=int, default=50000)
     parser.add_argument("--items", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", type=Path, metavar="PATH")
     args = parser.parse_args(argv)
 
     import falcon.testing

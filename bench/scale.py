@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from bench.common import (
-    DEFAULT_PG_URL,
+    add_common_arguments,
     environment,
     print_table,
     ratio,
@@ -122,12 +122,10 @@ def list_costs(client: Any, headers: dict[str, str], requests: int) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    add_common_arguments(parser)
     parser.add_argument("--credits", type=int, default=100000)
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--json", type=str)
     args = parser.parse_args(argv)
 
     import falcon.testing
@@ -180,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{large[name] / small[name]:.2f}"]
                  for name in small if not name.endswith(" wall")])
     results["environment"] = environment(args.backend)
-    if args.json:
-        write_json(__import__("pathlib").Path(args.json), results)
+    write_json(args.json, results)
     return 0
 
 

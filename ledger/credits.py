@@ -70,7 +70,8 @@ class Credit(CopiedByContainers, Aggregate):
         comment: str
 
     class Drawn(BalanceChanged):
-        """Usage cost of a consumption item was drawn."""
+        """Usage cost of one consumption item was drawn: recorded by earlier releases (now
+        ItemsDrawn, per batch) and still replayed."""
 
         item_id: str
         project_id: UUID
@@ -230,13 +231,6 @@ class Credit(CopiedByContainers, Aggregate):
     def change_terms(self, terms: Terms, actor: str) -> None:
         if terms != self.terms:
             self.trigger_event(self.TermsChanged, actor=actor, **terms.as_kwargs())
-
-    def draw(self, amount: Decimal, period: Period, item_id: str, project_id: UUID,
-             actor: str) -> None:
-        if not ZERO < amount <= self.value:
-            raise RuleViolation(f"Cannot draw {amount} from a balance of {self.value}.", "amount")
-        self.trigger_event(self.Drawn, amount=-amount, period=str(period), item_id=item_id,
-                           project_id=project_id, actor=actor)
 
     def draw_items(self, period: Period, lines: list[DrawLine], actor: str) -> None:
         """Draw a batch's items for one period; together they must fit the balance."""
