@@ -103,6 +103,11 @@ class SaveObserver:
         """A command lost every attempt and answers Conflict."""
 
 
+def _brand_new(aggregate: Aggregate) -> bool:
+    """Created in this process under a random id (uuid4), nothing of it stored yet."""
+    return aggregate.id.version == 4 and len(aggregate.pending_events) == aggregate.version
+
+
 class LedgerBase(Application[UUID]):
     """Loading and saving for the command groups that make up the Ledger."""
 
@@ -120,11 +125,24 @@ class LedgerBase(Application[UUID]):
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Remember (per thread) the position of the last save, for read-your-writes, and
         tell the observer what was saved."""
-        recordings = super().save(*objs, **kwargs)
+        created = [obj for obj in objs if isinstance(obj, Aggregate) and _brand_new(obj)]
+        try:
+            recordings = super().save(*objs, **kwargs)
+        except IntegrityError:
+            if not created or len(created) != len(objs) or not self._all_stored(created):
+                raise
+            # eventsourcing retries an insert whose connection broke at commit: when the
+            # first attempt did commit, the retry meets its own rows. Streams under fresh
+            # random ids can only be this save's, so it did land.
+            self._saved.position = self.recorder.max_notification_id() or 0
+            return []
         if recordings:
             self._saved.position = max(r.notification.id for r in recordings)
         self.observer.saved([recording.domain_event for recording in recordings])
         return recordings
+
+    def _all_stored(self, aggregates: list[Aggregate]) -> bool:
+        return all(self.recorder.select_events(a.id, limit=1) for a in aggregates)
 
     def last_saved_position(self) -> int:
         """The notification id of this thread's last save (0 before any)."""
