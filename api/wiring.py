@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from api import eventstore, idempotency
 from ledger.application import Ledger
 from projections import schema_version
-from projections.database import make_engine
+from projections.database import for_ddl, make_engine
 from projections.projector import Projector
 
 
@@ -134,9 +134,10 @@ def build_services(url: str | None = None, create_tables: bool = False,
     engine = make_engine(database.sqlalchemy_url, database.schema)
     projector = Projector(ledger, engine)
     if create_tables:
-        projector.create_tables()
-        schema_version.initialise(engine)
-        idempotency.metadata.create_all(engine)
+        ddl = for_ddl(engine)
+        Projector(ledger, ddl).create_tables()
+        schema_version.initialise(ddl)
+        idempotency.metadata.create_all(ddl)
     return Services(ledger=ledger, engine=engine, projector=projector, url=url, today=today)
 
 

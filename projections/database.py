@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 # PostgreSQL connection settings, per process (each gunicorn worker has its own pools: the
 # read models' here, the event store's in eventsourcing). Waits are short: a database that
@@ -21,13 +21,26 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
     return create_engine(url, connect_args=connect_args, pool_size=POOL_SIZE,
                          max_overflow=MAX_OVERFLOW, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT)
+
+
+def for_ddl(engine: Engine) -> Engine:
+    """The engine for `create_all` and friends: on SQLite its transactions take the write
+    lock first. `create_all` reads the schema, then creates; a deferred transaction whose
+    snapshot another process's DDL has overtaken fails at once with "database is locked"
+    (the busy timeout does not apply), so CLI commands beside a starting server failed."""
+    return engine.execution_options(sqlite_immediate=True)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
