@@ -29,7 +29,7 @@ class CreditCollection(Resource):
             return
         with self.services.reads.connect() as conn:
             page = paginate(conn, req, resp, self._filtered(req, principal),
-                            self._known_total(conn, req, principal))
+                            self._maintained_total(req, principal), decorate=self._decorate)
             resp.media = self._list_page(conn, req, principal, page.rows)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -39,14 +39,17 @@ class CreditCollection(Resource):
             return
         with self.services.reads.connect() as conn:
             paginate(conn, req, resp, self._filtered(req, principal),
-                     self._known_total(conn, req, principal), rows=False)
+                     self._maintained_total(req, principal), rows=False)
 
-    def _known_total(self, conn: Connection, req: falcon.Request,
-                     principal: Principal) -> int | None:
+    def _maintained_total(self, req: falcon.Request, principal: Principal) -> Select[Any] | None:
         """Everything listed, unfiltered, for staff and support: the maintained count."""
         if not principal.sees_everything or any(last_param(req, name) for name in self.filters):
             return None
-        return listed_count(conn, self.table)
+        return listed_count(self.table)
+
+    def _decorate(self, query: Select[Any]) -> Select[Any]:
+        """What a page's views need beside the row, added to the page's query."""
+        return query
 
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=False)
@@ -58,7 +61,7 @@ class CreditCollection(Resource):
         """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
         credit_uuid = parse_uuid(uuid, self.not_found_message).hex
         with self.services.reads.connect() as conn:
-            row = conn.execute(self._select(principal)
+            row = conn.execute(self._decorate(self._select(principal))
                                .where(self.table.c.uuid == credit_uuid)).first()
         if row is None:
             raise not_found(self.not_found_message)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from api.errors import not_found, validation_error
 DEFAULT_PAGE_SIZE = 10
 _UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 MAX_PAGE_SIZE = 300
+TOTAL = "result_count_"  # the column a page's total rides along in
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,46 @@ def last_param(req: falcon.Request, name: str) -> str | None:
 
 
 def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
-             query: Select[Any], total: int | None = None, rows: bool = True) -> Page:
+             query: Select[Any], maintained_total: Select[Any] | None = None,
+             rows: bool = True, decorate: Callable[[Select[Any]], Select[Any]] | None = None
+             ) -> Page:
     """Run one page of the query and set X-Result-Count and Link like upstream.
 
-    `total`, when the caller knows it (a maintained count), saves counting the rows;
-    HEAD asks for no `rows`, only the headers.
+    One round trip for a page: the total rides along as a column, from `maintained_total`
+    (a select of a count the projector keeps) or else a window count over the filtered
+    rows. An empty page past the first is out of range; only `page=last` and HEAD (no
+    `rows`) count first. `decorate` adds the columns a page's views need to the row query
+    only, so counting never pays for them.
     """
-    if total is None:
-        count = conn.execute(select(func.count()).select_from(query.order_by(None).subquery()))
-        total = int(count.scalar_one())
     size = _page_size(req)
-    pages = max(1, -(-total // size))
-    page = _page_number(req, pages)
-    found = conn.execute(query.limit(size).offset((page - 1) * size)).all() if rows else []
+    if not rows or last_param(req, "page") == "last":
+        total = _count(conn, query, maintained_total)
+        page = _page_number(req, max(1, -(-total // size)))
+        found = _rows(conn, query, decorate, page, size) if rows else []
+    else:
+        page = _page_number(req, None)
+        total_column = (maintained_total.scalar_subquery() if maintained_total is not None
+                        else func.count().over())
+        found = _rows(conn, query.add_columns(total_column.label(TOTAL)), decorate, page, size)
+        if not found and page > 1:
+            raise not_found("Invalid page.")
+        total = int(getattr(found[0], TOTAL) or 0) if found else 0
     resp.set_header("X-Result-Count", str(total))
-    resp.set_header("Link", _links(req, page, pages))
-    return Page(list(found), total)
+    resp.set_header("Link", _links(req, page, max(1, -(-total // size))))
+    return Page(found, total)
+
+
+def _count(conn: Connection, query: Select[Any], maintained_total: Select[Any] | None) -> int:
+    counting = (maintained_total if maintained_total is not None
+                else select(func.count()).select_from(query.order_by(None).subquery()))
+    return int(conn.execute(counting).scalar() or 0)
+
+
+def _rows(conn: Connection, query: Select[Any],
+          decorate: Callable[[Select[Any]], Select[Any]] | None, page: int, size: int
+          ) -> list[Any]:
+    query = decorate(query) if decorate is not None else query
+    return list(conn.execute(query.limit(size).offset((page - 1) * size)).all())
 
 
 def _page_size(req: falcon.Request) -> int:
@@ -76,15 +101,16 @@ def _page_size(req: falcon.Request) -> int:
     return DEFAULT_PAGE_SIZE if size <= 0 else min(size, MAX_PAGE_SIZE)
 
 
-def _page_number(req: falcon.Request, pages: int) -> int:
+def _page_number(req: falcon.Request, pages: int | None) -> int:
+    """The requested page; 404 below 1, or past `pages` when the total is known."""
     raw = last_param(req, "page") or "1"
-    if raw == "last":
+    if raw == "last" and pages is not None:
         return pages
     try:
         page = int(raw)
     except ValueError:
         raise not_found("Invalid page.") from None
-    if not 1 <= page <= pages:
+    if page < 1 or (pages is not None and page > pages):
         raise not_found("Invalid page.")
     return page
 

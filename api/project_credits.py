@@ -26,7 +26,12 @@ from api.representations import project_credit
 from ledger.access import Principal
 from ledger.money import ZERO
 from ledger.terms import LOGICS, TERM_NAMES, Terms
-from projections.queries import icontains, project_credit_select, project_credit_views
+from projections.queries import (
+    icontains,
+    project_credit_select,
+    project_credit_views,
+    with_organisation_figures,
+)
 from projections.tables import project_credits, projects
 
 NOT_FOUND = "No ProjectCredit matches the given query."
@@ -132,6 +137,9 @@ class ProjectCredits(CreditCollection):
 
     def _select(self, principal: Principal) -> Select[Any]:
         return project_credit_select(principal)
+
+    def _decorate(self, query: Select[Any]) -> Select[Any]:
+        return with_organisation_figures(query, self.services.today())
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str) -> Any:

@@ -11,6 +11,8 @@
 #   LEDGER_PORT [18201]  PEER_PORT [18202]   loopback ports
 #   DURATION [10]  WARMUP [2]  CONNECTIONS [4]  THREADS [2]  ROUNDS [1]   passed to bench.sh
 #   CUSTOMER_NAME [Customer 000500]   organisation whose credits the customer_uuid= list shows
+#   KEEP [unset]           keep both databases at the end (their names are printed)
+#   PEER_DB, LEDGER_DB [unset]   reuse databases a KEEP run left: skips loading and importing
 # Prints: the import (credits/s on the ledger side, time waiting for the peer, projection),
 # bench.sh's table (A = ledger, B = peer), the customer_uuid= list row, and each worker's RSS.
 # Stops both servers and drops both databases at the end, also after a failure.
@@ -32,8 +34,10 @@ done
 [ -x "$ledger_venv/bin/credit-ledger" ] || { echo "no credit-ledger in $ledger_venv" >&2; exit 2; }
 
 suffix="$(date +%s)_$$"
-peer_db="bench_peer_$suffix"
-ledger_db="bench_ledger_$suffix"
+reuse=""
+[ -n "${PEER_DB:-}" ] && [ -n "${LEDGER_DB:-}" ] && reuse=1
+peer_db="${PEER_DB:-bench_peer_$suffix}"
+ledger_db="${LEDGER_DB:-bench_ledger_$suffix}"
 scratch="$(mktemp -d -t side-by-side.XXXXXX)"
 peer_pid=""
 ledger_pid=""
@@ -43,9 +47,13 @@ cleanup() {
         kill "$pid" 2>/dev/null && for _ in $(seq 1 30); do
             kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     done
-    for db in "$peer_db" "$ledger_db"; do
-        psql -q "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
-    done
+    if [ -n "${KEEP:-}" ] || [ -n "$reuse" ]; then
+        echo "kept: PEER_DB=$peer_db LEDGER_DB=$ledger_db" >&2
+    else
+        for db in "$peer_db" "$ledger_db"; do
+            psql -q "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+        done
+    fi
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -59,14 +67,18 @@ wait_for() {  # url token what
 }
 
 echo "# side by side: N=$n, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
-psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$peer_db\"" -c "CREATE DATABASE \"$ledger_db\""
+[ -n "$reuse" ] || psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$peer_db\"" -c "CREATE DATABASE \"$ledger_db\""
 
 # --- the peer: its venv, its own loader, 2 sync workers ---------------------------------------
 peer_venv="${PEER_VENV:-$scratch/peer-venv}"
 [ -x "$peer_venv/bin/gunicorn" ] || "$peer_dir/setup.sh" "$peer_venv" >/dev/null
 export PEER_DATABASE_URL="$pg_url/$peer_db"
-peer_token="$("$peer_venv/bin/python" "$peer_dir/load.py" "$n" 2> "$scratch/peer-load.log")"
-tail -1 "$scratch/peer-load.log"
+if [ -n "$reuse" ]; then
+    peer_token="$(psql -tA "$pg_url/$peer_db" -c "SELECT key FROM authtoken_token LIMIT 1")"
+else
+    peer_token="$("$peer_venv/bin/python" "$peer_dir/load.py" "$n" 2> "$scratch/peer-load.log")"
+    tail -1 "$scratch/peer-load.log"
+fi
 PEER_WORKERS=2 "$peer_dir/serve.sh" "$peer_venv" "$peer_port" > "$scratch/peer.log" 2>&1 &
 peer_pid=$!
 peer_url="http://127.0.0.1:$peer_port"
@@ -76,17 +88,19 @@ wait_for "$peer_url/api/customers/?page_size=1" "$peer_token" "the peer"
 export LEDGER_DATABASE_URL="$pg_url/$ledger_db"
 export LEDGER_ACCESS_LOG=/dev/null
 cli="$ledger_venv/bin/credit-ledger"
-echo
-echo "# credit-ledger import waldur --url $peer_url (N=$n)"
-started=$(date +%s.%N)
-status=0
-"$cli" import waldur --url "$peer_url" --token "$peer_token" 2> "$scratch/import.err" || status=$?
-python3 -c "import sys; print(f'import command: {float(sys.argv[2]) - float(sys.argv[1]):.1f} s wall, exit {sys.argv[3]}')" \
-    "$started" "$(date +%s.%N)" "$status"
-grep '^rejected' "$scratch/import.err" | head -5 >&2 || true
-[ "$status" = 0 ] || { echo "the import did not come out clean" >&2; exit 1; }
-psql -q "$pg_url/$ledger_db" -c "ANALYZE"  # the peer's loader analyses its tables too
-ledger_token="$("$cli" users create bench --staff | tail -1)"
+if [ -z "$reuse" ]; then
+    echo
+    echo "# credit-ledger import waldur --url $peer_url (N=$n)"
+    started=$(date +%s.%N)
+    status=0
+    "$cli" import waldur --url "$peer_url" --token "$peer_token" 2> "$scratch/import.err" || status=$?
+    python3 -c "import sys; print(f'import command: {float(sys.argv[2]) - float(sys.argv[1]):.1f} s wall, exit {sys.argv[3]}')" \
+        "$started" "$(date +%s.%N)" "$status"
+    grep '^rejected' "$scratch/import.err" | head -5 >&2 || true
+    [ "$status" = 0 ] || { echo "the import did not come out clean" >&2; exit 1; }
+    psql -q "$pg_url/$ledger_db" -c "ANALYZE"  # the peer's loader analyses its tables too
+fi
+ledger_token="$("$cli" users create "bench-$suffix" --staff | tail -1)"
 "$cli" serve --port "$ledger_port" --workers 2 > "$scratch/ledger.log" 2>&1 &
 ledger_pid=$!
 ledger_url="http://127.0.0.1:$ledger_port"

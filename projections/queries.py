@@ -9,7 +9,19 @@ from datetime import date
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    ScalarSelect,
+    Select,
+    Table,
+    and_,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+)
 
 from ledger.access import Principal
 from ledger.money import ZERO
@@ -50,11 +62,9 @@ def customer_credit_select(principal: Principal) -> Select[Any]:
     return query.where(customer_credits.c.customer_uuid.in_(principal.customer_uuids()))
 
 
-def listed_count(conn: Connection, table: Table) -> int:
+def listed_count(table: Table) -> Select[Any]:
     """Every listed row, from the counter the projector keeps: no scan per request."""
-    found = conn.execute(select(counters.c.value).where(
-        counters.c.name == LISTED_COUNTER[table.name])).scalar()
-    return int(found or 0)
+    return select(counters.c.value).where(counters.c.name == LISTED_COUNTER[table.name])
 
 
 def icontains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
@@ -71,13 +81,6 @@ class Offering:
 
 def offerings_from_json(text: str) -> list[Offering]:
     return [Offering(*item) for item in json.loads(text)]
-
-
-def organisations_of(conn: Connection, customer_uuids: list[str]) -> dict[str, Any]:
-    """Each customer's live organisation credit row, by customer: one indexed lookup."""
-    rows = conn.execute(select(customer_credits).where(
-        customer_credits.c.customer_uuid.in_(customer_uuids), LISTED["customer_credits"]))
-    return {row.customer_uuid: row for row in rows}
 
 
 def customers_with_items(conn: Connection, customer_uuids: list[str],
@@ -151,35 +154,60 @@ def terms_of(row: Any) -> Terms:
     )
 
 
-def project_credit_views(conn: Connection, rows: list[Any], today: date) -> list[dict[str, Any]]:
-    """Rows plus their organisation's figures and the fields upstream derives at read time
-    (reference §4.10): a few lookups by key for the page, whatever the table's size."""
+def with_organisation_figures(query: Select[Any], today: date) -> Select[Any]:
+    """Project credit rows plus what their views need from elsewhere, in the same query:
+    the organisation credit's figures (joined by key) and, per row, whether its
+    organisation has usage last month and this month and what it drew last month. On a
+    page these touch only the page's rows, so the page stays one index range scan."""
     month = Month.of(today)
-    customer_uuids = sorted({row.customer_uuid for row in rows})
-    organisations = organisations_of(conn, customer_uuids)
-    restrictions = {
-        row.project_uuid: offerings_from_json(organisations[row.customer_uuid].offerings)
-        for row in rows if row.customer_uuid in organisations}
-    invoiced = customers_with_items(conn, customer_uuids, month)
-    invoiced_last, invoiced_now = invoiced[month.last], invoiced[month.current]
-    drawn_last = drawn_in_period(conn, [row.uuid for row in rows if row.customer_uuid
-                                        in invoiced_last], month.last)
-    cost_now = creditable_cost(conn, [row for row in rows if row.customer_uuid in invoiced_now],
+    organisation = customer_credits.alias("organisation")
+    pc = project_credits.c
+    joined = query.outerjoin(organisation, and_(
+        organisation.c.customer_uuid == pc.customer_uuid, organisation.c.deleted == false()))
+    return joined.add_columns(
+        organisation.c.value.label("organisation_value"),
+        organisation.c.allocated_to_projects.label("organisation_allocated"),
+        organisation.c.offerings.label("organisation_offerings"),
+        _has_usage(pc.customer_uuid, month.last).label("usage_last_month"),
+        _has_usage(pc.customer_uuid, month.current).label("usage_this_month"),
+        _drawn(pc.uuid, month.last).label("drawn_last_month"),
+    )
+
+
+def _has_usage(customer_uuid: ColumnElement[str], period: Period) -> ColumnElement[bool]:
+    """Upstream's "an invoice exists": the organisation has live items in the period."""
+    return exists().where(customer_months.c.customer_uuid == customer_uuid,
+                          customer_months.c.period == str(period),
+                          customer_months.c.item_count > 0)
+
+
+def _drawn(credit_uuid: ColumnElement[str], period: Period) -> ScalarSelect[Any]:
+    """What consumption drew from the credit in the period, net of reversals."""
+    return (select(credit_months.c.drawn)
+            .where(credit_months.c.credit_uuid == credit_uuid,
+                   credit_months.c.period == str(period)).scalar_subquery())
+
+
+def project_credit_views(conn: Connection, rows: list[Any], today: date) -> list[dict[str, Any]]:
+    """Rows of `with_organisation_figures` plus the fields upstream derives at read time
+    (reference §4.10); only a page with usage this month costs one more lookup by key."""
+    month = Month.of(today)
+    restrictions = {row.project_uuid: offerings_from_json(row.organisation_offerings)
+                    for row in rows if row.organisation_offerings is not None}
+    cost_now = creditable_cost(conn, [row for row in rows if row.usage_this_month],
                                month.current, restrictions)
     views = []
     for row in rows:
-        organisation = organisations.get(row.customer_uuid)
-        customer_credit = organisation.value if organisation is not None else ZERO
+        customer_credit = row.organisation_value if row.organisation_value is not None else ZERO
         spendable = min(row.value, customer_credit)
         views.append({
             "row": row,
             "customer_credit": customer_credit,
-            "allocated_customer_credit": (organisation.allocated_to_projects
-                                          if organisation is not None else None),
-            "consumption_last_month": (drawn_last.get(row.uuid, ZERO)
-                                       if row.customer_uuid in invoiced_last else None),
+            "allocated_customer_credit": row.organisation_allocated,
+            "consumption_last_month": ((row.drawn_last_month or ZERO)
+                                       if row.usage_last_month else None),
             "creditable_cost_this_month": (cost_now.get(row.project_uuid, ZERO)
-                                           if row.customer_uuid in invoiced_now else None),
+                                           if row.usage_this_month else None),
             "spendable_value": spendable,
             "is_limited_by_organization_credit": spendable < row.value,
             "offerings": restrictions.get(row.project_uuid, []),

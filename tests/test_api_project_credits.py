@@ -221,6 +221,43 @@ def test_filters_ordering_and_pagination(directory: Directory, world: dict[str, 
     assert (invalid.status_code, invalid.json) == (404, {"detail": "Invalid page."})
 
 
+def test_filtered_pages_count_in_the_page_query(directory: Directory,
+                                               world: dict[str, Any]) -> None:
+    """A filtered list counts with the page (no maintained count applies): the total, the
+    last page and out-of-range pages must agree with an unpaged count."""
+    client, staff = directory.client, directory.staff
+    for project, value in ((world["alpha"], "300"), (world["beta"], "100"),
+                           (world["gamma"], "200")):
+        directory.project_credit(project, value)
+
+    def page(**params: str) -> Any:
+        return client.simulate_get("/api/project-credits/", headers=staff,
+                                   params={"customer_slug": "org", "o": "value",
+                                           "page_size": "2", **params})
+
+    second = page(page="2")
+    assert [row["project_name"] for row in second.json] == ["Alpha"]
+    assert second.headers["X-Result-Count"] == "3"
+    assert (second.json[0]["customer_credit"], second.json[0]["allocated_customer_credit"]) == (
+        "1000.00000", "600.00000")
+    last = page(page="last")
+    assert ([row["project_name"] for row in last.json], last.headers["X-Result-Count"]) == (
+        ["Alpha"], "3")
+    for beyond in ("3", "0", "x"):
+        answer = page(page=beyond)
+        assert (answer.status_code, answer.json) == (404, {"detail": "Invalid page."}), beyond
+    empty = client.simulate_get("/api/project-credits/", headers=staff,
+                                params={"customer_uuid": world["other"]["uuid"]})
+    assert (empty.status_code, empty.json, empty.headers["X-Result-Count"]) == (200, [], "0")
+    head = client.simulate_head("/api/project-credits/", headers=staff,
+                                params={"customer_slug": "org"})
+    assert head.headers["X-Result-Count"] == "3"
+    owners = client.simulate_get("/api/project-credits/", headers=world["owner"],
+                                 params={"page_size": "2", "page": "2"})
+    assert ([row["project_name"] for row in owners.json], owners.headers["X-Result-Count"]) == (
+        ["Gamma"], "3")
+
+
 def test_deleting_the_organisation_credit_removes_project_credits(
         directory: Directory, world: dict[str, Any]) -> None:
     client, staff = directory.client, directory.staff
