@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 
 # PostgreSQL connection settings, per process (each gunicorn worker has its own pools: the
 # read models' here, the event store's in eventsourcing). Waits are short: a database that
@@ -14,6 +16,7 @@ POOL_SIZE = int(os.environ.get("LEDGER_DB_POOL_SIZE", "4"))
 MAX_OVERFLOW = int(os.environ.get("LEDGER_DB_MAX_OVERFLOW", "4"))
 POOL_TIMEOUT = float(os.environ.get("LEDGER_DB_POOL_TIMEOUT", "5"))
 CONNECT_TIMEOUT = int(os.environ.get("LEDGER_DB_CONNECT_TIMEOUT", "2"))
+IDLE_PING_SECONDS = 1.0
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
@@ -26,8 +29,32 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
     connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(url, connect_args=connect_args, pool_size=POOL_SIZE,
-                         max_overflow=MAX_OVERFLOW, pool_pre_ping=True, pool_timeout=POOL_TIMEOUT)
+    engine = create_engine(url, connect_args=connect_args, pool_size=POOL_SIZE,
+                           max_overflow=MAX_OVERFLOW, pool_timeout=POOL_TIMEOUT)
+    ping_idle_connections(engine)
+    return engine
+
+
+def ping_idle_connections(engine: Engine) -> None:
+    """`pool_pre_ping`, but only for connections that sat idle: one in steady use needs
+    no round trip of its own before each request (that ping cost as much as a page's
+    query). One idle past IDLE_PING_SECONDS, as after an outage, is tested and, if dead,
+    replaced by the pool (DisconnectionError makes it connect afresh)."""
+
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get("checked_in")
+        if checked_in is None or time.monotonic() - checked_in < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(str(error)) from error
+
+    event.listen(engine, "checkin", on_checkin)
+    event.listen(engine, "checkout", on_checkout)
 
 
 def for_ddl(engine: Engine) -> Engine:
