@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
                           lambda: seed(services.ledger, 0, args.organisations))
         services.projector.catch_up()
         ids = _organisation_credit_ids(services)
-        before = services.ledger.recorder.max_notification_id()
+        before = services.ledger.recorder.max_notification_id() or 0
         close_s, result = timed(f"close {period}", lambda: services.ledger.close_period(
             period, "bench", ids))
-        events = services.ledger.recorder.max_notification_id() - before
+        events = (services.ledger.recorder.max_notification_id() or 0) - before
         project_s, applied = timed("catch-up", services.projector.catch_up)
         assert applied == events and result.customers_settled == args.organisations
         services.close()

@@ -169,7 +169,7 @@ def environment(backend: str) -> dict[str, Any]:
                         if line.startswith("model name")), cpu)
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("eventsourcing", "falcon", "SQLAlchemy", "gunicorn", "psycopg"):
         try:
             versions[package] = metadata.version(package)

@@ -37,8 +37,9 @@ def records(n: int) -> list[list[Record]]:
     def uid(kind: str, i: int) -> uuid.UUID:
         return uuid.uuid5(ns, f"{kind}-{i}")
 
-    offerings = [OfferingRecord(uid("offering", k), f"Offering {k:03d}", "Marketplace.Slurm")
-                 for k in range(5)]
+    offerings: list[Record] = [
+        OfferingRecord(uid("offering", k), f"Offering {k:03d}", "Marketplace.Slurm")
+        for k in range(5)]
 
     def terms(j: int, expected: Decimal) -> Terms:
         return Terms(end_date=date(2027 + j % 24 // 12, 1 + j % 12, 1) if j % 3 == 0 else None,

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         start = services.projector.position()
         seconds, _ = timed(f"seed {args.credits - args.small} credits",
                            lambda: seed(services.ledger, args.small, args.credits))
-        seeded = services.ledger.recorder.max_notification_id() - start
+        seeded = (services.ledger.recorder.max_notification_id() or 0) - start
         results["seed events/s"] = seeded / seconds
         decode_s, events = timed("decode only", lambda: decode_only(services, start))
         catch_s, applied = timed("catch-up", services.projector.catch_up)

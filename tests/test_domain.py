@@ -8,10 +8,11 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.domain import Aggregate
 
 from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
-from ledger.credits import CustomerCredit, DrawLine, ProjectCredit
+from ledger.credits import Credit, CustomerCredit, DrawLine, ProjectCredit
 from ledger.errors import (
     AllocationExceeded,
     Conflict,
@@ -41,7 +42,7 @@ def org_with_projects(ledger: Ledger, *names: str) -> tuple[UUID, list[UUID]]:
 
 
 def value(ledger: Ledger, credit_id: UUID) -> D:
-    credit = ledger.repository.get(credit_id)
+    credit: Aggregate = ledger.repository.get(credit_id)
     assert isinstance(credit, CustomerCredit | ProjectCredit)
     return credit.value
 
@@ -240,7 +241,7 @@ def test_batch_draws_cheapest_first_against_running_balances(ledger: Ledger) -> 
     assert (org_draw.amount, org_draw.period) == (D(-100), "2025-02")
     assert [(line["item_id"], line["amount"]) for line in a_draw.lines] == [
         ("a1", D(-30)), ("a2", D(-20))]
-    org_credit = ledger.repository.get(org)
+    org_credit: CustomerCredit = ledger.repository.get(org)
     assert org_credit.allocations == {credit_a.hex: D(0)}
 
 
@@ -256,7 +257,7 @@ def test_batch_spanning_two_periods_draws_once_per_period(ledger: Ledger) -> Non
                  if type(e).__name__ == "ItemsDrawn"]
         assert [(e.period, e.amount) for e in draws] == [("2025-02", D(-30)),
                                                           ("2025-03", D(-20))]
-        credit = ledger.repository.get(credit_id)
+        credit: Credit = ledger.repository.get(credit_id)
         assert (credit.drawn_in("2025-02"), credit.drawn_in("2025-03")) == (D(30), D(20))
     assert ledger.repository.get(org).allocations == {credit_a.hex: D(10)}
     ledger.reverse_consumption("m1", "t")
@@ -279,9 +280,10 @@ def test_items_drawn_replayed_from_the_store_equals_the_live_state(ledger: Ledge
     org.draw_items(FEB, [DrawLine("a", project, D(20), project_credit.id),
                          DrawLine("p", uuid4(), D("0.5"))], "t")
     for live in (org, project_credit):
-        replayed = None
+        replayed: Aggregate | None = None
         for event in live.collect_events():
             stored = ledger.mapper.to_domain_event(ledger.mapper.to_stored_event(event))
+            assert isinstance(stored, Aggregate.Event)
             replayed = stored.mutate(replayed)
         assert vars(replayed) == vars(live)
     assert org.allocations == {project_credit.id.hex: D(30)}
@@ -351,7 +353,9 @@ def test_created_events_stored_without_the_new_fields_still_replay(ledger: Ledge
         old = type(stored)(originator_id=stored.originator_id,
                            originator_version=stored.originator_version, topic=stored.topic,
                            state=ledger.mapper.transcoder.encode(state))
-        replayed = ledger.mapper.to_domain_event(old).mutate(None)
+        decoded = ledger.mapper.to_domain_event(old)
+        assert isinstance(decoded, Aggregate.Event)
+        replayed: Aggregate | None = decoded.mutate(None)
         assert isinstance(replayed, cls) and replayed.value in (D(10), D(5))
         assert not hasattr(ledger.mapper.to_domain_event(old), "comment")
     assert ledger.repository.get(org).protect_allocations is False

@@ -157,5 +157,6 @@ def test_counts_are_kept_not_scanned(directory: Directory, services: Services) -
     from projections.tables import counters
 
     with services.engine.connect() as conn:
-        kept = dict(conn.execute(select(counters.c.name, counters.c.value)).all())
+        kept: dict[str, int] = dict(
+            conn.execute(select(counters.c.name, counters.c.value)).tuples().all())
     assert kept == {"project_credits.listed": 2, "customer_credits.listed": 1}

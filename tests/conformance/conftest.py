@@ -68,7 +68,8 @@ def last_month() -> str:
     return f"{year:04d}-{month:02d}"
 
 
-def money(text: str) -> Decimal:
+def money(text: object) -> Decimal:
+    """A 5-dp money string as a Decimal; anything else (None, Unset, a number) fails the test."""
     assert isinstance(text, str) and MONEY.match(text), f"not a 5-dp decimal string: {text!r}"
     return Decimal(text)
 
@@ -124,7 +125,8 @@ class LedgerServer:
     def client(self, user: str) -> AuthenticatedClient:
         """The real waldur-api-client, authenticated the Waldur way (`Token <key>`)."""
         api = AuthenticatedClient(
-            base_url=self.base_url, token=self.tokens[user], prefix="Token", timeout=30.0,
+            base_url=self.base_url, token=self.tokens[user], prefix="Token",
+            timeout=httpx.Timeout(30.0),
             httpx_args={"event_hooks": {"response": [_refuse_server_errors]}})
         self._clients.append(api)
         return api
