@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from projections import database
 from projections.database import make_engine
@@ -13,8 +13,8 @@ from tests.conftest import BACKENDS
 pytestmark = pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL only")
 
 
-def _backend_pid(engine: object) -> int:
-    with engine.connect() as conn:  # type: ignore[attr-defined]
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
