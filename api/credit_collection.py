@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import falcon
@@ -10,7 +11,7 @@ from sqlalchemy import Connection, Select, Table
 from api import history
 from api.common import Resource, parse_uuid
 from api.errors import not_found
-from api.listing import last_param, paginate
+from api.listing import STATEMENTS, ListQuery, last_param, paginate, params_key
 from ledger.access import Principal
 from projections.queries import listed_count
 
@@ -28,8 +29,8 @@ class CreditCollection(Resource):
             resp.media = self._as_of(req, resp, principal)
             return
         with self.services.reads.connect() as conn:
-            page = paginate(conn, req, resp, self._filtered(req, principal),
-                            self._maintained_total(req, principal), decorate=self._decorate)
+            page = paginate(conn, req, resp, lambda: self._list_query(req, principal),
+                            cache_key=self._statement_key(req, principal))
             resp.media = self._list_page(conn, req, principal, page.rows)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -38,8 +39,19 @@ class CreditCollection(Resource):
             self._as_of(req, resp, principal)
             return
         with self.services.reads.connect() as conn:
-            paginate(conn, req, resp, self._filtered(req, principal),
-                     self._maintained_total(req, principal), rows=False)
+            paginate(conn, req, resp, lambda: self._list_query(req, principal), rows=False,
+                     cache_key=self._statement_key(req, principal))
+
+    def _list_query(self, req: falcon.Request, principal: Principal) -> ListQuery:
+        return ListQuery(self._filtered(req, principal),
+                         self._maintained_total(req, principal), self._decorate)
+
+    def _statement_key(self, req: falcon.Request, principal: Principal) -> Hashable | None:
+        """Staff and support see the same rows, so their lists' statements are shared;
+        another caller's depend on their roles and are built per request."""
+        if not principal.sees_everything:
+            return None
+        return (type(self).__name__, params_key(req), self.services.today())
 
     def _maintained_total(self, req: falcon.Request, principal: Principal) -> Select[Any] | None:
         """Everything listed, unfiltered, for staff and support: the maintained count."""
@@ -60,9 +72,12 @@ class CreditCollection(Resource):
     def _visible_row(self, principal: Principal, uuid: str) -> Any:
         """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
         credit_uuid = parse_uuid(uuid, self.not_found_message).hex
+        key = (None if not principal.sees_everything
+               else (type(self).__name__, "one", credit_uuid, self.services.today()))
+        statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal)).where(
+            self.table.c.uuid == credit_uuid))
         with self.services.reads.connect() as conn:
-            row = conn.execute(self._decorate(self._select(principal))
-                               .where(self.table.c.uuid == credit_uuid)).first()
+            row = conn.execute(statement).first()
         if row is None:
             raise not_found(self.not_found_message)
         return row

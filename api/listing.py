@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +13,7 @@ import falcon
 from sqlalchemy import ColumnElement, Connection, Select, func, select
 
 from api.errors import not_found, validation_error
+from api.statement_cache import StatementCache
 
 DEFAULT_PAGE_SIZE = 10
 _UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
@@ -50,28 +51,40 @@ def last_param(req: falcon.Request, name: str) -> str | None:
     return value if value else None
 
 
-def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
-             query: Select[Any], maintained_total: Select[Any] | None = None,
-             rows: bool = True, decorate: Callable[[Select[Any]], Select[Any]] | None = None
-             ) -> Page:
-    """Run one page of the query and set X-Result-Count and Link like upstream.
+@dataclass(frozen=True)
+class ListQuery:
+    """What a list pages over: the filtered, ordered rows; a select of the count the
+    projector keeps, when one applies; what adds the columns its views need (to the page's
+    rows only, so counting never pays for them)."""
 
-    One round trip for a page: the total rides along as a column, from `maintained_total`
-    (a select of a count the projector keeps) or else a window count over the filtered
-    rows. An empty page past the first is out of range; only `page=last` and HEAD (no
-    `rows`) count first. `decorate` adds the columns a page's views need to the row query
-    only, so counting never pays for them.
+    rows: Select[Any]
+    maintained_total: Select[Any] | None = None
+    decorate: Callable[[Select[Any]], Select[Any]] | None = None
+
+
+STATEMENTS = StatementCache()
+
+
+def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
+             make: Callable[[], ListQuery], rows: bool = True,
+             cache_key: Hashable | None = None) -> Page:
+    """Run one page of the list and set X-Result-Count and Link like upstream.
+
+    One round trip for a page: the total rides along as a column, from the maintained
+    count or else a window count over the filtered rows. An empty page past the first is
+    out of range; only `page=last` and HEAD (no `rows`) count first. `make` builds the
+    query; with a `cache_key` that names everything it depends on, its statements are
+    built once and reused.
     """
     size = _page_size(req)
+    cached = _Statements(make, cache_key)
     if not rows or last_param(req, "page") == "last":
-        total = _count(conn, query, maintained_total)
+        total = int(conn.execute(cached.count()).scalar() or 0)
         page = _page_number(req, max(1, -(-total // size)))
-        found = _rows(conn, query, decorate, page, size) if rows else []
+        found = list(conn.execute(cached.page(page, size, False)).all()) if rows else []
     else:
         page = _page_number(req, None)
-        total_column = (maintained_total.scalar_subquery() if maintained_total is not None
-                        else func.count().over())
-        found = _rows(conn, query.add_columns(total_column.label(TOTAL)), decorate, page, size)
+        found = list(conn.execute(cached.page(page, size, True)).all())
         if not found and page > 1:
             raise not_found("Invalid page.")
         total = int(getattr(found[0], TOTAL) or 0) if found else 0
@@ -80,17 +93,48 @@ def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
     return Page(found, total)
 
 
-def _count(conn: Connection, query: Select[Any], maintained_total: Select[Any] | None) -> int:
-    counting = (maintained_total if maintained_total is not None
-                else select(func.count()).select_from(query.order_by(None).subquery()))
-    return int(conn.execute(counting).scalar() or 0)
+@dataclass
+class _Statements:
+    """The statements of one list request, from the cache when it has a key."""
+
+    make: Callable[[], ListQuery]
+    cache_key: Hashable | None
+    _query: ListQuery | None = None
+
+    def query(self) -> ListQuery:
+        if self._query is None:
+            self._query = self.make()
+        return self._query
+
+    def _key(self, *part: Any) -> Hashable | None:
+        return None if self.cache_key is None else (self.cache_key, *part)
+
+    def count(self) -> Select[Any]:
+        def build() -> Select[Any]:
+            query = self.query()
+            if query.maintained_total is not None:
+                return query.maintained_total
+            return select(func.count()).select_from(query.rows.order_by(None).subquery())
+        return STATEMENTS.get(self._key("count"), build)
+
+    def page(self, page: int, size: int, with_total: bool) -> Select[Any]:
+        def build() -> Select[Any]:
+            query = self.query()
+            statement = query.rows
+            if with_total:
+                total = (query.maintained_total.scalar_subquery()
+                         if query.maintained_total is not None else func.count().over())
+                statement = statement.add_columns(total.label(TOTAL))
+            if query.decorate is not None:
+                statement = query.decorate(statement)
+            return statement.limit(size).offset((page - 1) * size)
+        return STATEMENTS.get(self._key("page", page, size, with_total), build)
 
 
-def _rows(conn: Connection, query: Select[Any],
-          decorate: Callable[[Select[Any]], Select[Any]] | None, page: int, size: int
-          ) -> list[Any]:
-    query = decorate(query) if decorate is not None else query
-    return list(conn.execute(query.limit(size).offset((page - 1) * size)).all())
+def params_key(req: falcon.Request) -> tuple[tuple[str, Any], ...]:
+    """The query string as a hashable value, for statement cache keys."""
+    return tuple(sorted((name, tuple(value) if isinstance(value, list) else value)
+                        for name, value in req.params.items()))
 
 
 def _page_size(req: falcon.Request) -> int:

@@ -296,3 +296,19 @@ def test_an_empty_body_is_an_empty_object(directory: Directory, world: dict[str,
     assert (patched.status_code, patched.json["value"]) == (200, "100.00000")
     created = client.simulate_post("/api/project-credits/", headers=staff)
     assert created.json == {"project": ["This field is required."]}
+
+
+def test_a_reused_list_statement_reads_fresh_rows(directory: Directory,
+                                                  world: dict[str, Any]) -> None:
+    """Staff lists reuse built statements (api/statement_cache.py): never their results."""
+    client, staff = directory.client, directory.staff
+
+    def listed() -> tuple[list[str], str]:
+        answer = client.simulate_get("/api/project-credits/", headers=staff,
+                                     params={"o": "-value", "customer_slug": "org"})
+        return [row["value"] for row in answer.json], answer.headers["X-Result-Count"]
+
+    directory.project_credit(world["alpha"], "300")
+    assert listed() == (["300.00000"], "1")
+    directory.project_credit(world["beta"], "400")
+    assert listed() == (["400.00000", "300.00000"], "2")
