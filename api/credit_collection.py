@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import falcon
-from sqlalchemy import Connection, Select, Table
+from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, UnaryExpression, select
 
 from api import history
 from api.common import Resource, parse_uuid
 from api.errors import not_found
-from api.listing import STATEMENTS, ListQuery, last_param, paginate, params_key
+from api.listing import STATEMENTS, ListQuery, last_param, ordering, paginate, params_key
 from ledger.access import Principal
 from projections.queries import listed_count
+
+
+def visibility_key(principal: Principal) -> Hashable:
+    """What a principal may see, as far as a statement over the credits depends on it."""
+    if principal.sees_everything:
+        return "everything"
+    return tuple(principal.customer_uuids()), tuple(principal.project_uuids())
 
 
 class CreditCollection(Resource):
@@ -21,6 +28,9 @@ class CreditCollection(Resource):
 
     table: Table
     not_found_message: str
+    orderings: Mapping[str, ColumnElement[Any]]  # the `o` keys
+    default_order: list[UnaryExpression[Any]]  # after them, and alone without `o`
+    decorated = False  # whether pages go through _decorate
     filters: tuple[str, ...]  # query parameters that narrow the list
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -43,15 +53,17 @@ class CreditCollection(Resource):
                      cache_key=self._statement_key(req, principal))
 
     def _list_query(self, req: falcon.Request, principal: Principal) -> ListQuery:
-        return ListQuery(self._filtered(req, principal),
-                         self._maintained_total(req, principal), self._decorate)
+        return ListQuery(self._filtered(req, principal), self._maintained_total(req, principal),
+                         self._decorate if self.decorated else None, self._order(req))
 
-    def _statement_key(self, req: falcon.Request, principal: Principal) -> Hashable | None:
-        """Staff and support see the same rows, so their lists' statements are shared;
-        another caller's depend on their roles and are built per request."""
-        if not principal.sees_everything:
-            return None
-        return (type(self).__name__, params_key(req), self.services.today())
+    def _order(self, req: falcon.Request) -> list[UnaryExpression[Any]]:
+        return ordering(req, self.orderings, self.default_order)
+
+    def _statement_key(self, req: falcon.Request, principal: Principal) -> Hashable:
+        """Everything a list's statements depend on: the query string, the month, and
+        what the caller may see (staff and support alike see everything)."""
+        return (type(self).__name__, params_key(req), self.services.today(),
+                visibility_key(principal))
 
     def _maintained_total(self, req: falcon.Request, principal: Principal) -> Select[Any] | None:
         """Everything listed, unfiltered, for staff and support: the maintained count."""
@@ -59,9 +71,9 @@ class CreditCollection(Resource):
             return None
         return listed_count(self.table)
 
-    def _decorate(self, query: Select[Any]) -> Select[Any]:
-        """What a page's views need beside the row, added to the page's query."""
-        return query
+    def _decorate(self, rows: Subquery) -> Select[Any]:
+        """The rows (a page, or one credit) with what their views need beside the row."""
+        return select(rows)
 
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=False)
@@ -72,10 +84,10 @@ class CreditCollection(Resource):
     def _visible_row(self, principal: Principal, uuid: str) -> Any:
         """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
         credit_uuid = parse_uuid(uuid, self.not_found_message).hex
-        key = (None if not principal.sees_everything
-               else (type(self).__name__, "one", credit_uuid, self.services.today()))
-        statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal)).where(
-            self.table.c.uuid == credit_uuid))
+        key = (type(self).__name__, "one", credit_uuid, self.services.today(),
+               visibility_key(principal))
+        statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal).where(
+            self.table.c.uuid == credit_uuid).subquery("one")))
         with self.services.reads.connect() as conn:
             row = conn.execute(statement).first()
         if row is None:

@@ -23,7 +23,7 @@ from api.common import (
 from api.credit_collection import CreditCollection
 from api.errors import validation_error
 from api.forms import Field, validate, with_checks
-from api.listing import last_param, ordering
+from api.listing import last_param
 from api.project_credits import TERM_FIELDS
 from api.representations import customer_credit
 from ledger.access import Principal
@@ -83,6 +83,8 @@ CREATE_FIELDS = [UPDATE_FIELDS[0],
 class CustomerCredits(CreditCollection):
     table = customer_credits
     not_found_message = NOT_FOUND
+    orderings = ORDERING
+    default_order = DEFAULT_ORDER
     filters = ("customer_uuid", "customer_slug", "customer_name", "query")
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -231,7 +233,7 @@ class CustomerCredits(CreditCollection):
             query = query.where(or_(icontains(customer_credits.c.customer_name, text),
                                     icontains(customer_credits.c.customer_slug, text),
                                     icontains(customer_credits.c.customer_uuid, text)))
-        return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
+        return query.order_by(*self._order(req))
 
     def _fields(self, conn: Connection, creating: bool) -> list[Field]:
         def check_customer(customer_id: UUID) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import falcon
-from sqlalchemy import ColumnElement, Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, Subquery, UnaryExpression, func, select
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from api.errors import not_found, validation_error
 from api.statement_cache import StatementCache
@@ -53,13 +55,15 @@ def last_param(req: falcon.Request, name: str) -> str | None:
 
 @dataclass(frozen=True)
 class ListQuery:
-    """What a list pages over: the filtered, ordered rows; a select of the count the
-    projector keeps, when one applies; what adds the columns its views need (to the page's
-    rows only, so counting never pays for them)."""
+    """What a list pages over: the filtered rows in `order`; a select of the count the
+    projector keeps, when one applies; what adds the columns its views need. Those are
+    added around the page (a subquery), so neither counting nor the rows the page skips
+    pay for them."""
 
     rows: Select[Any]
     maintained_total: Select[Any] | None = None
-    decorate: Callable[[Select[Any]], Select[Any]] | None = None
+    decorate: Callable[[Subquery], Select[Any]] | None = None
+    order: Sequence[UnaryExpression[Any]] = ()
 
 
 STATEMENTS = StatementCache()
@@ -125,10 +129,21 @@ class _Statements:
                 total = (query.maintained_total.scalar_subquery()
                          if query.maintained_total is not None else func.count().over())
                 statement = statement.add_columns(total.label(TOTAL))
-            if query.decorate is not None:
-                statement = query.decorate(statement)
-            return statement.limit(size).offset((page - 1) * size)
+            statement = statement.limit(size).offset((page - 1) * size)
+            if query.decorate is None:
+                return statement
+            rows = statement.subquery("page")
+            return query.decorate(rows).order_by(*(_on(rows, key) for key in query.order))
         return STATEMENTS.get(self._key("page", page, size, with_total), build)
+
+
+def _on(rows: Subquery, key: UnaryExpression[Any]) -> UnaryExpression[Any]:
+    """An ordering key of the table, on the same column of a subquery over it."""
+    element = key.element
+    assert isinstance(element, KeyedColumnElement), key
+    column = rows.corresponding_column(element)
+    assert column is not None, key
+    return column.desc() if key.modifier is operators.desc_op else column.asc()
 
 
 def params_key(req: falcon.Request) -> tuple[tuple[str, Any], ...]:

@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import falcon
-from sqlalchemy import Connection, Select, false, or_, select
+from sqlalchemy import Connection, Select, Subquery, false, or_, select
 
 from api import fields, history
 from api.common import (
@@ -21,7 +21,7 @@ from api.common import (
 from api.credit_collection import CreditCollection
 from api.errors import permission_denied
 from api.forms import Field, validate, with_checks
-from api.listing import last_param, ordering
+from api.listing import last_param
 from api.representations import project_credit
 from ledger.access import Principal
 from ledger.money import ZERO
@@ -72,6 +72,9 @@ FIELDS = [
 class ProjectCredits(CreditCollection):
     table = project_credits
     not_found_message = NOT_FOUND
+    orderings = ORDERING
+    default_order = DEFAULT_ORDER
+    decorated = True
     filters = ("project_uuid", "customer_uuid", "customer_slug", "project_name",
                "customer_name", "query")
 
@@ -138,8 +141,8 @@ class ProjectCredits(CreditCollection):
     def _select(self, principal: Principal) -> Select[Any]:
         return project_credit_select(principal)
 
-    def _decorate(self, query: Select[Any]) -> Select[Any]:
-        return with_organisation_figures(query, self.services.today())
+    def _decorate(self, rows: Subquery) -> Select[Any]:
+        return with_organisation_figures(rows, self.services.today())
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str) -> Any:
@@ -172,7 +175,7 @@ class ProjectCredits(CreditCollection):
                 icontains(project_credits.c.customer_name, text),
                 icontains(project_credits.c.customer_slug, text),
                 icontains(project_credits.c.customer_uuid, text)))
-        return query.order_by(*ordering(req, ORDERING, DEFAULT_ORDER))
+        return query.order_by(*self._order(req))
 
     def _fields(self, conn: Connection, principal: Principal,
                 credit_uuid: str | None) -> list[Field]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,9 +12,9 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    FromClause,
     ScalarSelect,
     Select,
+    Subquery,
     Table,
     and_,
     exists,
@@ -156,31 +155,24 @@ def terms_of(row: Any) -> Terms:
     )
 
 
-def with_organisation_figures(query: Select[Any], today: date) -> Select[Any]:
-    """Project credit rows plus what their views need from elsewhere, in the same query:
-    the organisation credit's figures (joined by key) and, per row, whether its
-    organisation has usage last month and this month and what it drew last month. On a
-    page these touch only the page's rows, so the page stays one index range scan."""
-    organisation, joined_on, columns = _organisation_figures(Month.of(today))
-    return query.outerjoin(organisation, joined_on).add_columns(*columns)
-
-
-@functools.lru_cache(maxsize=4)
-def _organisation_figures(month: Month) -> tuple[FromClause, ColumnElement[bool],
-                                                  tuple[ColumnElement[Any], ...]]:
-    """Built once per month: constructing these per request cost more than the query."""
+def with_organisation_figures(rows: Subquery, today: date) -> Select[Any]:
+    """Project credit rows (a page, or one credit) with what their views need from
+    elsewhere: the organisation credit's figures, joined by key, and whether the
+    organisation has usage last month and this month and what the credit drew last month.
+    Applied around a page, so only the page's rows are looked up."""
+    month = Month.of(today)
     organisation = customer_credits.alias("organisation")
-    pc = project_credits.c
-    joined_on = and_(organisation.c.customer_uuid == pc.customer_uuid,
-                     organisation.c.deleted == false())
-    return organisation, joined_on, (
+    joined = rows.outerjoin(organisation, and_(
+        organisation.c.customer_uuid == rows.c.customer_uuid, organisation.c.deleted == false()))
+    return select(
+        rows,
         organisation.c.value.label("organisation_value"),
         organisation.c.allocated_to_projects.label("organisation_allocated"),
         organisation.c.offerings.label("organisation_offerings"),
-        _has_usage(pc.customer_uuid, month.last).label("usage_last_month"),
-        _has_usage(pc.customer_uuid, month.current).label("usage_this_month"),
-        _drawn(pc.uuid, month.last).label("drawn_last_month"),
-    )
+        _has_usage(rows.c.customer_uuid, month.last).label("usage_last_month"),
+        _has_usage(rows.c.customer_uuid, month.current).label("usage_this_month"),
+        _drawn(rows.c.uuid, month.last).label("drawn_last_month"),
+    ).select_from(joined)
 
 
 def _has_usage(customer_uuid: ColumnElement[str], period: Period) -> ColumnElement[bool]:

@@ -312,3 +312,21 @@ def test_a_reused_list_statement_reads_fresh_rows(directory: Directory,
     assert listed() == (["300.00000"], "1")
     directory.project_credit(world["beta"], "400")
     assert listed() == (["400.00000", "300.00000"], "2")
+
+
+def test_a_new_role_widens_the_same_list_at_once(directory: Directory,
+                                                 world: dict[str, Any]) -> None:
+    """Statements are shared by callers who see the same: a grant changes what one sees."""
+    client = directory.client
+    directory.customer_credit(world["other"], "500")
+    directory.project_credit(world["alpha"], "300")
+    directory.project_credit(world["foreign"], "200")
+
+    def owners_list() -> list[str]:
+        answer = client.simulate_get("/api/project-credits/", headers=world["owner"],
+                                     params={"o": "value"})
+        return [row["project_name"] for row in answer.json]
+
+    assert owners_list() == ["Alpha"]
+    directory.grant("owner", "customer", world["other"]["uuid"], "owner")
+    assert owners_list() == ["Foreign", "Alpha"]
