@@ -31,6 +31,7 @@ graceful_timeout = 30
 preload_app = False  # each worker builds its Application and engines after fork
 control_socket_disable = True
 accesslog = None  # the app logs one structured line per request (api/observe.py)
+logger_class = "api.worker.QuietAccessLogger"  # ...so gunicorn's own access line is not written
 errorlog = "-"
 logconfig_dict: dict[str, Any] = {
     "version": 1,
@@ -40,9 +41,7 @@ logconfig_dict: dict[str, Any] = {
                             "stream": "ext://sys.stderr"}},
     "root": {"level": "INFO", "handlers": ["stderr"]},
     "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stderr"],
-                                   "propagate": False},
-                "gunicorn.access": {"level": "INFO", "handlers": ["stderr"],
-                                    "propagate": False}},
+                                   "propagate": False}},
 }
 
 

@@ -122,6 +122,9 @@ def test_each_request_logs_one_json_line_with_its_request_id(server: LedgerServe
     assert line["duration_ms"] > 0 and line["time"].endswith("+00:00")
     assert [line["route"] for line in lines if line.get("request_id") == generated] == [
         "/health"]
+    access_lines = [line for line in server.log.read_text(errors="replace").splitlines()
+                    if '"gunicorn.access"' in line]
+    assert access_lines == []  # one line per request: gunicorn writes none of its own
 
 
 # --- the docs page in a real browser ------------------------------------------------------
