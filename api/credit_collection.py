@@ -6,7 +6,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 import falcon
-from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, UnaryExpression, select
+from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, UnaryExpression
 
 from api import history
 from api.common import Resource, parse_uuid
@@ -30,7 +30,6 @@ class CreditCollection(Resource):
     not_found_message: str
     orderings: Mapping[str, ColumnElement[Any]]  # the `o` keys
     default_order: list[UnaryExpression[Any]]  # after them, and alone without `o`
-    decorated = False  # whether pages go through _decorate
     filters: tuple[str, ...]  # query parameters that narrow the list
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -54,7 +53,7 @@ class CreditCollection(Resource):
 
     def _list_query(self, req: falcon.Request, principal: Principal) -> ListQuery:
         return ListQuery(self._filtered(req, principal), self._maintained_total(req, principal),
-                         self._decorate if self.decorated else None, self._order(req))
+                         self._decorate, self._order(req))
 
     def _order(self, req: falcon.Request) -> list[UnaryExpression[Any]]:
         return ordering(req, self.orderings, self.default_order)
@@ -73,7 +72,7 @@ class CreditCollection(Resource):
 
     def _decorate(self, rows: Subquery) -> Select[Any]:
         """The rows (a page, or one credit) with what their views need beside the row."""
-        return select(rows)
+        raise NotImplementedError
 
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=False)

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import falcon
-from sqlalchemy import Connection, Select, false, or_, select
+from sqlalchemy import Connection, Select, Subquery, false, or_, select
 
 from api import fields, history
 from api.common import (
@@ -36,6 +36,7 @@ from projections.queries import (
     icontains,
     monthly_consumption,
     open_period_items,
+    with_month_figures,
 )
 from projections.tables import customer_credits, customers, offerings
 
@@ -217,9 +218,12 @@ class CustomerCredits(CreditCollection):
         with self.services.reads.connect() as conn:
             return self._render(conn, req, [row], nested)[0]
 
+    def _decorate(self, rows: Subquery) -> Select[Any]:
+        return with_month_figures(rows, self.services.today())
+
     def _render(self, conn: Connection, req: falcon.Request, rows: list[Any],
                 nested: bool) -> list[dict[str, Any]]:
-        views = customer_credit_views(conn, rows, self.services.today())
+        views = customer_credit_views(rows, self.services.today())
         return [customer_credit(base_url(req), view, nested) for view in views]
 
     def _filtered(self, req: falcon.Request, principal: Principal,

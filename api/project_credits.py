@@ -74,7 +74,6 @@ class ProjectCredits(CreditCollection):
     not_found_message = NOT_FOUND
     orderings = ORDERING
     default_order = DEFAULT_ORDER
-    decorated = True
     filters = ("project_uuid", "customer_uuid", "customer_slug", "project_name",
                "customer_name", "query")
 

@@ -84,33 +84,6 @@ def offerings_from_json(text: str) -> list[Offering]:
     return [Offering(*item) for item in json.loads(text)]
 
 
-def customers_with_items(conn: Connection, customer_uuids: list[str],
-                         month: Month) -> dict[Period, set[str]]:
-    """Customers with consumption posted last month and this month (upstream: an invoice
-    exists), in one query."""
-    rows = conn.execute(
-        select(customer_months.c.customer_uuid, customer_months.c.period)
-        .where(customer_months.c.customer_uuid.in_(customer_uuids),
-               customer_months.c.period.in_([str(month.last), str(month.current)]),
-               customer_months.c.item_count > 0))
-    found: dict[Period, set[str]] = {month.last: set(), month.current: set()}
-    for customer_uuid, period in rows:
-        found[Period.parse(period)].add(customer_uuid)
-    return found
-
-
-def drawn_in_period(conn: Connection, credit_uuids: list[str], period: Period
-                    ) -> dict[str, Decimal]:
-    """What consumption drew from each credit in the period, net of reversals."""
-    if not credit_uuids:
-        return {}
-    rows = conn.execute(
-        select(credit_months.c.credit_uuid, credit_months.c.drawn)
-        .where(credit_months.c.credit_uuid.in_(credit_uuids),
-               credit_months.c.period == str(period)))
-    return {row[0]: row[1] for row in rows}
-
-
 def creditable_cost(conn: Connection, rows: list[Any], period: Period,
                     restrictions: dict[str, list[Offering]]) -> dict[str, Decimal]:
     """Eligible cost posted for each project this period, uncapped (reference §4.10).
@@ -217,17 +190,21 @@ def project_credit_views(conn: Connection, rows: list[Any], today: date) -> list
     return views
 
 
-def customer_credit_views(conn: Connection, rows: list[Any], today: date) -> list[dict[str, Any]]:
+def with_month_figures(rows: Subquery, today: date) -> Select[Any]:
+    """Organisation credit rows (a page, or one credit) with whether the organisation has
+    usage last month and what the credit drew then: looked up for those rows only."""
     month = Month.of(today)
-    invoiced_last = customers_with_items(conn, [row.customer_uuid for row in rows],
-                                         month)[month.last]
-    drawn_last = drawn_in_period(conn, [row.uuid for row in rows
-                                        if row.customer_uuid in invoiced_last], month.last)
+    return select(rows, _has_usage(rows.c.customer_uuid, month.last).label("usage_last_month"),
+                  _drawn(rows.c.uuid, month.last).label("drawn_last_month"))
+
+
+def customer_credit_views(rows: list[Any], today: date) -> list[dict[str, Any]]:
+    """Rows of `with_month_figures` plus the fields upstream derives at read time."""
     return [{
         "row": row,
         "allocated_to_projects": row.allocated_to_projects,
-        "consumption_last_month": (drawn_last.get(row.uuid, ZERO)
-                                   if row.customer_uuid in invoiced_last else None),
+        "consumption_last_month": ((row.drawn_last_month or ZERO)
+                                   if row.usage_last_month else None),
         "offerings": offerings_from_json(row.offerings),
         "minimal_consumption": minimal_consumption(terms_of(row), today),
     } for row in rows]
