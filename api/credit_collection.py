@@ -11,7 +11,15 @@ from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, Unary
 from api import history
 from api.common import Resource, parse_uuid
 from api.errors import not_found
-from api.listing import STATEMENTS, ListQuery, last_param, ordering, paginate, params_key
+from api.listing import (
+    STATEMENTS,
+    ListQuery,
+    last_param,
+    narrowed,
+    ordering,
+    paginate,
+    params_key,
+)
 from ledger.access import Principal
 from projections.queries import listed_count
 
@@ -53,7 +61,7 @@ class CreditCollection(Resource):
 
     def _list_query(self, req: falcon.Request, principal: Principal) -> ListQuery:
         return ListQuery(self._filtered(req, principal), self._maintained_total(req, principal),
-                         self._decorate, self._order(req))
+                         self._decorate, self._order(req), narrowed(req))
 
     def _order(self, req: falcon.Request) -> list[UnaryExpression[Any]]:
         return ordering(req, self.orderings, self.default_order)

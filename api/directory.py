@@ -14,7 +14,7 @@ from api import fields
 from api.common import Resource, apply_uuid_filter, base_url, parse_uuid, request_body
 from api.errors import not_found, permission_denied
 from api.forms import Field, validate, with_checks
-from api.listing import ListQuery, last_param, paginate
+from api.listing import ListQuery, last_param, narrowed, paginate
 from api.representations import link, money_or_none
 from ledger.access import Principal
 from projections.queries import icontains
@@ -54,13 +54,13 @@ class _Directory(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = self.listed(req, self.principal(req))
         with self.services.reads.connect() as conn:
-            page = paginate(conn, req, resp, lambda: ListQuery(query))
+            page = paginate(conn, req, resp, lambda: ListQuery(query, narrow=narrowed(req)))
             resp.media = self.represent(conn, base_url(req), page.rows)
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         query = self.listed(req, self.principal(req))
         with self.services.reads.connect() as conn:
-            paginate(conn, req, resp, lambda: ListQuery(query), rows=False)
+            paginate(conn, req, resp, lambda: ListQuery(query, narrow=narrowed(req)), rows=False)
 
     def listed(self, req: falcon.Request, principal: Principal) -> Select[Any]:
         """What GET lists and HEAD counts: the visible rows, `name` and the filters."""

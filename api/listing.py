@@ -20,6 +20,7 @@ from api.statement_cache import StatementCache
 DEFAULT_PAGE_SIZE = 10
 _UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 MAX_PAGE_SIZE = 300
+UNFILTERED = frozenset({"page", "page_size", "o"})
 TOTAL = "result_count_"  # the column a page's total rides along in
 
 
@@ -64,6 +65,10 @@ class ListQuery:
     maintained_total: Select[Any] | None = None
     decorate: Callable[[Subquery], Select[Any]] | None = None
     order: Sequence[UnaryExpression[Any]] = ()
+    # Filters given: few rows, counted with the page (a window count, one scan). Else
+    # the count is a subquery of its own: at 200,000 rows a window count carrying every
+    # row through the page's query took 130 ms, a count of its own 15 ms.
+    narrow: bool = False
 
 
 STATEMENTS = StatementCache()
@@ -126,15 +131,27 @@ class _Statements:
             query = self.query()
             statement = query.rows
             if with_total:
-                total = (query.maintained_total.scalar_subquery()
-                         if query.maintained_total is not None else func.count().over())
-                statement = statement.add_columns(total.label(TOTAL))
+                statement = statement.add_columns(_total(query).label(TOTAL))
             statement = statement.limit(size).offset((page - 1) * size)
             if query.decorate is None:
                 return statement
             rows = statement.subquery("page")
             return query.decorate(rows).order_by(*(_on(rows, key) for key in query.order))
         return STATEMENTS.get(self._key("page", page, size, with_total), build)
+
+
+def _total(query: ListQuery) -> ColumnElement[Any]:
+    if query.maintained_total is not None:
+        return query.maintained_total.scalar_subquery()
+    if query.narrow:
+        return func.count().over()
+    return select(func.count()).select_from(
+        query.rows.order_by(None).subquery()).scalar_subquery()
+
+
+def narrowed(req: falcon.Request) -> bool:
+    """Whether the query string filters the list (anything beyond paging and ordering)."""
+    return any(name not in UNFILTERED for name in req.params)
 
 
 def _on(rows: Subquery, key: UnaryExpression[Any]) -> UnaryExpression[Any]:

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Select, false, or_, select
 
 from api.common import Resource, apply_uuid_filter, parse_uuid
 from api.errors import not_found, validation_error
-from api.listing import ListQuery, last_param, ordering, paginate, parse_moment
+from api.listing import ListQuery, last_param, narrowed, ordering, paginate, parse_moment
 from api.representations import iso_date, iso_datetime
 from ledger.access import Principal
 from ledger.money import format_money
@@ -62,6 +62,10 @@ def moment_filter(req: falcon.Request, name: str) -> datetime | None:
         return parse_moment(raw)
     except ValueError:
         raise validation_error({name: ["Enter a valid date/time."]}) from None
+
+
+def listed(req: falcon.Request, principal: Principal) -> ListQuery:
+    return ListQuery(filtered(req, principal), narrow=narrowed(req))
 
 
 def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
@@ -138,13 +142,13 @@ class CreditTransactions(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self.services.reads.connect() as conn:
-            page = paginate(conn, req, resp, lambda: ListQuery(filtered(req, principal)))
+            page = paginate(conn, req, resp, lambda: listed(req, principal))
         resp.media = [transaction(row, principal) for row in page.rows]
 
     def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self.services.reads.connect() as conn:
-            paginate(conn, req, resp, lambda: ListQuery(filtered(req, principal)), rows=False)
+            paginate(conn, req, resp, lambda: listed(req, principal), rows=False)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
