@@ -13,11 +13,13 @@ statistics.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -33,7 +35,7 @@ from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
 from projections import consumption, credits, directory, schema_version, transactions, versions
 from projections.changes import Changes, Key
-from projections.dispatch import Handler
+from projections.dispatch import Handler, route
 from projections.tables import (
     READ_MODEL_TABLES,
     consumptions,
@@ -61,6 +63,10 @@ HANDLERS: Sequence[Handler] = (
     transactions.project,
 )
 Progress = Callable[[int], None]
+REFERENCES: tuple[tuple[str, Table], ...] = (  # event fields naming rows a handler reads
+    ("customer_id", customers), ("project_id", projects),
+    ("project_credit_id", project_credits), ("customer_credit_id", customer_credits),
+)
 CREATES: dict[type, Table] = {  # an aggregate's first event: no row can exist before it
     Customer.Registered: customers, Project.Registered: projects,
     Offering.Registered: offerings, CustomerCredit.Created: customer_credits,
@@ -226,8 +232,12 @@ def apply_events(conn: Connection, events: list[tuple[Any, int]],
     """Fold a batch of (event, position) into the read models and write it in bulk."""
     changes = Changes(conn, schema)
     prefetch(changes, [event for event, _ in events])
+    routes: dict[type, list[Handler]] = {}
     for event, position in events:
-        for handler in HANDLERS:
+        kind = type(event)
+        if kind not in routes:
+            routes[kind] = route(HANDLERS, kind)
+        for handler in routes[kind]:
             handler(event, changes, position)
     changes.flush()
 
@@ -237,21 +247,23 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
     keys: dict[Table, set[Key]] = defaultdict(set)
     event: Any
     for event in events:
-        created = CREATES.get(type(event)) if event.originator_version == 1 else None
+        kind: type = type(event)
+        created = CREATES.get(kind) if event.originator_version == 1 else None
         if created is not None:
             changes.rows[created].setdefault((event.originator_id.hex,), None)  # new: absent
         if isinstance(event, Credit.Event):
             keys[credits.table_of(event)].add((event.originator_id.hex,))
-        for name, table in (("customer_id", customers), ("project_id", projects),
-                            ("project_credit_id", project_credits),
-                            ("customer_credit_id", customer_credits)):
-            found = getattr(event, name, None)
+        declared = declared_fields(kind)
+        for name, table in REFERENCES:
+            found = getattr(event, name, None) if name in declared else None
             if isinstance(found, UUID):
                 keys[table].add((found.hex,))
-        for offering_id in getattr(event, "offering_ids", None) or ():
-            keys[offerings].add((offering_id.hex,))
-        for line in getattr(event, "lines", None) or ():
-            keys[projects].add((line["project_id"].hex,))
+        if "offering_ids" in declared:
+            for offering_id in getattr(event, "offering_ids", None) or ():
+                keys[offerings].add((offering_id.hex,))
+        if "lines" in declared:
+            for line in getattr(event, "lines", None) or ():
+                keys[projects].add((line["project_id"].hex,))
         if isinstance(event, ConsumptionItem.Reversed | ConsumptionItem.CoverageChanged
                       | Credit.DrawReversed):
             reversal: Any = event
@@ -267,6 +279,15 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
     organisations = {(row["credit_uuid"],) for row in changes.rows[customers].values()
                      if row and row["credit_uuid"]}
     changes.load(customer_credits, organisations)
+
+
+@cache
+def declared_fields(kind: type) -> frozenset[str]:
+    """The fields an event class declares, so prefetch asks each event only for ids it can
+    carry (a missing attribute costs an exception inside getattr)."""
+    if dataclasses.is_dataclass(kind):
+        return frozenset(field.name for field in dataclasses.fields(kind))
+    return frozenset(name for name, _ in REFERENCES) | {"offering_ids", "lines"}
 
 
 def analyze(conn: Connection) -> None:
