@@ -245,6 +245,7 @@ def apply_events(conn: Connection, events: list[tuple[Any, int]],
 def prefetch(changes: Changes, events: Iterable[Any]) -> None:
     """Load the rows a batch will touch with a few queries, not one per event."""
     keys: dict[Table, set[Key]] = defaultdict(set)
+    versions_written: set[Key] = set()
     event: Any
     for event in events:
         kind: type = type(event)
@@ -253,6 +254,7 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
             changes.rows[created].setdefault((event.originator_id.hex,), None)  # new: absent
         if isinstance(event, Credit.Event):
             keys[credits.table_of(event)].add((event.originator_id.hex,))
+            versions_written.add((event.originator_id.hex, event.originator_version))
         declared = declared_fields(kind)
         for name, table in REFERENCES:
             found = getattr(event, name, None) if name in declared else None
@@ -270,6 +272,7 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
             keys[consumptions].add((reversal.item_id,))
         for table, key in versions.rows_to_prefetch(event):
             keys[table].add(key)
+    keys[credit_versions] -= versions_written  # written by an earlier event of the batch
     for table in (project_credits, customer_credits, offerings, consumptions,
                   credit_versions, credit_allocations):
         changes.load(table, keys[table])
