@@ -26,8 +26,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
 from eventsourcing.persistence import OperationalError as EventStoreOperationalError
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Index, Table, insert, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateTable
 
 from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
@@ -211,6 +212,7 @@ class Projector:
                     position = applied[-1]
                     total += len(applied)
                     progress(total)
+                shadow.create_indexes(conn)
                 with conn.begin():
                     self._lock_position(conn)
                     while applied := self._apply_next(conn, position, schema=shadow.name):
@@ -328,10 +330,31 @@ class Shadow:
         return cls(SHADOW, path, "main")
 
     def create_tables(self, conn: Connection) -> None:
+        """The tables with their keys and the indexes replay reads by: the others are built
+        once the log is replayed (`create_indexes`), quicker than kept up row by row."""
         conn.execution_options(schema_translate_map={None: self.name})
         try:
             with conn.begin():
-                metadata.create_all(conn, tables=READ_MODEL_TABLES, checkfirst=False)
+                for table in READ_MODEL_TABLES:
+                    conn.execute(CreateTable(table))
+                    for index in table.indexes:
+                        if serves_replay(index):
+                            index.create(conn)
+        finally:
+            conn.execution_options(schema_translate_map=None)
+
+    def create_indexes(self, conn: Connection) -> None:
+        """The indexes the API's lists and searches need, before the tables are swapped in
+        (SQLite copies the rows into freshly created tables instead)."""
+        if self.path is not None:
+            return
+        conn.execution_options(schema_translate_map={None: self.name})
+        try:
+            with conn.begin():
+                for table in READ_MODEL_TABLES:
+                    for index in table.indexes:
+                        if not serves_replay(index):
+                            index.create(conn)
                 create_search_indexes(conn, self.name)
         finally:
             conn.execution_options(schema_translate_map=None)
@@ -360,6 +383,12 @@ class Shadow:
             return
         _outside_transaction(conn, f"DETACH DATABASE {self.name}")
         self.path.unlink(missing_ok=True)
+
+
+def serves_replay(index: Index) -> bool:
+    """Single-column indexes serve the handlers' lookups by column (`Changes.find`); the
+    composite, partial and trigram ones serve the API's lists and searches."""
+    return len(index.expressions) == 1 and not index.dialect_options["postgresql"]["where"]
 
 
 def _outside_transaction(conn: Connection, sql: str) -> None:
