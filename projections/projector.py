@@ -55,7 +55,7 @@ from projections.tables import (
 log = logging.getLogger(__name__)
 NAME = "read_models"
 SHADOW = "shadow"
-REBUILD_BATCH = 5000
+BATCH = 5000  # events per transaction: a few dozen statements each, whatever the size
 HANDLERS: Sequence[Handler] = (
     directory.project,
     credits.project,
@@ -78,7 +78,7 @@ CREATES: dict[type, Table] = {  # an aggregate's first event: no row can exist b
 class Projector:
     """Applies the ledger's events to every read model."""
 
-    def __init__(self, app: Ledger, engine: Engine, batch_size: int = 1000) -> None:
+    def __init__(self, app: Ledger, engine: Engine, batch_size: int = BATCH) -> None:
         self.app = app
         self.engine = engine
         self.batch_size = batch_size
@@ -171,11 +171,11 @@ class Projector:
         self.known_position = max(self.known_position, position)
         return len(applied)
 
-    def _apply_next(self, conn: Connection, position: int, limit: int | None = None,
+    def _apply_next(self, conn: Connection, position: int,
                     schema: str | None = None) -> list[int]:
         """Apply the notifications after `position` (into `schema`); returns their ids."""
         notifications = self.app.recorder.select_notifications(
-            start=position, limit=limit or self.batch_size, inclusive_of_start=False)
+            start=position, limit=self.batch_size, inclusive_of_start=False)
         events = [(self.app.mapper.to_domain_event(n), n.id) for n in notifications]
         apply_events(conn, events, schema)
         return [n.id for n in notifications]
@@ -206,7 +206,7 @@ class Projector:
                 total, position = 0, 0
                 while True:
                     with conn.begin():
-                        applied = self._apply_next(conn, position, REBUILD_BATCH, shadow.name)
+                        applied = self._apply_next(conn, position, schema=shadow.name)
                     if not applied:
                         break
                     position = applied[-1]
