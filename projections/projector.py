@@ -64,6 +64,7 @@ HANDLERS: Sequence[Handler] = (
     transactions.project,
 )
 Progress = Callable[[int], None]
+REVERSALS = (ConsumptionItem.Reversed, ConsumptionItem.CoverageChanged, Credit.DrawReversed)
 REFERENCES: tuple[tuple[str, Table], ...] = (  # event fields naming rows a handler reads
     ("customer_id", customers), ("project_id", projects),
     ("project_credit_id", project_credits), ("customer_credit_id", customer_credits),
@@ -258,8 +259,8 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
             keys[credits.table_of(event)].add((event.originator_id.hex,))
             versions_written.add((event.originator_id.hex, event.originator_version))
         declared = declared_fields(kind)
-        for name, table in REFERENCES:
-            found = getattr(event, name, None) if name in declared else None
+        for name, table in references(kind):
+            found = getattr(event, name, None)
             if isinstance(found, UUID):
                 keys[table].add((found.hex,))
         if "offering_ids" in declared:
@@ -268,8 +269,7 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
         if "lines" in declared:
             for line in getattr(event, "lines", None) or ():
                 keys[projects].add((line["project_id"].hex,))
-        if isinstance(event, ConsumptionItem.Reversed | ConsumptionItem.CoverageChanged
-                      | Credit.DrawReversed):
+        if isinstance(event, REVERSALS):
             reversal: Any = event
             keys[consumptions].add((reversal.item_id,))
         for table, key in versions.rows_to_prefetch(event):
@@ -293,6 +293,12 @@ def declared_fields(kind: type) -> frozenset[str]:
     if dataclasses.is_dataclass(kind):
         return frozenset(field.name for field in dataclasses.fields(kind))
     return frozenset(name for name, _ in REFERENCES) | {"offering_ids", "lines"}
+
+
+@cache
+def references(kind: type) -> tuple[tuple[str, Table], ...]:
+    """The REFERENCES an event class declares (most declare one or none)."""
+    return tuple((name, table) for name, table in REFERENCES if name in declared_fields(kind))
 
 
 def analyze(conn: Connection) -> None:
