@@ -9,10 +9,22 @@ counters with one upsert. A batch of a thousand events costs a few dozen stateme
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Table, bindparam, delete, insert, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Executable,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+)
 from sqlalchemy import update as sql_update
 
 from projections.tables import metadata
@@ -23,8 +35,33 @@ LOAD_CHUNK = 500
 COPY_FROM = 50  # rows: below this a multi-row INSERT is as quick
 
 
-def primary_key(table: Table) -> list[str]:
-    return [column.name for column in table.primary_key.columns]
+@cache
+def primary_key(table: Table) -> tuple[str, ...]:
+    """Asked per event: SQLAlchemy's column collections are slow to walk."""
+    return tuple(column.name for column in table.primary_key.columns)
+
+
+@cache
+def column_names(table: Table) -> frozenset[str]:
+    return frozenset(column.name for column in table.columns)
+
+
+@cache
+def values_of(table: Table) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values in column order, picked in C: COPY writes hundreds of thousands."""
+    names = [column.name for column in table.columns]
+    if len(names) == 1:
+        return lambda row: (row[names[0]],)
+    return itemgetter(*names)
+
+
+@cache
+def copy_processors(table: Table, dialect: Dialect) -> tuple[tuple[int, Callable[..., Any]], ...]:
+    """(index, bind processor) of the columns that have one, in table order: COPY takes
+    the values INSERT would bind, and most columns need no conversion."""
+    found = ((index, column.type.bind_processor(dialect))
+             for index, column in enumerate(table.columns))
+    return tuple((index, process) for index, process in found if process is not None)
 
 
 class Changes:
@@ -85,13 +122,15 @@ class Changes:
     # --- writing -------------------------------------------------------------------------
 
     def insert(self, table: Table, row: Row) -> None:
-        for column in table.columns:  # one multi-row INSERT needs every row to name each
-            row.setdefault(column.name, None)
-        key = tuple(row[name] for name in primary_key(table))
+        names = primary_key(table)
+        if not row.keys() >= column_names(table):  # one multi-row INSERT names each column
+            for name in column_names(table) - row.keys():
+                row[name] = None
+        key = tuple([row[name] for name in names])
         self.rows[table][key] = row
         if key in self.deleted[table]:  # deleted earlier in the batch: still in the table
             self.deleted[table].discard(key)
-            self.updated[table][key] = set(row) - set(primary_key(table))
+            self.updated[table][key] = set(row) - set(names)
         else:
             self.inserted[table].add(key)
 
@@ -145,20 +184,21 @@ class Changes:
 
     def _copy(self, table: Table, rows: list[Row]) -> None:
         """PostgreSQL's COPY: many new rows in one stream, values bound as INSERT would."""
-        dialect = self.conn.dialect
-        columns = list(table.columns)
-        processors = [column.type.bind_processor(dialect) for column in columns]
+        columns = [column.name for column in table.columns]
+        processors = copy_processors(table, self.conn.dialect)
+        pick = values_of(table)
         schema = self.options.get("schema_translate_map", {}).get(None)
         name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
-        names = ", ".join(f'"{column.name}"' for column in columns)
+        names = ", ".join(f'"{column}"' for column in columns)
         dbapi_connection: Any = self.conn.connection.dbapi_connection
         with dbapi_connection.cursor() as cursor, cursor.copy(
                 f"COPY {name} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([
-                    value if process is None or value is None else process(value)
-                    for value, process in zip((row[c.name] for c in columns), processors,
-                                              strict=True)])
+                values = list(pick(row))
+                for index, process in processors:
+                    if values[index] is not None:
+                        values[index] = process(values[index])
+                copy.write_row(values)
 
     def _flush_updated(self, table: Table) -> None:
         """One multi-row UPDATE per set of changed columns (most batches have a few)."""

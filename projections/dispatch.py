@@ -6,7 +6,7 @@ class early in every event's MRO, so a generic handler would shadow specific one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from projections.changes import Changes
@@ -29,11 +29,25 @@ class Dispatch:
 
         return register
 
-    def __call__(self, event: Any, changes: Changes, position: int) -> None:
-        kind = type(event)
+    def handler_for(self, kind: type) -> Handler | None:
+        """The handler events of this class go to (None: ignored), looked up once."""
         if kind not in self.chosen:
             self.chosen[kind] = next((handler for classes, handler in self.handlers
                                       if issubclass(kind, classes)), None)
-        handler = self.chosen[kind]
+        return self.chosen[kind]
+
+    def __call__(self, event: Any, changes: Changes, position: int) -> None:
+        handler = self.handler_for(type(event))
         if handler is not None:
             handler(event, changes, position)
+
+
+def route(handlers: Iterable[Handler], kind: type) -> list[Handler]:
+    """What an event class reaches: a Dispatch stands for its chosen handler or for nothing,
+    so a batch calls only the few handlers that apply instead of asking every read model."""
+    found = []
+    for handler in handlers:
+        chosen = handler.handler_for(kind) if isinstance(handler, Dispatch) else handler
+        if chosen is not None:
+            found.append(chosen)
+    return found

@@ -13,19 +13,22 @@ statistics.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
 from eventsourcing.persistence import OperationalError as EventStoreOperationalError
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Index, Table, insert, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateTable
 
 from ledger.application import Ledger
 from ledger.consumption import ConsumptionItem
@@ -33,7 +36,7 @@ from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
 from projections import consumption, credits, directory, schema_version, transactions, versions
 from projections.changes import Changes, Key
-from projections.dispatch import Handler
+from projections.dispatch import Handler, route
 from projections.tables import (
     READ_MODEL_TABLES,
     consumptions,
@@ -52,7 +55,7 @@ from projections.tables import (
 log = logging.getLogger(__name__)
 NAME = "read_models"
 SHADOW = "shadow"
-REBUILD_BATCH = 5000
+BATCH = 5000  # events per transaction: a few dozen statements each, whatever the size
 HANDLERS: Sequence[Handler] = (
     directory.project,
     credits.project,
@@ -61,6 +64,11 @@ HANDLERS: Sequence[Handler] = (
     transactions.project,
 )
 Progress = Callable[[int], None]
+REVERSALS = (ConsumptionItem.Reversed, ConsumptionItem.CoverageChanged, Credit.DrawReversed)
+REFERENCES: tuple[tuple[str, Table], ...] = (  # event fields naming rows a handler reads
+    ("customer_id", customers), ("project_id", projects),
+    ("project_credit_id", project_credits), ("customer_credit_id", customer_credits),
+)
 CREATES: dict[type, Table] = {  # an aggregate's first event: no row can exist before it
     Customer.Registered: customers, Project.Registered: projects,
     Offering.Registered: offerings, CustomerCredit.Created: customer_credits,
@@ -71,7 +79,7 @@ CREATES: dict[type, Table] = {  # an aggregate's first event: no row can exist b
 class Projector:
     """Applies the ledger's events to every read model."""
 
-    def __init__(self, app: Ledger, engine: Engine, batch_size: int = 1000) -> None:
+    def __init__(self, app: Ledger, engine: Engine, batch_size: int = BATCH) -> None:
         self.app = app
         self.engine = engine
         self.batch_size = batch_size
@@ -164,11 +172,11 @@ class Projector:
         self.known_position = max(self.known_position, position)
         return len(applied)
 
-    def _apply_next(self, conn: Connection, position: int, limit: int | None = None,
+    def _apply_next(self, conn: Connection, position: int,
                     schema: str | None = None) -> list[int]:
         """Apply the notifications after `position` (into `schema`); returns their ids."""
         notifications = self.app.recorder.select_notifications(
-            start=position, limit=limit or self.batch_size, inclusive_of_start=False)
+            start=position, limit=self.batch_size, inclusive_of_start=False)
         events = [(self.app.mapper.to_domain_event(n), n.id) for n in notifications]
         apply_events(conn, events, schema)
         return [n.id for n in notifications]
@@ -199,12 +207,13 @@ class Projector:
                 total, position = 0, 0
                 while True:
                     with conn.begin():
-                        applied = self._apply_next(conn, position, REBUILD_BATCH, shadow.name)
+                        applied = self._apply_next(conn, position, schema=shadow.name)
                     if not applied:
                         break
                     position = applied[-1]
                     total += len(applied)
                     progress(total)
+                shadow.create_indexes(conn)
                 with conn.begin():
                     self._lock_position(conn)
                     while applied := self._apply_next(conn, position, schema=shadow.name):
@@ -226,8 +235,12 @@ def apply_events(conn: Connection, events: list[tuple[Any, int]],
     """Fold a batch of (event, position) into the read models and write it in bulk."""
     changes = Changes(conn, schema)
     prefetch(changes, [event for event, _ in events])
+    routes: dict[type, list[Handler]] = {}
     for event, position in events:
-        for handler in HANDLERS:
+        kind = type(event)
+        if kind not in routes:
+            routes[kind] = route(HANDLERS, kind)
+        for handler in routes[kind]:
             handler(event, changes, position)
     changes.flush()
 
@@ -235,29 +248,33 @@ def apply_events(conn: Connection, events: list[tuple[Any, int]],
 def prefetch(changes: Changes, events: Iterable[Any]) -> None:
     """Load the rows a batch will touch with a few queries, not one per event."""
     keys: dict[Table, set[Key]] = defaultdict(set)
+    versions_written: set[Key] = set()
     event: Any
     for event in events:
-        created = CREATES.get(type(event)) if event.originator_version == 1 else None
+        kind: type = type(event)
+        created = CREATES.get(kind) if event.originator_version == 1 else None
         if created is not None:
             changes.rows[created].setdefault((event.originator_id.hex,), None)  # new: absent
         if isinstance(event, Credit.Event):
             keys[credits.table_of(event)].add((event.originator_id.hex,))
-        for name, table in (("customer_id", customers), ("project_id", projects),
-                            ("project_credit_id", project_credits),
-                            ("customer_credit_id", customer_credits)):
+            versions_written.add((event.originator_id.hex, event.originator_version))
+        declared = declared_fields(kind)
+        for name, table in references(kind):
             found = getattr(event, name, None)
             if isinstance(found, UUID):
                 keys[table].add((found.hex,))
-        for offering_id in getattr(event, "offering_ids", None) or ():
-            keys[offerings].add((offering_id.hex,))
-        for line in getattr(event, "lines", None) or ():
-            keys[projects].add((line["project_id"].hex,))
-        if isinstance(event, ConsumptionItem.Reversed | ConsumptionItem.CoverageChanged
-                      | Credit.DrawReversed):
+        if "offering_ids" in declared:
+            for offering_id in getattr(event, "offering_ids", None) or ():
+                keys[offerings].add((offering_id.hex,))
+        if "lines" in declared:
+            for line in getattr(event, "lines", None) or ():
+                keys[projects].add((line["project_id"].hex,))
+        if isinstance(event, REVERSALS):
             reversal: Any = event
             keys[consumptions].add((reversal.item_id,))
         for table, key in versions.rows_to_prefetch(event):
             keys[table].add(key)
+    keys[credit_versions] -= versions_written  # written by an earlier event of the batch
     for table in (project_credits, customer_credits, offerings, consumptions,
                   credit_versions, credit_allocations):
         changes.load(table, keys[table])
@@ -267,6 +284,21 @@ def prefetch(changes: Changes, events: Iterable[Any]) -> None:
     organisations = {(row["credit_uuid"],) for row in changes.rows[customers].values()
                      if row and row["credit_uuid"]}
     changes.load(customer_credits, organisations)
+
+
+@cache
+def declared_fields(kind: type) -> frozenset[str]:
+    """The fields an event class declares, so prefetch asks each event only for ids it can
+    carry (a missing attribute costs an exception inside getattr)."""
+    if dataclasses.is_dataclass(kind):
+        return frozenset(field.name for field in dataclasses.fields(kind))
+    return frozenset(name for name, _ in REFERENCES) | {"offering_ids", "lines"}
+
+
+@cache
+def references(kind: type) -> tuple[tuple[str, Table], ...]:
+    """The REFERENCES an event class declares (most declare one or none)."""
+    return tuple((name, table) for name, table in REFERENCES if name in declared_fields(kind))
 
 
 def analyze(conn: Connection) -> None:
@@ -304,10 +336,31 @@ class Shadow:
         return cls(SHADOW, path, "main")
 
     def create_tables(self, conn: Connection) -> None:
+        """The tables with their keys and the indexes replay reads by: the others are built
+        once the log is replayed (`create_indexes`), quicker than kept up row by row."""
         conn.execution_options(schema_translate_map={None: self.name})
         try:
             with conn.begin():
-                metadata.create_all(conn, tables=READ_MODEL_TABLES, checkfirst=False)
+                for table in READ_MODEL_TABLES:
+                    conn.execute(CreateTable(table))
+                    for index in table.indexes:
+                        if serves_replay(index):
+                            index.create(conn)
+        finally:
+            conn.execution_options(schema_translate_map=None)
+
+    def create_indexes(self, conn: Connection) -> None:
+        """The indexes the API's lists and searches need, before the tables are swapped in
+        (SQLite copies the rows into freshly created tables instead)."""
+        if self.path is not None:
+            return
+        conn.execution_options(schema_translate_map={None: self.name})
+        try:
+            with conn.begin():
+                for table in READ_MODEL_TABLES:
+                    for index in table.indexes:
+                        if not serves_replay(index):
+                            index.create(conn)
                 create_search_indexes(conn, self.name)
         finally:
             conn.execution_options(schema_translate_map=None)
@@ -336,6 +389,12 @@ class Shadow:
             return
         _outside_transaction(conn, f"DETACH DATABASE {self.name}")
         self.path.unlink(missing_ok=True)
+
+
+def serves_replay(index: Index) -> bool:
+    """Single-column indexes serve the handlers' lookups by column (`Changes.find`); the
+    composite, partial and trigram ones serve the API's lists and searches."""
+    return len(index.expressions) == 1 and not index.dialect_options["postgresql"]["where"]
 
 
 def _outside_transaction(conn: Connection, sql: str) -> None:

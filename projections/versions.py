@@ -47,7 +47,8 @@ def _version(event: Any, changes: Changes, position: int) -> None:
 def _allocated(event: Any, changes: Changes) -> Decimal:
     """The previous version's allocation plus what this event moved in the mirror."""
     uuid = event.originator_id.hex
-    previous = changes.get(credit_versions, uuid, event.originator_version - 1)
+    version = event.originator_version
+    previous = changes.get(credit_versions, uuid, version - 1) if version > 1 else None
     total: Decimal = previous["allocated_to_projects"] if previous else ZERO
     if isinstance(event, CustomerCredit.AllocationChanged):
         allocation: Any = event
@@ -86,7 +87,8 @@ def rows_to_prefetch(event: Any) -> Iterator[tuple[Any, Key]]:
     if not isinstance(event, CustomerCredit.Event):
         return
     uuid = event.originator_id.hex
-    yield credit_versions, (uuid, event.originator_version - 1)
+    if event.originator_version > 1:  # a stream's first event has no previous version
+        yield credit_versions, (uuid, event.originator_version - 1)
     project_credit_id = getattr(event, "project_credit_id", None)
     if project_credit_id is not None:
         yield credit_allocations, (uuid, project_credit_id.hex)
