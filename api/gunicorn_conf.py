@@ -23,8 +23,10 @@ workers = int(os.environ.get("LEDGER_WORKERS", "2"))
 worker_class = "api.worker.HeadFirstWorker"
 # SQLite takes one writer at a time per file, and eventsourcing's SQLite recorder lets a
 # thread wait only 5 s for its process's writer: fewer threads there.
-_SQLITE = os.environ.get("LEDGER_DATABASE_URL", "sqlite").startswith("sqlite")
-threads = int(os.environ.get("LEDGER_THREADS", "2" if _SQLITE else "4"))
+# A request spends about three times as long in Python as waiting for the database, so more
+# threads mostly wait for the GIL: on PostgreSQL at 100k credits (2 cores, 4 connections),
+# 2 threads per worker served 4 % more lists than 4 threads, with p99 7.5 ms instead of 10.
+threads = int(os.environ.get("LEDGER_THREADS", "2"))
 timeout = 60
 keepalive = 5
 graceful_timeout = 30
