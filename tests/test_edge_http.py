@@ -19,6 +19,7 @@ from tests.conftest import BACKENDS
 from tests.live import Live, backend_url, live_server, make_users
 
 MB = 1024 * 1024
+KEEPALIVE_REQUESTS = 3
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -29,7 +30,8 @@ def live(request: pytest.FixtureRequest,
     with backend_url(request.param, workdir, admin) as url:
         headers = make_users(url, staff=True, user=False)
         with live_server(url, workdir, LEDGER_BODY_TIMEOUT_SECONDS="1",
-                         LEDGER_HEADER_TIMEOUT_SECONDS="3") as server:
+                         LEDGER_HEADER_TIMEOUT_SECONDS="3",
+                         LEDGER_KEEPALIVE_REQUESTS=str(KEEPALIVE_REQUESTS)) as server:
             server.headers = headers
             yield server
             assert server.server_errors() == []
@@ -242,3 +244,31 @@ def test_refused_requests_store_no_idempotency_key(live: Live) -> None:
                                 headers={"Idempotency-Key": "anonymous"})
         assert answer.status_code == 401
     assert stored_keys(live) == before
+
+
+# --- kept-alive connections are recycled, so clients spread over the workers ----------------
+
+def test_a_kept_alive_connection_closes_after_its_quota_of_requests(live: Live) -> None:
+    with socket.create_connection(("127.0.0.1", int(live.url.rsplit(":", 1)[1])), 10) as sock:
+        answers = []
+        for _ in range(KEEPALIVE_REQUESTS):
+            sock.sendall(b"GET /api/schema/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers.append(read_response(sock))
+        assert [status for status, _ in answers] == [200] * KEEPALIVE_REQUESTS
+        assert [headers.get("connection") for _, headers in answers] == (
+            ["keep-alive"] * (KEEPALIVE_REQUESTS - 1) + ["close"])
+        assert sock.recv(1) == b""  # the server closed it after the last answer
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str]]:
+    """One whole HTTP/1.1 response (Content-Length framed): its status and headers."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in
+               (line.partition(":") for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers
