@@ -82,8 +82,11 @@ class Unit:
         return aggregate
 
     def save(self) -> None:
+        """Save what changed: eventsourcing checks every object it is given against
+        runtime Protocols (~20 µs each), and an aggregate that was only read records
+        nothing: a single-item post passed five where three changed."""
         changed = [aggregate for aggregate in self.loaded.values() if aggregate.pending_events]
-        self.app.save(*self.loaded.values())
+        self.app.save(*changed)
         remember(self.app, changed)
 
 
