@@ -79,9 +79,9 @@ def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
              cache_key: Hashable | None = None) -> Page:
     """Run one page of the list and set X-Result-Count and Link like upstream.
 
-    One round trip for a page: the total rides along as a column, from the maintained
-    count or else a window count over the filtered rows. An empty page past the first is
-    out of range; only `page=last` and HEAD (no `rows`) count first. `make` builds the
+    One round trip for a page: the total rides along as a column (see `_total`). An empty
+    page past the first is out of range; only `page=last` and HEAD (no `rows`) count
+    first. `make` builds the
     query; with a `cache_key` that names everything it depends on, its statements are
     built once and reused.
     """
@@ -123,7 +123,7 @@ class _Statements:
             query = self.query()
             if query.maintained_total is not None:
                 return query.maintained_total
-            return select(func.count()).select_from(query.rows.order_by(None).subquery())
+            return _count_of(query.rows)
         return STATEMENTS.get(self._key("count"), build)
 
     def page(self, page: int, size: int, with_total: bool) -> Select[Any]:
@@ -141,12 +141,17 @@ class _Statements:
 
 
 def _total(query: ListQuery) -> ColumnElement[Any]:
+    """The maintained count if there is one; a window count over a narrowed list; else a
+    count subquery with a plan of its own."""
     if query.maintained_total is not None:
         return query.maintained_total.scalar_subquery()
     if query.narrow:
         return func.count().over()
-    return select(func.count()).select_from(
-        query.rows.order_by(None).subquery()).scalar_subquery()
+    return _count_of(query.rows).scalar_subquery()
+
+
+def _count_of(rows: Select[Any]) -> Select[Any]:
+    return select(func.count()).select_from(rows.order_by(None).subquery())
 
 
 def narrowed(req: falcon.Request) -> bool:

@@ -109,7 +109,7 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
 class QuietAccessLogger(glogging.Logger):
     """gunicorn's logger without its access line: the app writes one structured line per
     request (api/observe.py). Given a `logconfig_dict`, gunicorn writes its own as well,
-    formatted on every request (an eighth of a list request's CPU), `accesslog` unset or
+    formatted on every request (5 % of a list request's CPU in py-spy), `accesslog` unset or
     not."""
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
