@@ -18,7 +18,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -338,30 +339,31 @@ class Shadow:
     def create_tables(self, conn: Connection) -> None:
         """The tables with their keys and the indexes replay reads by: the others are built
         once the log is replayed (`create_indexes`), quicker than kept up row by row."""
-        conn.execution_options(schema_translate_map={None: self.name})
-        try:
-            with conn.begin():
-                for table in READ_MODEL_TABLES:
-                    conn.execute(CreateTable(table))
-                    for index in table.indexes:
-                        if serves_replay(index):
-                            index.create(conn)
-        finally:
-            conn.execution_options(schema_translate_map=None)
+        with self._inside(conn), conn.begin():
+            for table in READ_MODEL_TABLES:
+                conn.execute(CreateTable(table))
+                for index in table.indexes:
+                    if serves_replay(index):
+                        index.create(conn)
 
     def create_indexes(self, conn: Connection) -> None:
         """The indexes the API's lists and searches need, before the tables are swapped in
         (SQLite copies the rows into freshly created tables instead)."""
         if self.path is not None:
             return
+        with self._inside(conn), conn.begin():
+            for table in READ_MODEL_TABLES:
+                for index in table.indexes:
+                    if not serves_replay(index):
+                        index.create(conn)
+            create_search_indexes(conn, self.name)
+
+    @contextmanager
+    def _inside(self, conn: Connection) -> Iterator[None]:
+        """DDL on the metadata's tables goes to the shadow while this lasts."""
         conn.execution_options(schema_translate_map={None: self.name})
         try:
-            with conn.begin():
-                for table in READ_MODEL_TABLES:
-                    for index in table.indexes:
-                        if not serves_replay(index):
-                            index.create(conn)
-                create_search_indexes(conn, self.name)
+            yield
         finally:
             conn.execution_options(schema_translate_map=None)
 
