@@ -1,3 +1,3 @@
-"""gunicorn -c gunicorn.conf.py: the settings live in the package (api/gunicorn_conf.py)."""
+"""gunicorn -c gunicorn.conf.py: the settings live in the package (api/server/gunicorn_conf.py)."""
 
-from api.gunicorn_conf import *  # noqa: F403
+from api.server.gunicorn_conf import *  # noqa: F403

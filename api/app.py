@@ -6,27 +6,27 @@ from typing import Any
 
 import falcon
 
-from api.auth import AuthMiddleware
-from api.bodies import BodyMiddleware
-from api.consumptions import BillingPeriods, Consumptions
-from api.customer_credits import CustomerCredits
-from api.directory import Customers, Offerings, Projects
-from api.docs import add_docs_routes
-from api.errors import register_error_handlers
-from api.health import Health
-from api.history import CreditHistory
-from api.idempotency import IdempotencyMiddleware
-from api.jsoncodec import JSON
-from api.metrics import Metrics, StoreMetrics
-from api.observe import RequestObserver
-from api.openapi import OpenApiSchema
-from api.outage import DeferredTablesMiddleware, OutageGate
-from api.project_credits import ProjectCredits
-from api.read_model_guard import ReadModelGuard
-from api.reconciliation import Reconciliation
-from api.statements import CreditStatement
-from api.transactions import CreditTransactions
-from api.wiring import Services, create_tables
+from api.http.auth import AuthMiddleware
+from api.http.bodies import BodyMiddleware
+from api.http.errors import register_error_handlers
+from api.http.idempotency import IdempotencyMiddleware
+from api.http.jsoncodec import JSON
+from api.http.openapi import OpenApiSchema
+from api.http.read_model_guard import ReadModelGuard
+from api.resources.consumptions import BillingPeriods, Consumptions
+from api.resources.customer_credits import CustomerCredits
+from api.resources.directory import Customers, Offerings, Projects
+from api.resources.docs import add_docs_routes
+from api.resources.health import Health
+from api.resources.history import CreditHistory
+from api.resources.project_credits import ProjectCredits
+from api.resources.reconciliation import Reconciliation
+from api.resources.statements import CreditStatement
+from api.resources.transactions import CreditTransactions
+from api.server.metrics import Metrics, StoreMetrics
+from api.server.observe import RequestObserver
+from api.server.outage import DeferredTablesMiddleware, OutageGate
+from api.server.wiring import Services, create_tables
 
 
 def create_app(services: Services) -> falcon.App:

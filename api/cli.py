@@ -30,7 +30,7 @@ from uuid import UUID
 
 import click
 
-from api.wiring import (
+from api.server.wiring import (
     Services,
     build_services,
     create_tables,
@@ -161,7 +161,7 @@ def serve(database_url: str, bind: str, host: str | None, port: int | None,
           workers: int) -> int:
     """Run the API under gunicorn (creates the database if it does not exist)."""
     os.environ["LEDGER_DATABASE_URL"] = database_url  # the settings and workers read it
-    from api.server import serve as run_server
+    from api.server.server import serve as run_server
 
     open_database(database_url, create=True)
     bind_host, _, bind_port = bind.rpartition(":")
@@ -262,8 +262,8 @@ def reopen_period(period: str, database_url: str) -> int:
 
 def started_period(services: Services, text: str) -> Period:
     """The API's rule: a period that has not started cannot be closed; name the next one."""
-    from api.consumptions import closed_periods, period_field
-    from api.fields import FieldError
+    from api.http.fields import FieldError
+    from api.resources.consumptions import closed_periods, period_field
 
     today = Period.of(services.today())
     try:
@@ -320,8 +320,8 @@ def export_reconciliation(period: str, out: str, kind: str | None, bom: bool,
     """A month's reconciliation; exit 1 when a row does not tie out or closing drifts."""
     import json
 
-    from api.reconciliation import report_csv_rows
-    from api.spreadsheet import csv_text
+    from api.http.spreadsheet import csv_text
+    from api.resources.reconciliation import report_csv_rows
     from ledger.money import format_money
     from projections.reconciliation import reconcile
 

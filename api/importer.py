@@ -22,11 +22,11 @@ from uuid import UUID
 
 import httpx
 
-from api import fields
-from api.directory import NAME, SLUG, slugify
-from api.forms import Field, clean
-from api.project_credits import term_fields
-from api.wiring import Services
+from api.http import fields
+from api.http.forms import Field, clean
+from api.resources.directory import NAME, SLUG, slugify
+from api.resources.project_credits import term_fields
+from api.server.wiring import Services
 from ledger.importing import (
     CREATED,
     DIFFERS,

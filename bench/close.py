@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--organisations", type=int, default=20000)
     args = parser.parse_args(argv)
 
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from ledger.periods import Period
 
     period = Period.of(datetime.now(UTC).date())

@@ -65,7 +65,7 @@ def seed(url: str, projects: int) -> dict[str, Any]:
     """A staff user and funded projects, projected so the API can see them."""
     import secrets
 
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from bench.seed import ACTOR, funded_project
 
     services = build_services(url, create_tables=True)

@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     args = parser.parse_args()
-    from api.wiring import build_services
+    from api.server.wiring import build_services
 
     kinds = records(args.n)
     with temp_database(args.backend, args.pg_url) as url:

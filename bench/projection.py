@@ -47,7 +47,7 @@ ITEMS_PER_CALL = 50
 
 def seed(url: str, events: int, projects: int) -> dict[str, Any]:
     """Post consumption in batches until the log holds about ``events`` events."""
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from bench.seed import ACTOR, current_period, funded_project, item
 
     services = build_services(url, create_tables=True)
@@ -73,7 +73,7 @@ def child(args: argparse.Namespace) -> None:
         return
     from sqlalchemy import update
 
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from projections.tables import READ_MODEL_TABLES, metadata, tracking
 
     services = build_services(args.url)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     import falcon.testing
 
     from api.app import create_app
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from bench.seed import ACTOR, current_period, funded_project, item
 
     env_info = environment(args.backend)

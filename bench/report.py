@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import falcon.testing
 
     from api.app import create_app
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from ledger.periods import Period
 
     period = Period.of(datetime.now(UTC).date())

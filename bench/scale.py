@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     import falcon.testing
 
     from api.app import create_app
-    from api.wiring import build_services
+    from api.server.wiring import build_services
 
     results: dict[str, Any] = {}
     with temp_database(args.backend, args.pg_url) as url:

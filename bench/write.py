@@ -6,7 +6,7 @@ Subject   ``ledger``:   post_consumption([one item]) to a project that has a pro
                         and one draw on each credit, in one atomic save).
 Baseline  ``bare``:     a minimal Aggregate, one ``@event`` command, ``app.save()`` per call,
                         in an Application with the same persistence settings (the env that
-                        api.wiring derives from the database URL).
+                        api.server.wiring derives from the database URL).
 Reference ``bare-get``: the same, but each call first reloads the aggregate with
                         ``repository.get`` (snapshot every 100 events, as the Ledger does).
 
@@ -64,7 +64,7 @@ def bare_application(url: str) -> Any:
     from eventsourcing.application import Application
     from eventsourcing.domain import Aggregate, event
 
-    from api.wiring import parse_database_url
+    from api.server.wiring import parse_database_url
 
     class Counter(Aggregate):
         @event("Started")
@@ -150,7 +150,7 @@ def child(args: argparse.Namespace) -> None:
 
 def ledger_subject(role: str, url: str) -> tuple[Any, Any, Any]:
     """post_consumption of one item, or of 1,000 items over 100 projects, per call."""
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from bench.seed import ACTOR, current_period, funded_project, funded_projects, item
 
     if interval := os.environ.get("BENCH_SNAPSHOT_INTERVAL"):

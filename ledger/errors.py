@@ -1,4 +1,4 @@
-"""Domain errors. They carry no HTTP knowledge; api/errors.py maps them.
+"""Domain errors. They carry no HTTP knowledge; api/http/errors.py maps them.
 
 LedgerError
 ├── NotFound                 an aggregate does not exist (or is deleted)

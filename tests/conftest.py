@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from api.app import create_app
-from api.wiring import Services, build_services
+from api.server.wiring import Services, build_services
 from tests.support import Clock, Directory
 
 ADMIN_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")

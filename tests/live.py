@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from api.wiring import build_services
+from api.server.wiring import build_services
 
 ROOT = Path(__file__).resolve().parent.parent
 # LEDGER_TEST_PORTS=first-last moves the range (engineers sharing a machine).

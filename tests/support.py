@@ -9,7 +9,7 @@ from typing import Any
 
 import falcon.testing
 
-from api.wiring import Services
+from api.server.wiring import Services
 
 BASE = "http://falconframework.org"
 

@@ -300,7 +300,7 @@ def test_an_empty_body_is_an_empty_object(directory: Directory, world: dict[str,
 
 def test_a_reused_list_statement_reads_fresh_rows(directory: Directory,
                                                   world: dict[str, Any]) -> None:
-    """Staff lists reuse built statements (api/statement_cache.py): never their results."""
+    """Staff lists reuse built statements (api/http/statement_cache.py): never their results."""
     client, staff = directory.client, directory.staff
 
     def listed() -> tuple[list[str], str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
-from api.wiring import build_services
+from api.server.wiring import build_services
 from tests.support import Directory, read_model_rows
 from tests.test_transactions import run_scenario
 

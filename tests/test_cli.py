@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from api.cli import main
-from api.wiring import Services
+from api.server.wiring import Services
 from tests.support import Clock, Directory, auth, read_model_rows
 
 
@@ -103,10 +103,10 @@ def test_every_command_and_option_has_help() -> None:
 
 def test_serve_takes_bind_and_workers_from_the_environment_like_gunicorn_c(
         monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
-    import api.server
+    import api.server.server
 
     started: list[tuple[str, int]] = []
-    monkeypatch.setattr(api.server, "serve", lambda bind, workers: started.append(
+    monkeypatch.setattr(api.server.server, "serve", lambda bind, workers: started.append(
         (bind, workers)))
     monkeypatch.setenv("LEDGER_BIND", "127.0.0.1:18399")
     monkeypatch.setenv("LEDGER_WORKERS", "3")

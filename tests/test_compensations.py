@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from api import cli
-from api.wiring import Services
+from api.server.wiring import Services
 from ledger.credits import CustomerCredit
 from tests.scenario import run_scenario
 from tests.support import Directory, read_model_rows

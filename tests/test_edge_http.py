@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from api.idempotency import idempotent_requests
-from api.wiring import parse_database_url
+from api.http.idempotency import idempotent_requests
+from api.server.wiring import parse_database_url
 from tests.conftest import BACKENDS
 from tests.live import Live, backend_url, live_server, make_users
 

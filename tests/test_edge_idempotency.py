@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from api.app import create_app
-from api.idempotency import idempotent_requests
-from api.wiring import Services, parse_database_url
+from api.http.idempotency import idempotent_requests
+from api.server.wiring import Services, parse_database_url
 from tests.conftest import BACKENDS
 from tests.live import Live, backend_url, live_server, make_users
 from tests.support import Directory
@@ -121,9 +121,9 @@ def test_a_reservation_whose_process_died_is_taken_over(live: Live) -> None:
 _HOLDER = """
 import sys, time
 from types import SimpleNamespace
-from api.auth import load_principal
-from api.idempotency import IdempotencyMiddleware, request_hash
-from api.wiring import build_services
+from api.http.auth import load_principal
+from api.http.idempotency import IdempotencyMiddleware, request_hash
+from api.server.wiring import build_services
 from ledger.users import hash_token
 url, token, key, body = sys.argv[1:]
 services = build_services(url)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from api import importer
-from api.wiring import Services
+from api.server.wiring import Services
 from projections.verify import verify
 from tests.support import Directory
 from tests.waldur_source import Source, waldur_source

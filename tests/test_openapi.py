@@ -32,12 +32,13 @@ from schemathesis.checks import (
 from schemathesis.core import NotSet
 from schemathesis.core.parameters import ParameterLocation
 
-from api import consumptions, fields, project_credits
 from api.app import create_app
-from api.fields import FieldError
-from api.forms import object_schema
-from api.openapi import document
-from api.wiring import build_services
+from api.http import fields
+from api.http.fields import FieldError
+from api.http.forms import object_schema
+from api.http.openapi import document
+from api.resources import consumptions, project_credits
+from api.server.wiring import build_services
 from tests.conftest import BACKENDS
 from tests.live import Live, backend_url, live_server
 from tests.support import Clock, Directory

@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import func, select
 
-from api.wiring import Services, build_services
+from api.server.wiring import Services, build_services
 from ledger.terms import Terms
 from projections import projector as projector_module
 from projections.tables import credit_transactions, customer_credits, project_credits

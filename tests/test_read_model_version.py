@@ -6,10 +6,10 @@ import falcon.testing
 import pytest
 from sqlalchemy import text
 
-from api import gunicorn_conf
 from api.app import create_app
 from api.cli import main
-from api.wiring import Services
+from api.server import gunicorn_conf
+from api.server.wiring import Services
 from projections import schema_version
 from projections.schema_version import READ_MODEL_VERSION, read_model_version
 from tests.support import Directory

@@ -11,7 +11,7 @@ import falcon.testing
 import pytest
 
 from api.app import create_app
-from api.wiring import Services, build_services
+from api.server.wiring import Services, build_services
 from tests.support import Clock, Directory, read_model_rows
 
 

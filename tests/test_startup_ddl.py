@@ -11,7 +11,7 @@ import multiprocessing
 import traceback
 from multiprocessing.synchronize import Barrier
 
-from api.wiring import build_services, create_tables
+from api.server.wiring import build_services, create_tables
 
 PROCESSES = 8
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Select, literal, select
 
-from api.statement_cache import StatementCache
+from api.http.statement_cache import StatementCache
 
 
 def test_reuses_by_key_and_evicts_the_least_recently_used() -> None:

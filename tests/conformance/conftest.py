@@ -209,7 +209,7 @@ def seed_project_credits(server: LedgerServer, customer: dict[str, Any], label: 
     Hundreds of HTTP writes would dominate the run time; the server's read models catch up
     with these events on its next request, which is part of what the tests then check.
     """
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from ledger.terms import Terms
 
     services = build_services(server.env["LEDGER_DATABASE_URL"])

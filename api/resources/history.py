@@ -26,10 +26,10 @@ from uuid import UUID
 import falcon
 from sqlalchemy import Connection, Select, select
 
-from api.common import Resource, base_url, parse_uuid
-from api.errors import not_found, validation_error
-from api.listing import _links, _page_number, _page_size, last_param, parse_moment
-from api.representations import customer_credit, project_credit
+from api.http.common import Resource, base_url, parse_uuid
+from api.http.errors import not_found, validation_error
+from api.http.listing import _links, _page_number, _page_size, last_param, parse_moment
+from api.resources.representations import customer_credit, project_credit
 from ledger.access import Principal
 from ledger.application import Ledger
 from ledger.credits import Credit, CustomerCredit, ProjectCredit

@@ -8,10 +8,9 @@ from typing import Any
 import falcon
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, UnaryExpression
 
-from api import history
-from api.common import Resource, parse_uuid
-from api.errors import not_found
-from api.listing import (
+from api.http.common import Resource, parse_uuid
+from api.http.errors import not_found
+from api.http.listing import (
     STATEMENTS,
     ListQuery,
     last_param,
@@ -20,6 +19,7 @@ from api.listing import (
     paginate,
     params_key,
 )
+from api.resources import history
 from ledger.access import Principal
 from projections.queries import listed_count
 

@@ -10,11 +10,11 @@ from uuid import UUID
 import falcon
 from sqlalchemy import Connection, select
 
-from api import fields
-from api.common import Resource, request_body
-from api.errors import ApiError, not_found, validation_error
-from api.forms import Field, expect_object, validate, with_checks
-from api.representations import iso_datetime
+from api.http import fields
+from api.http.common import Resource, request_body
+from api.http.errors import ApiError, not_found, validation_error
+from api.http.forms import Field, expect_object, validate, with_checks
+from api.resources.representations import iso_datetime
 from ledger.money import format_money
 from ledger.periods import Period
 from ledger.posting import ConsumptionInput, ConsumptionResult

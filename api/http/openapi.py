@@ -1,10 +1,10 @@
 """The OpenAPI 3 document of our API, served at GET /api/schema/.
 
 Request bodies are not restated here: each comes from the field list its resource validates
-with (`object_schema(FIELDS)`), and each field's schema from its parser (api/fields.py), so
+with (`object_schema(FIELDS)`), and each field's schema from its parser (api/http/fields.py), so
 the document and the validators cannot drift. Responses, parameters and paths are written
 here as data. A new body field goes into the resource's module-level field list (with a
-parser from api/fields.py that carries its schema); a new route gets an entry in _paths()
+parser from api/http/fields.py that carries its schema); a new route gets an entry in _paths()
 built with operation()/json_body()/errors().
 
 The credits schemas keep upstream's component names and fields
@@ -21,8 +21,9 @@ from typing import Any
 
 import falcon
 
-from api import consumptions, customer_credits, directory, fields, project_credits
-from api.forms import object_schema
+from api.http import fields
+from api.http.forms import object_schema
+from api.resources import consumptions, customer_credits, directory, project_credits
 
 Json = dict[str, Any]
 

@@ -14,8 +14,8 @@ from sqlalchemy import ColumnElement, Connection, Select, Subquery, UnaryExpress
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from api.errors import not_found, validation_error
-from api.statement_cache import StatementCache
+from api.http.errors import not_found, validation_error
+from api.http.statement_cache import StatementCache
 
 DEFAULT_PAGE_SIZE = 10
 _UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")

@@ -17,8 +17,8 @@ from typing import Any
 
 import falcon
 
-from api.outage import RETRY_AFTER_SECONDS
-from api.wiring import Services
+from api.server.outage import RETRY_AFTER_SECONDS
+from api.server.wiring import Services
 
 PROBE_SECONDS = 0.8
 DEFAULT_MAX_LAG = 1000

@@ -18,7 +18,7 @@ from typing import Any
 
 import falcon
 
-from api.errors import ApiError
+from api.http.errors import ApiError
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_SECONDS = 10.0

@@ -67,8 +67,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from api import jsoncodec
-from api.errors import ApiError
+from api.http import jsoncodec
+from api.http.errors import ApiError
 
 HEADER = "Idempotency-Key"
 NOT_STORED = (401, 403)

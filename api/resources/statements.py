@@ -14,11 +14,11 @@ from typing import Any
 
 import falcon
 
-from api.common import Resource, parse_uuid
-from api.errors import not_found, permission_denied
-from api.history import CUSTOMER_NOT_FOUND, customer_credit_candidates
-from api.reconciliation import format_param, period_param, send_csv
-from api.spreadsheet import json_ready
+from api.http.common import Resource, parse_uuid
+from api.http.errors import not_found, permission_denied
+from api.http.spreadsheet import json_ready
+from api.resources.history import CUSTOMER_NOT_FOUND, customer_credit_candidates
+from api.resources.reconciliation import format_param, period_param, send_csv
 from projections.reconciliation import instant
 from projections.statements import Statement, statement
 from projections.tables import customer_credits

@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from sqlalchemy import Engine
 
-from api import eventstore, idempotency
+from api.http import idempotency
+from api.server import eventstore
 from ledger.application import Ledger
 from projections import schema_version
 from projections.database import for_ddl, make_engine

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from api.app import create_app
-from api.logs import configure_logging
-from api.wiring import build_services
+from api.server.logs import configure_logging
+from api.server.wiring import build_services
 
 configure_logging()
 app = create_app(build_services())

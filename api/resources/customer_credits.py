@@ -10,8 +10,8 @@ from uuid import UUID
 import falcon
 from sqlalchemy import Connection, Select, Subquery, false, or_, select
 
-from api import fields, history
-from api.common import (
+from api.http import fields
+from api.http.common import (
     apply_exact_filter,
     apply_uuid_filter,
     base_url,
@@ -20,12 +20,13 @@ from api.common import (
     request_body,
     set_etag,
 )
-from api.credit_collection import CreditCollection
-from api.errors import validation_error
-from api.forms import Field, validate, with_checks
-from api.listing import last_param
-from api.project_credits import TERM_FIELDS
-from api.representations import customer_credit
+from api.http.errors import validation_error
+from api.http.forms import Field, validate, with_checks
+from api.http.listing import last_param
+from api.resources import history
+from api.resources.credit_collection import CreditCollection
+from api.resources.project_credits import TERM_FIELDS
+from api.resources.representations import customer_credit
 from ledger.access import Principal
 from ledger.money import ZERO
 from ledger.periods import Period

@@ -1,7 +1,7 @@
 """Prometheus metrics at GET /metrics, summed over every gunicorn worker.
 
 Under gunicorn each worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR (set and
-emptied at start by api/gunicorn_conf.py, before any worker imports prometheus_client);
+emptied at start by api/server/gunicorn_conf.py, before any worker imports prometheus_client);
 a scrape, answered by any one worker, reads them all. Projector position and lag are read
 from the database at scrape time, so every worker tells the same truth. Without the
 directory (tests, a bare WSGI server) the process's own registry is served.
@@ -30,8 +30,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from api.errors import ApiError
-from api.wiring import Services
+from api.http.errors import ApiError
+from api.server.wiring import Services
 from ledger.store import SaveObserver
 
 REQUESTS = Counter("ledger_http_requests_total", "HTTP requests answered, by route template "

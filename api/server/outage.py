@@ -21,8 +21,8 @@ import psycopg
 import sqlalchemy.exc
 from eventsourcing import persistence
 
-from api.auth import PUBLIC_PATHS
-from api.errors import ApiError
+from api.http.auth import PUBLIC_PATHS
+from api.http.errors import ApiError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5

@@ -6,7 +6,7 @@ A client that sends half a request line and stops (slowloris) holds that thread 
 gives up, so as many such clients as threads stop the service. Here the worker's poller
 collects request heads without blocking, and a connection whose head is not complete
 within `LEDGER_HEADER_TIMEOUT_SECONDS` (10 s) is closed. Bodies are read in threads under
-a deadline (api/bodies.py); a buffering proxy in front shields them as well (README).
+a deadline (api/http/bodies.py); a buffering proxy in front shields them as well (README).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
 
 class QuietAccessLogger(glogging.Logger):
     """gunicorn's logger without its access line: the app writes one structured line per
-    request (api/observe.py). Given a `logconfig_dict`, gunicorn writes its own as well,
+    request (api/server/observe.py). Given a `logconfig_dict`, gunicorn writes its own as well,
     formatted on every request (5 % of a list request's CPU in py-spy), `accesslog` unset or
     not."""
 

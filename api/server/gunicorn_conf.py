@@ -4,7 +4,7 @@
 LEDGER_BIND, LEDGER_WORKERS, LEDGER_ACCESS_LOG, LEDGER_LOG_FORMAT, LEDGER_AUTO_REBUILD,
 PROMETHEUS_MULTIPROC_DIR.
 
-gthread workers, with request heads collected by the worker's poller (api/worker.py): a
+gthread workers, with request heads collected by the worker's poller (api/server/worker.py): a
 connection whose headers have not fully arrived waits there, not in a thread, so stalled
 clients cannot take every request slot (with `sync` workers, as many half-sent requests as
 workers stopped the service; plain gthread only shields connections that send nothing). The
@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-wsgi_app = "api.wsgi:app"
+wsgi_app = "api.server.wsgi:app"
 bind = os.environ.get("LEDGER_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LEDGER_WORKERS", "2"))
-worker_class = "api.worker.HeadFirstWorker"
+worker_class = "api.server.worker.HeadFirstWorker"
 # SQLite takes one writer at a time per file, and eventsourcing's SQLite recorder lets a
 # thread wait only 5 s for its process's writer: fewer threads there.
 # A request spends about three times as long in Python as waiting for the database, so more
@@ -32,13 +32,14 @@ keepalive = 5
 graceful_timeout = 30
 preload_app = False  # each worker builds its Application and engines after fork
 control_socket_disable = True
-accesslog = None  # the app logs one structured line per request (api/observe.py)
-logger_class = "api.worker.QuietAccessLogger"  # ...so gunicorn's own access line is not written
+accesslog = None  # the app logs one structured line per request (api/server/observe.py)
+# ...and gunicorn's own access line is not written:
+logger_class = "api.server.worker.QuietAccessLogger"
 errorlog = "-"
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"ledger": {"()": "api.logs.make_formatter"}},
+    "formatters": {"ledger": {"()": "api.server.logs.make_formatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "ledger",
                             "stream": "ext://sys.stderr"}},
     "root": {"level": "INFO", "handlers": ["stderr"]},
@@ -53,8 +54,8 @@ def on_starting(server: Any) -> None:
     If the database is down, workers start anyway and create the tables once it is back
     (and a stale read model is then refused with 503 until `credit-ledger rebuild`)."""
     prepare_metrics_directory()
-    from api.outage import TABLES_PENDING, create_tables_or_defer
-    from api.wiring import create_tables
+    from api.server.outage import TABLES_PENDING, create_tables_or_defer
+    from api.server.wiring import create_tables
 
     create_tables_or_defer(create_tables)
     if not os.environ.get(TABLES_PENDING):
@@ -103,7 +104,7 @@ def rebuild_if_stale() -> None:
         return
     import logging
 
-    from api.wiring import build_services
+    from api.server.wiring import build_services
     from projections import schema_version
 
     services = build_services()

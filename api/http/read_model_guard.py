@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import falcon
 
-from api.errors import ApiError
-from api.outage import UNAVAILABLE
-from api.wiring import Services
+from api.http.errors import ApiError
+from api.server.outage import UNAVAILABLE
+from api.server.wiring import Services
 from projections import schema_version
 
 # served whatever the read models' state: they do not read them (nor catch them up)

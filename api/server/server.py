@@ -6,7 +6,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from api import gunicorn_conf
+from api.server import gunicorn_conf
 
 SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "threads", "timeout", "keepalive",
             "graceful_timeout", "preload_app", "control_socket_disable", "accesslog", "errorlog",
@@ -14,7 +14,7 @@ SETTINGS = ("wsgi_app", "bind", "workers", "worker_class", "threads", "timeout",
 
 
 class LedgerServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn's application, configured from api/gunicorn_conf.py plus CLI overrides."""
+    """gunicorn's application, configured from api/server/gunicorn_conf.py plus CLI overrides."""
 
     def __init__(self, overrides: dict[str, Any]) -> None:
         self.overrides = overrides
@@ -28,7 +28,7 @@ class LedgerServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         """Called in each worker after fork: the services are built there."""
-        from api.wsgi import app
+        from api.server.wsgi import app
 
         return app
 

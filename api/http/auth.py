@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import falcon
 from sqlalchemy import Engine, select
 
-from api.errors import ApiError, not_authenticated
+from api.http.errors import ApiError, not_authenticated
 from ledger.access import Principal
 from ledger.users import hash_token
 from projections.tables import user_roles, users

@@ -16,7 +16,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 
 log = logging.getLogger(__name__)
-TOPIC = "api.eventstore:BootablePostgresFactory"
+TOPIC = "api.server.eventstore:BootablePostgresFactory"
 
 
 class BootableDatastore(PostgresDatastore):

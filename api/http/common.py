@@ -8,11 +8,11 @@ from uuid import UUID
 import falcon
 from sqlalchemy import Select
 
-from api.auth import require_principal
-from api.errors import ApiError, not_found, permission_denied, validation_error
-from api.fields import FieldError, uuid_filter
-from api.listing import last_param
-from api.wiring import Services
+from api.http.auth import require_principal
+from api.http.errors import ApiError, not_found, permission_denied, validation_error
+from api.http.fields import FieldError, uuid_filter
+from api.http.listing import last_param
+from api.server.wiring import Services
 from ledger.access import Principal
 
 

@@ -10,12 +10,12 @@ from uuid import UUID
 import falcon
 from sqlalchemy import Connection, Select, false, or_, select
 
-from api import fields
-from api.common import Resource, apply_uuid_filter, base_url, parse_uuid, request_body
-from api.errors import not_found, permission_denied
-from api.forms import Field, validate, with_checks
-from api.listing import ListQuery, last_param, narrowed, paginate
-from api.representations import link, money_or_none
+from api.http import fields
+from api.http.common import Resource, apply_uuid_filter, base_url, parse_uuid, request_body
+from api.http.errors import not_found, permission_denied
+from api.http.forms import Field, validate, with_checks
+from api.http.listing import ListQuery, last_param, narrowed, paginate
+from api.resources.representations import link, money_or_none
 from ledger.access import Principal
 from projections.queries import icontains
 from projections.tables import customer_credits, customers, offerings, project_credits, projects

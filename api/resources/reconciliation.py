@@ -14,12 +14,12 @@ from typing import Any
 
 import falcon
 
-from api.common import Resource
-from api.consumptions import period_field
-from api.errors import validation_error
-from api.fields import FieldError
-from api.listing import last_param
-from api.spreadsheet import csv_text, json_ready
+from api.http.common import Resource
+from api.http.errors import validation_error
+from api.http.fields import FieldError
+from api.http.listing import last_param
+from api.http.spreadsheet import csv_text, json_ready
+from api.resources.consumptions import period_field
 from ledger.money import format_money
 from ledger.periods import Period
 from projections.reconciliation import (

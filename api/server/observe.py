@@ -17,8 +17,8 @@ from typing import Any
 
 import falcon
 
-from api import metrics
-from api.logs import REQUEST_LOGGER, request_id
+from api.server import metrics
+from api.server.logs import REQUEST_LOGGER, request_id
 
 log = logging.getLogger(REQUEST_LOGGER)
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")

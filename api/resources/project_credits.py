@@ -8,8 +8,8 @@ from uuid import UUID
 import falcon
 from sqlalchemy import Connection, Select, Subquery, false, or_, select
 
-from api import fields, history
-from api.common import (
+from api.http import fields
+from api.http.common import (
     apply_exact_filter,
     apply_uuid_filter,
     base_url,
@@ -18,11 +18,12 @@ from api.common import (
     request_body,
     set_etag,
 )
-from api.credit_collection import CreditCollection
-from api.errors import permission_denied
-from api.forms import Field, validate, with_checks
-from api.listing import last_param
-from api.representations import project_credit
+from api.http.errors import permission_denied
+from api.http.forms import Field, validate, with_checks
+from api.http.listing import last_param
+from api.resources import history
+from api.resources.credit_collection import CreditCollection
+from api.resources.representations import project_credit
 from ledger.access import Principal
 from ledger.money import ZERO
 from ledger.terms import LOGICS, TERM_NAMES, Terms

@@ -14,10 +14,10 @@ from uuid import UUID
 import falcon
 from sqlalchemy import ColumnElement, Select, false, or_, select
 
-from api.common import Resource, apply_uuid_filter, parse_uuid
-from api.errors import not_found, validation_error
-from api.listing import ListQuery, last_param, narrowed, ordering, paginate, parse_moment
-from api.representations import iso_date, iso_datetime
+from api.http.common import Resource, apply_uuid_filter, parse_uuid
+from api.http.errors import not_found, validation_error
+from api.http.listing import ListQuery, last_param, narrowed, ordering, paginate, parse_moment
+from api.resources.representations import iso_date, iso_datetime
 from ledger.access import Principal
 from ledger.money import format_money
 from projections.tables import credit_transactions as tx

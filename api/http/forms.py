@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from api.errors import validation_error
-from api.fields import FieldError, Json, Parser, schema_of
+from api.http.errors import validation_error
+from api.http.fields import FieldError, Json, Parser, schema_of
 
 
 @dataclass(frozen=True)
