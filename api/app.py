@@ -13,12 +13,13 @@ from api.http.idempotency import IdempotencyMiddleware
 from api.http.jsoncodec import JSON
 from api.http.openapi import OpenApiSchema
 from api.http.read_model_guard import ReadModelGuard
+from api.http.routes import mount
 from api.resources.consumptions import BillingPeriods, Consumptions
 from api.resources.customer_credits import CustomerCredits
 from api.resources.directory import Customers, Offerings, Projects
-from api.resources.docs import add_docs_routes
+from api.resources.docs import ApiDocs, add_assets
 from api.resources.health import Health
-from api.resources.history import CreditHistory
+from api.resources.history import CustomerCreditHistory, ProjectCreditHistory
 from api.resources.project_credits import ProjectCredits
 from api.resources.reconciliation import Reconciliation
 from api.resources.statements import CreditStatement
@@ -27,6 +28,14 @@ from api.server.metrics import Metrics, StoreMetrics
 from api.server.observe import RequestObserver
 from api.server.outage import DeferredTablesMiddleware, OutageGate
 from api.server.wiring import Services, create_tables
+
+# Every resource the app serves; each declares its routes and schemas (api/http/routes.py),
+# from which the router and the OpenAPI document are both built.
+RESOURCE_TYPES: list[Any] = [
+    Health, ProjectCredits, CustomerCredits, Customers, Projects, Offerings, Consumptions,
+    BillingPeriods, CreditTransactions, ProjectCreditHistory, CustomerCreditHistory,
+    Reconciliation, CreditStatement, OpenApiSchema, Metrics, ApiDocs,
+]
 
 
 def create_app(services: Services) -> falcon.App:
@@ -54,38 +63,11 @@ def create_app(services: Services) -> falcon.App:
     register_error_handlers(app)
     gate.register(app)
 
-    app.add_route("/health", Health(services, gate.open))
-    _collection(app, "/api/project-credits/", ProjectCredits(services))
-    customer_credits = CustomerCredits(services)
-    _collection(app, "/api/customer-credits/", customer_credits)
-    app.add_route("/api/customer-credits/{uuid}/consumptions/", customer_credits,
-                  suffix="consumptions")
-    for action in ("adjust_withdrawable", "clear_compensations", "apply_compensations"):
-        app.add_route(f"/api/customer-credits/{{uuid}}/{action}/", customer_credits,
-                      suffix=action)
-    _collection(app, "/api/customers/", Customers(services))
-    _collection(app, "/api/projects/", Projects(services))
-    offerings = Offerings(services)
-    _collection(app, "/api/marketplace-public-offerings/", offerings)
-    _collection(app, "/api/marketplace-provider-offerings/", offerings)
-    consumptions = Consumptions(services)
-    app.add_route("/api/consumptions/", consumptions)
-    app.add_route("/api/consumptions/{item_id}/", consumptions, suffix="item")
-    periods = BillingPeriods(services)
-    app.add_route("/api/billing-periods/", periods)
-    app.add_route("/api/billing-periods/{period}/close/", periods, suffix="close")
-    app.add_route("/api/billing-periods/{period}/reopen/", periods, suffix="reopen")
-    _collection(app, "/api/credit-transactions/", CreditTransactions(services))
-    app.add_route("/api/project-credits/{uuid}/history/", CreditHistory(services, "project"))
-    app.add_route("/api/customer-credits/{uuid}/history/", CreditHistory(services, "customer"))
-    reconciliation = Reconciliation(services)
-    app.add_route("/api/reconciliation/", reconciliation)
-    app.add_route("/api/reconciliation/csv/", reconciliation, suffix="csv")
-    app.add_route("/api/reconciliation/usage/", reconciliation, suffix="usage")
-    app.add_route("/api/customer-credits/{uuid}/statement/", CreditStatement(services))
-    app.add_route("/api/schema/", OpenApiSchema())
-    app.add_route("/metrics", Metrics(services))
-    add_docs_routes(app)
+    made = {Health: Health(services, gate.open), OpenApiSchema: OpenApiSchema(),
+            ApiDocs: ApiDocs(), Metrics: Metrics(services)}
+    for resource_type in RESOURCE_TYPES:
+        mount(app, made.get(resource_type) or resource_type(services))
+    add_assets(app)
     answer_head_like_get(app)
     return app
 
@@ -110,8 +92,3 @@ def answer_head_like_get(app: falcon.App) -> None:
 def _is_resource_responder(responder: Any) -> bool:
     """Falcon fills unimplemented methods with its own functions (405), not bound methods."""
     return getattr(responder, "__self__", None) is not None
-
-
-def _collection(app: falcon.App, path: str, resource: object) -> None:
-    app.add_route(path, resource)
-    app.add_route(path + "{uuid}/", resource, suffix="item")

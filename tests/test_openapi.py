@@ -37,7 +37,7 @@ from api.http import fields
 from api.http.fields import FieldError
 from api.http.forms import object_schema
 from api.http.openapi import document
-from api.resources import consumptions, project_credits
+from api.resources import project_credits
 from api.server.wiring import build_services
 from tests.conftest import BACKENDS
 from tests.live import Live, backend_url, live_server
@@ -357,7 +357,7 @@ AGREEMENT = [
       f"https://[x/api/projects/{HEX.upper()}/"],
      [f"/api/projects/{HEX}", f"/api/customers/{HEX}/", f"http://h/api/projects/{'-' * 36}/",
       "https://0.com", 5]),
-    (consumptions.PERIOD, ["2026-01", "0001-12"], ["2026-13", "0000-01", "2026-1", "202611"]),
+    (fields.PERIOD, ["2026-01", "0001-12"], ["2026-13", "0000-01", "2026-1", "202611"]),
     (fields.choice("fixed", "linear"), ["fixed"], ["Fixed", "", 1]),
     (fields.date_field, ["2026-12-01"], ["2026-13-01", "01.12.2026", 20261201]),
 ]

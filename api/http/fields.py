@@ -14,6 +14,8 @@ from decimal import Decimal, DecimalException
 from typing import Any
 from uuid import UUID
 
+from ledger.periods import Period
+
 Parser = Callable[[Any], Any]
 Json = dict[str, Any]
 MAX_STRING_LENGTH = 1000
@@ -241,3 +243,14 @@ def uuid_filter(raw: str) -> UUID:
         return UUID(raw.strip())
     except ValueError:
         raise FieldError("Enter a valid UUID.") from None
+
+
+def _period(raw: Any) -> Period:
+    try:
+        return Period.parse(raw) if isinstance(raw, str) else Period.parse("")
+    except ValueError:
+        raise FieldError("Enter a billing period as YYYY-MM.") from None
+
+
+PERIOD = Typed(_period, {"type": "string", "pattern": r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$",
+                         "description": "A month, YYYY-MM."})

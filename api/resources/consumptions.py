@@ -13,7 +13,26 @@ from sqlalchemy import Connection, select
 from api.http import fields
 from api.http.common import Resource, request_body
 from api.http.errors import ApiError, not_found, validation_error
-from api.http.forms import Field, expect_object, validate, with_checks
+from api.http.forms import Field, expect_object, object_schema, validate, with_checks
+from api.http.routes import Route
+from api.http.schema import (
+    BOOLEAN,
+    DATETIME,
+    HEX_UUID,
+    INTEGER,
+    MONEY,
+    PERIOD,
+    STRING,
+    array,
+    errors,
+    json_body,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    path,
+    ref,
+)
 from api.resources.representations import iso_datetime
 from ledger.money import format_money
 from ledger.periods import Period
@@ -21,18 +40,6 @@ from ledger.posting import ConsumptionInput, ConsumptionResult
 from projections.tables import billing_periods, consumptions, customer_credits, offerings, projects
 
 MAX_ITEMS = 1000
-
-
-def _period(raw: Any) -> Period:
-    try:
-        return Period.parse(raw) if isinstance(raw, str) else Period.parse("")
-    except ValueError:
-        raise fields.FieldError("Enter a billing period as YYYY-MM.") from None
-
-
-PERIOD = fields.Typed(_period, {"type": "string",
-                                "pattern": r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])$",
-                                "description": "A month, YYYY-MM."})
 
 
 def started_by(today_period: Period) -> Callable[[Period], None]:
@@ -49,7 +56,7 @@ def period_field(today_period: Period) -> fields.Parser:
     check = started_by(today_period)
 
     def parse(raw: Any) -> Period:
-        period: Period = PERIOD(raw)
+        period: Period = fields.PERIOD(raw)
         check(period)
         return period
 
@@ -66,7 +73,7 @@ ITEM_FIELDS = [
                                        "/api/marketplace-provider-offerings/"),
           allow_null=True),
     Field("amount", fields.MONEY, required=True),
-    Field("period", PERIOD, required=True),
+    Field("period", fields.PERIOD, required=True),
 ]
 
 
@@ -75,7 +82,49 @@ def closed_periods(conn: Connection) -> set[str]:
     return {row[0] for row in rows}
 
 
+RESULT = array(ref("ConsumptionResult"))
+
+
 class Consumptions(Resource):
+    routes = [
+        Route("/api/consumptions/", {"post": operation(
+            "consumptions_create", "consumptions",
+            "Post a batch of cost items (staff); validated whole, applied cheapest first", {
+                "201": json_response(RESULT, "Drawn"),
+                "200": json_response(RESULT, "Every item was posted before: the original "
+                                             "results"),
+                **errors(403)},
+            body=json_body({**array(ref("ConsumptionItemRequest")), "minItems": 1,
+                            "maxItems": MAX_ITEMS}))}),
+        Route("/api/consumptions/{item_id}/", {
+            "parameters": [path("item_id", STRING)],
+            "get": operation("consumptions_retrieve", "consumptions", "Retrieve (staff)", {
+                "200": json_response(ref("ConsumptionItem")), **errors(403, 404)}),
+            "delete": operation("consumptions_destroy", "consumptions",
+                                "Reverse the item while its period is open (staff)", {
+                                    "204": {"description": "No response body"},
+                                    **errors(403, 404, 409)}),
+        }, suffix="item"),
+    ]
+    schemas = {
+        "ConsumptionItemRequest": {**object_schema(ITEM_FIELDS),
+                                   "description": "A cost item, net of tax."},
+        "ConsumptionResult": obj({
+            "id": STRING, "project_uuid": HEX_UUID, "amount": MONEY,
+            "drawn_from_project_credit": MONEY, "drawn_from_customer_credit": MONEY,
+            "uncovered": MONEY, "replayed": BOOLEAN,
+        }, ["id", "project_uuid", "amount", "drawn_from_project_credit",
+            "drawn_from_customer_credit", "uncovered", "replayed"]),
+        "ConsumptionItem": obj({
+            "id": STRING, "project_uuid": HEX_UUID, "offering_uuid": nullable(HEX_UUID),
+            "period": PERIOD, "amount": MONEY, "drawn_from_project_credit": MONEY,
+            "drawn_from_customer_credit": MONEY, "uncovered": MONEY, "reversed": BOOLEAN,
+            "created": DATETIME,
+        }, ["id", "project_uuid", "offering_uuid", "period", "amount",
+            "drawn_from_project_credit", "drawn_from_customer_credit", "uncovered",
+            "reversed", "created"]),
+    }
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
         with self.services.reads.connect() as conn:
@@ -194,6 +243,39 @@ def _result(result: ConsumptionResult) -> dict[str, Any]:
 
 
 class BillingPeriods(Resource):
+    routes = [
+        Route("/api/billing-periods/", {"get": operation(
+            "billing_periods_list", "billing-periods", "Periods closed or re-opened so far", {
+                "200": json_response(array(ref("BillingPeriod")))})}),
+        Route("/api/billing-periods/{period}/close/", {
+            "parameters": [path("period", PERIOD)],
+            "post": operation("billing_periods_close", "billing-periods",
+                              "Settle the month for every organisation (staff; idempotent)", {
+                                  "200": json_response(ref("BillingPeriodClosed")),
+                                  **errors(400, 403)}),
+        }, suffix="close"),
+        Route("/api/billing-periods/{period}/reopen/", {
+            "parameters": [path("period", PERIOD)],
+            "post": operation("billing_periods_reopen", "billing-periods",
+                              "Re-open the latest closed month, reversing its settlement "
+                              "(staff)", {"200": json_response(ref("BillingPeriodReopened")),
+                                          **errors(400, 403)}),
+        }, suffix="reopen"),
+    ]
+    schemas = {
+        "BillingPeriod": obj({"period": PERIOD,
+                              "state": {"type": "string", "enum": ["open", "closed"]},
+                              "modified": DATETIME}, ["period", "state", "modified"]),
+        "BillingPeriodClosed": obj({
+            "period": PERIOD, "state": {"type": "string", "enum": ["closed"]},
+            "already_closed": BOOLEAN, "customers_settled": INTEGER,
+        }, ["period", "state", "already_closed", "customers_settled"]),
+        "BillingPeriodReopened": obj({
+            "period": PERIOD, "state": {"type": "string", "enum": ["open"]},
+            "customers_reopened": INTEGER,
+        }, ["period", "state", "customers_reopened"]),
+    }
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.principal(req)
         with self.services.reads.connect() as conn:

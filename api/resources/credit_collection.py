@@ -19,9 +19,99 @@ from api.http.listing import (
     paginate,
     params_key,
 )
+from api.http.routes import Route
+from api.http.schema import (
+    BOOLEAN,
+    DATE,
+    DECIMAL_PATTERN,
+    ETAG,
+    GRACE,
+    LIST_HEADERS,
+    MONEY,
+    PAGINATION,
+    STRING,
+    Json,
+    array,
+    errors,
+    json_body,
+    json_response,
+    nullable,
+    operation,
+    ordering_parameter,
+    param_ref,
+    query,
+    read_only,
+    ref,
+)
 from api.resources import history
 from ledger.access import Principal
 from projections.queries import listed_count
+
+UUID_FILTER: Json = {"type": "string", "format": "uuid"}
+CUSTOMER_FILTERS = [query("customer_name", STRING), query("customer_slug", STRING),
+                    query("customer_uuid", UUID_FILTER)]
+SEARCH = query("query", STRING, "Names, slugs and uuids contain (case-insensitive)")
+
+
+def names(parameters: list[Json]) -> tuple[str, ...]:
+    return tuple(parameter["name"] for parameter in parameters)
+
+
+def ordering_enum(orderings: Mapping[str, Any]) -> Json:
+    """The `o` keys as an enum: each key, ascending or descending (`-`)."""
+    return {"type": "string", "enum": sorted([*orderings, *(f"-{key}" for key in orderings)])}
+
+
+def credit_routes(collection: str, *, item: str, created: str, request: str, updated: str,
+                  patched: str, filters: list[Json], o_enum: str, writers: str) -> list[Route]:
+    """Upstream's list/create/count and retrieve/update/partial/destroy for one credit kind."""
+    tag, prefix = collection, collection.replace("-", "_")
+    list_params = [*filters, ordering_parameter(ref(o_enum)), *PAGINATION, param_ref("AsOf")]
+    listing = json_response(array(ref(item)), headers=LIST_HEADERS)
+    written = json_response(ref(created), headers=ETAG)
+    return [
+        Route(f"/api/{collection}/", {
+            "get": operation(f"{prefix}_list", tag, f"List {tag}", {
+                "200": listing, **errors(400, 404)}, parameters=list_params),
+            "head": operation(f"{prefix}_count", tag, "Count (headers only)", {
+                "200": {"description": "No response body", "headers": LIST_HEADERS},
+                **errors(400, 404)}, parameters=list_params),
+            "post": operation(f"{prefix}_create", tag, f"Create ({writers})", {
+                "201": json_response(ref(created), "Created", ETAG), **errors(403)},
+                body=json_body(ref(request))),
+        }),
+        Route(f"/api/{collection}/{{uuid}}/", {
+            "parameters": [param_ref("Uuid")],
+            "get": operation(f"{prefix}_retrieve", tag, "Retrieve (an ETag unless as_of)", {
+                "200": json_response(ref(item), headers=ETAG), **errors(400, 404)},
+                parameters=[param_ref("AsOf")]),
+            "put": operation(f"{prefix}_update", tag, f"Update ({writers})", {
+                "200": written, **errors(403, 404, 409, 412)},
+                parameters=[param_ref("IfMatch")], body=json_body(ref(updated))),
+            "patch": operation(f"{prefix}_partial_update", tag, f"Partial update ({writers})", {
+                "200": written, **errors(403, 404, 409, 412)},
+                parameters=[param_ref("IfMatch")],
+                body=json_body(ref(patched), required=False)),
+            "delete": operation(f"{prefix}_destroy", tag, f"Delete ({writers})", {
+                "204": {"description": "No response body"}, **errors(403, 404, 409, 412)},
+                parameters=[param_ref("IfMatch")]),
+        }, suffix="item"),
+    ]
+
+
+def terms_schema() -> Json:
+    """BaseCredit's terms, as served."""
+    return {
+        "end_date": nullable({**DATE, "description": "The 1st of a month: the exclusive end "
+                                                     "of coverage."}),
+        "expected_consumption": MONEY,
+        "minimal_consumption": read_only({
+            "type": "string", "format": "decimal", "pattern": DECIMAL_PATTERN,
+            "description": "The monthly floor; a raw decimal, upstream's arithmetic scale."}),
+        "minimal_consumption_logic": ref("MinimalConsumptionLogicEnum"),
+        "grace_coefficient": GRACE,
+        "apply_as_minimal_consumption": BOOLEAN,
+    }
 
 
 def visibility_key(principal: Principal) -> Hashable:
@@ -39,6 +129,8 @@ class CreditCollection(Resource):
     orderings: Mapping[str, ColumnElement[Any]]  # the `o` keys
     default_order: list[UnaryExpression[Any]]  # after them, and alone without `o`
     filters: tuple[str, ...]  # query parameters that narrow the list
+    routes: list[Route]
+    schemas: Json  # the OpenAPI components this collection owns
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)

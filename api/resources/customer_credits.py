@@ -21,10 +21,38 @@ from api.http.common import (
     set_etag,
 )
 from api.http.errors import validation_error
-from api.http.forms import Field, validate, with_checks
+from api.http.forms import Field, object_schema, validate, with_checks
 from api.http.listing import last_param
+from api.http.routes import Route
+from api.http.schema import (
+    BOOLEAN,
+    DATE,
+    HEX_UUID,
+    MONEY,
+    STRING,
+    URI,
+    Json,
+    array,
+    errors,
+    json_body,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    param_ref,
+    read_only,
+    ref,
+)
 from api.resources import history
-from api.resources.credit_collection import CreditCollection
+from api.resources.credit_collection import (
+    CUSTOMER_FILTERS,
+    SEARCH,
+    CreditCollection,
+    credit_routes,
+    names,
+    ordering_enum,
+    terms_schema,
+)
 from api.resources.project_credits import TERM_FIELDS
 from api.resources.representations import customer_credit
 from ledger.access import Principal
@@ -82,12 +110,92 @@ CREATE_FIELDS = [UPDATE_FIELDS[0],
                  *UPDATE_FIELDS[1:]]
 
 
+def _adjustment(amount: Any) -> None:
+    if amount == 0:
+        raise fields.FieldError("Amount must not be zero.")
+
+
+def _required_comment(comment: str) -> None:
+    if not comment:
+        raise fields.FieldError("A comment is required.")
+
+
+ADJUSTMENT_FIELDS = [
+    Field("amount", fields.decimal(16, 5), required=True, check=_adjustment),
+    Field("comment", fields.COMMENT, required=True, check=_required_comment),
+]
+FILTERS = [*CUSTOMER_FILTERS, SEARCH]
+PROTECT_DESCRIPTION = ("Pool draws for projects without a project credit leave what project "
+                       "credits still hold (default false, as upstream).")
+
+
+def served(offerings: Json) -> Json:
+    properties = {
+        "uuid": read_only(HEX_UUID), "url": read_only(URI), "value": MONEY, "customer": URI,
+        "customer_name": read_only(STRING), "customer_uuid": read_only(HEX_UUID),
+        "customer_slug": read_only(STRING), "offerings": offerings, **terms_schema(),
+        "allocated_to_projects": read_only(MONEY),
+        "consumption_last_month": read_only(nullable(MONEY)),
+        "withdrawable_balance": read_only(MONEY),
+        PROTECT: {**BOOLEAN, "description": PROTECT_DESCRIPTION},
+    }
+    return obj(properties, list(properties))
+
+
+def action_routes() -> list[Route]:
+    """The organisation credit's monthly consumption and staff actions (README "Withdrawable
+    balance and compensations")."""
+    tag = "customer-credits"
+    done = {"200": {"description": "No response body"}, **errors(403, 404, 409)}
+    at = "/api/customer-credits/{uuid}/"
+    uuid = [param_ref("Uuid")]
+    return [
+        Route(at + "consumptions/", {"parameters": uuid, "get": operation(
+            "customer_credits_consumptions_list", tag,
+            "Credit consumption history grouped by month", {
+                "200": json_response(array(ref("CustomerCreditConsumption"))),
+                **errors(404)})}, suffix="consumptions"),
+        Route(at + "adjust_withdrawable/", {"parameters": uuid, "post": operation(
+            "customer_credits_adjust_withdrawable", tag,
+            "Move the withdrawable part of the balance (staff)", {
+                "200": json_response(ref("CustomerCredit")), **errors(400, 403, 404)},
+            body=json_body(ref("WithdrawableAdjustmentRequest")))},
+            suffix="adjust_withdrawable"),
+        Route(at + "clear_compensations/", {"parameters": uuid, "post": operation(
+            "customer_credits_clear_compensations", tag,
+            "Give back the draws of the latest open period's items (staff)", done)},
+            suffix="clear_compensations"),
+        Route(at + "apply_compensations/", {"parameters": uuid, "post": operation(
+            "customer_credits_apply_compensations", tag,
+            "Clear, then draw that period's items again, cheapest first, under today's "
+            "balances (staff)", done)}, suffix="apply_compensations"),
+    ]
+
+
 class CustomerCredits(CreditCollection):
     table = customer_credits
     not_found_message = NOT_FOUND
     orderings = ORDERING
     default_order = DEFAULT_ORDER
-    filters = ("customer_uuid", "customer_slug", "customer_name", "query")
+    filters = names(FILTERS)
+    routes = [*credit_routes(
+        "customer-credits", item="CustomerCredit", created="CreateCustomerCredit",
+        request="CreateCustomerCreditRequest", updated="UpdateCustomerCreditRequest",
+        patched="PatchedCreateCustomerCreditRequest", filters=FILTERS,
+        o_enum="CustomerCreditOEnum", writers="staff"), *action_routes()]
+    schemas = {
+        "CustomerCreditOEnum": ordering_enum(ORDERING),
+        "CustomerCredit": served(read_only(array(ref("NestedProviderOffering")))),
+        "CreateCustomerCredit": served(array(URI)),
+        "CreateCustomerCreditRequest": object_schema(CREATE_FIELDS),
+        "UpdateCustomerCreditRequest": object_schema(UPDATE_FIELDS),
+        "PatchedCreateCustomerCreditRequest": object_schema(UPDATE_FIELDS, partial=True),
+        "WithdrawableAdjustmentRequest": object_schema(ADJUSTMENT_FIELDS),
+        "CustomerCreditConsumption": obj({
+            "date": read_only(DATE),
+            "price": read_only({"type": "string", "format": "decimal",
+                                "pattern": r"^-?[0-9]+\.[0-9]{2}$"})}, ["date", "price"]),
+    }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
@@ -267,23 +375,3 @@ class CustomerCredits(CreditCollection):
             return with_checks(CREATE_FIELDS, customer=check_customer,
                                offerings=check_offerings, end_date=check_end_date)
         return with_checks(UPDATE_FIELDS, offerings=check_offerings, end_date=check_end_date)
-
-
-def _adjustment(amount: Any) -> None:
-    if amount == 0:
-        raise fields.FieldError("Amount must not be zero.")
-
-
-def _required_comment(comment: str) -> None:
-    if not comment:
-        raise fields.FieldError("A comment is required.")
-
-
-ADJUSTMENT_FIELDS = [
-    Field("amount", fields.decimal(16, 5), required=True, check=_adjustment),
-    Field("comment", fields.COMMENT, required=True, check=_required_comment),
-]
-
-
-
-

@@ -13,8 +13,31 @@ from sqlalchemy import Connection, Select, false, or_, select
 from api.http import fields
 from api.http.common import Resource, apply_uuid_filter, base_url, parse_uuid, request_body
 from api.http.errors import not_found, permission_denied
-from api.http.forms import Field, validate, with_checks
+from api.http.forms import Field, object_schema, validate, with_checks
 from api.http.listing import ListQuery, last_param, narrowed, paginate
+from api.http.routes import Route
+from api.http.schema import (
+    BOOLEAN,
+    HEX_UUID,
+    LIST_HEADERS,
+    MONEY,
+    PAGINATION,
+    STRING,
+    URI,
+    Json,
+    array,
+    errors,
+    json_body,
+    json_response,
+    nullable,
+    obj,
+    offering_schema,
+    operation,
+    param_ref,
+    query,
+    read_only,
+    ref,
+)
 from api.resources.representations import link, money_or_none
 from ledger.access import Principal
 from projections.queries import icontains
@@ -36,6 +59,41 @@ PROJECT_FIELDS = [Field("name", NAME, required=True), Field("slug", SLUG),
                   Field("customer", fields.hyperlink("/api/customers/"), required=True)]
 OFFERING_FIELDS = [Field("name", NAME, required=True),
                    Field("type", fields.string(100), required=True)]
+
+
+def directory_routes(collection: str, tag: str, schema: str, request: str,
+                     filters: list[Json], delete: Json | None = None) -> list[Route]:
+    """List, count, register (staff) and retrieve; projects add their termination."""
+    prefix = collection.replace("-", "_")
+    listing = json_response(array(ref(schema)), headers=LIST_HEADERS)
+    name = query("name", STRING, "Name contains (case-insensitive)")
+    item: Json = {
+        "parameters": [param_ref("Uuid")],
+        "get": operation(f"{prefix}_retrieve", tag, "Retrieve", {
+            "200": json_response(ref(schema)), **errors(404)}),
+    }
+    if delete is not None:
+        item["delete"] = delete
+    return [
+        Route(f"/api/{collection}/", {
+            "get": operation(f"{prefix}_list", tag, f"List {tag}", {
+                "200": listing, **errors(400, 404)},
+                parameters=[name, *filters, *PAGINATION]),
+            "head": operation(f"{prefix}_count", tag, "Count (headers only)", {
+                "200": {"description": "No response body", "headers": LIST_HEADERS},
+                **errors(400, 404)}, parameters=[name, *filters, *PAGINATION]),
+            "post": operation(f"{prefix}_create", tag, "Register (staff)", {
+                "201": json_response(ref(schema), "Created"), **errors(403)},
+                body=json_body(ref(request))),
+        }),
+        Route(f"/api/{collection}/{{uuid}}/", item, suffix="item"),
+    ]
+
+
+TERMINATE = operation(
+    "projects_destroy", "projects", "Terminate the project (staff or customer owner): its "
+    "credit goes to 0, written off or back to the pool", {
+        "204": {"description": "No response body"}, **errors(400, 403, 404, 409)})
 
 
 class _Directory(Resource):
@@ -94,6 +152,15 @@ class Customers(_Directory):
     table = customers
     collection = "customers"
     not_found_message = "No Customer matches the given query."
+    routes = directory_routes("customers", "customers", "Customer", "CustomerRequest", [])
+    schemas = {
+        "Customer": obj({
+            "uuid": read_only(HEX_UUID), "url": read_only(URI), "name": STRING,
+            "slug": STRING, "customer_credit": read_only(nullable(MONEY)),
+            "customer_unallocated_credit": read_only(nullable(MONEY)),
+        }, ["uuid", "url", "name", "slug", "customer_credit", "customer_unallocated_credit"]),
+        "CustomerRequest": object_schema(CUSTOMER_FIELDS),
+    }
 
     def visible(self, principal: Principal) -> Select[Any]:
         query = select(customers)
@@ -135,6 +202,19 @@ class Projects(_Directory):
     table = projects
     collection = "projects"
     not_found_message = "No Project matches the given query."
+    routes = directory_routes("projects", "projects", "Project", "ProjectRequest",
+                              [query("customer_uuid", {"type": "string", "format": "uuid"})],
+                              delete=TERMINATE)
+    schemas = {
+        "Project": obj({
+            "uuid": read_only(HEX_UUID), "url": read_only(URI), "name": STRING,
+            "slug": STRING, "customer": URI, "customer_uuid": read_only(HEX_UUID),
+            "customer_name": read_only(STRING), "project_credit": read_only(nullable(MONEY)),
+            "is_terminated": read_only(BOOLEAN),
+        }, ["uuid", "url", "name", "slug", "customer", "customer_uuid", "customer_name",
+            "project_credit", "is_terminated"]),
+        "ProjectRequest": object_schema(PROJECT_FIELDS),
+    }
 
     def visible(self, principal: Principal) -> Select[Any]:
         query = select(projects, customers.c.name.label("customer_name")).join(
@@ -196,6 +276,15 @@ class Offerings(_Directory):
     table = offerings
     collection = "marketplace-public-offerings"
     not_found_message = "No Offering matches the given query."
+    routes = [*directory_routes("marketplace-public-offerings", "offerings", "Offering",
+                                "OfferingRequest", []),
+              *directory_routes("marketplace-provider-offerings", "offerings", "Offering",
+                                "OfferingRequest", [])]
+    schemas = {
+        "Offering": offering_schema("A marketplace offering (public and provider routes "
+                                    "alike)."),
+        "OfferingRequest": object_schema(OFFERING_FIELDS),
+    }
 
     def visible(self, principal: Principal) -> Select[Any]:
         return select(offerings)

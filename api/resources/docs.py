@@ -10,6 +10,9 @@ from __future__ import annotations
 import falcon
 from swagger_ui_bundle import swagger_ui_path
 
+from api.http.routes import Route
+from api.http.schema import operation, text_response
+
 DOCS_PATH = "/api/docs/"
 DRF_DOCS_PATH = "/api/schema/swagger-ui/"  # where drf-spectacular users look
 ASSETS_PATH = DOCS_PATH + "static"
@@ -40,22 +43,39 @@ PAGE = """<!doctype html>
 """
 
 
+def page(assets: str, schema: str) -> str:
+    """The page with its relative links made to work from where it is served."""
+    return PAGE.replace('"static/', f'"{assets}').replace('"../schema/"', f'"{schema}"')
+
+
 class ApiDocs:
     """GET /api/docs/: the Swagger UI page; anonymous callers allowed, like the schema.
 
-    The same page is also served where drf-spectacular puts it (/api/schema/swagger-ui/),
-    with its relative links made to work from there."""
+    The same page is also served where drf-spectacular puts it (/api/schema/swagger-ui/)."""
 
-    def __init__(self, assets: str = "static/", schema: str = "../schema/") -> None:
-        self.page = PAGE.replace('"static/', f'"{assets}').replace('"../schema/"',
-                                                                   f'"{schema}"')
+    html = text_response("text/html", "An HTML page")
+    routes = [
+        Route(DOCS_PATH, {"get": operation("docs", "service", "This document in Swagger UI",
+                                           {"200": html}, public=True)}),
+        Route(DRF_DOCS_PATH, {"get": operation(
+            "schema_swagger_ui", "service", "The same page where drf-spectacular serves it",
+            {"200": html}, public=True)}, suffix="drf"),
+    ]
+    schemas: dict[str, object] = {}
+
+    def __init__(self) -> None:
+        self.page = page("static/", "../schema/")
+        self.drf_page = page("../../docs/static/", "../")
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_HTML
         resp.text = self.page
 
+    def on_get_drf(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = self.drf_page
 
-def add_docs_routes(app: falcon.App) -> None:
-    app.add_route(DOCS_PATH, ApiDocs())
-    app.add_route(DRF_DOCS_PATH, ApiDocs(assets="../../docs/static/", schema="../"))
+
+def add_assets(app: falcon.App) -> None:
+    """Swagger UI's own files, from the installed package."""
     app.add_static_route(ASSETS_PATH, swagger_ui_path)

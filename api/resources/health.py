@@ -17,6 +17,8 @@ from typing import Any
 
 import falcon
 
+from api.http.routes import Route
+from api.http.schema import INTEGER, RETRY_AFTER, STRING, json_response, obj, operation, ref
 from api.server.outage import RETRY_AFTER_SECONDS
 from api.server.wiring import Services
 
@@ -35,6 +37,18 @@ class Probe:
 
 
 class Health:
+    routes = [Route("/health", {"get": operation("health", "service", "Liveness", {
+        "200": json_response(ref("Health")),
+        "503": json_response(ref("Health"), "The database is unreachable, or the read models "
+                             "lag by more than LEDGER_HEALTH_MAX_LAG events", RETRY_AFTER)},
+        public=True)})]
+    schemas = {"Health": obj({
+        "status": {"type": "string", "enum": ["ok", "lagging", "unavailable"]},
+        "database": {"type": "string", "enum": ["ok", "unreachable", "timeout"]},
+        "position": {**INTEGER, "description": "The projector's position."},
+        "lag": {**INTEGER, "description": "Events not yet in the read models."},
+        "error": STRING}, ["status", "database"])}
+
     def __init__(self, services: Services, on_reachable: Callable[[], None]) -> None:
         self.services = services
         self.on_reachable = on_reachable

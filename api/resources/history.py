@@ -29,6 +29,22 @@ from sqlalchemy import Connection, Select, select
 from api.http.common import Resource, base_url, parse_uuid
 from api.http.errors import not_found, validation_error
 from api.http.listing import _links, _page_number, _page_size, last_param, parse_moment
+from api.http.routes import Route
+from api.http.schema import (
+    DATETIME,
+    HEX_UUID,
+    INTEGER,
+    MONEY,
+    STRING,
+    array,
+    errors,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    param_ref,
+    ref,
+)
 from api.resources.representations import customer_credit, project_credit
 from ledger.access import Principal
 from ledger.application import Ledger
@@ -148,12 +164,20 @@ def credit_history(ledger: Ledger, credit_id: UUID) -> list[dict[str, Any]]:
     return entries
 
 
-class CreditHistory(Resource):
-    """GET …/{uuid}/history/ for project credits (kind "project") or customer credits."""
+def history_route(collection: str) -> Route:
+    return Route(f"/api/{collection}/{{uuid}}/history/", {
+        "parameters": [param_ref("Uuid")],
+        "get": operation(f"{collection.replace('-', '_')}_history", collection,
+                         "Every event of the credit, in order, with actor, time and balance "
+                         "after", {"200": json_response(array(ref("CreditHistoryEntry"))),
+                                   **errors(404)}),
+    })
 
-    def __init__(self, services: Any, kind: str) -> None:
-        super().__init__(services)
-        self.project = kind == "project"
+
+class CreditHistory(Resource):
+    """GET …/{uuid}/history/ for project credits or customer credits."""
+
+    project = True
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
@@ -169,6 +193,30 @@ class CreditHistory(Resource):
             if conn.execute(query).first() is None:
                 raise not_found(message)
         resp.media = credit_history(self.services.ledger, UUID(credit_uuid))
+
+
+class ProjectCreditHistory(CreditHistory):
+    routes = [history_route("project-credits")]
+    schemas = {"CreditHistoryEntry": obj({
+        "version": {**INTEGER, "description": "The credit's version after this event."},
+        "type": {**STRING, "description": "The event's name."},
+        "timestamp": DATETIME,
+        "actor": nullable(STRING),
+        "changes": {"type": "object", "additionalProperties": True,
+                    "description": "The event's own attributes."},
+        "amount": nullable(MONEY),
+        "balance_after": MONEY,
+        "transaction_type": nullable(ref("CreditTransactionTypeEnum")),
+        "transaction_uuid": nullable(HEX_UUID),
+        "comment": {**STRING, "description": "As on the event's transaction; empty if none."},
+    }, ["version", "type", "timestamp", "actor", "changes", "amount", "balance_after",
+        "transaction_type", "transaction_uuid", "comment"])}
+
+
+class CustomerCreditHistory(CreditHistory):
+    project = False
+    routes = [history_route("customer-credits")]
+    schemas: dict[str, Any] = {}
 
 
 # --- as of ------------------------------------------------------------------------------

@@ -19,10 +19,33 @@ from api.http.common import (
     set_etag,
 )
 from api.http.errors import permission_denied
-from api.http.forms import Field, validate, with_checks
+from api.http.forms import Field, object_schema, validate, with_checks
 from api.http.listing import last_param
+from api.http.schema import (
+    BOOLEAN,
+    HEX_UUID,
+    MONEY,
+    STRING,
+    URI,
+    Json,
+    array,
+    nullable,
+    obj,
+    query,
+    read_only,
+    ref,
+)
 from api.resources import history
-from api.resources.credit_collection import CreditCollection
+from api.resources.credit_collection import (
+    CUSTOMER_FILTERS,
+    SEARCH,
+    UUID_FILTER,
+    CreditCollection,
+    credit_routes,
+    names,
+    ordering_enum,
+    terms_schema,
+)
 from api.resources.representations import project_credit
 from ledger.access import Principal
 from ledger.money import ZERO
@@ -70,13 +93,44 @@ FIELDS = [
 ]
 
 
+FILTERS = [*CUSTOMER_FILTERS, query("project_name", STRING), query("project_uuid", UUID_FILTER),
+           SEARCH]
+OWNER_ONLY = ("customer_credit", "allocated_customer_credit", "offerings")
+SERVED: Json = {
+    "uuid": read_only(HEX_UUID), "url": read_only(URI), "value": MONEY, "project": URI,
+    "project_name": read_only(STRING), "project_uuid": read_only(HEX_UUID),
+    "project_slug": read_only(STRING), "customer_name": read_only(STRING),
+    "customer_slug": read_only(STRING), "customer_uuid": read_only(HEX_UUID),
+    "customer_credit": read_only({**MONEY, "description": "Owners, staff and support only."}),
+    "allocated_customer_credit": read_only(nullable(MONEY)),
+    "consumption_last_month": read_only(nullable(MONEY)),
+    "creditable_cost_this_month": read_only(nullable(MONEY)),
+    "spendable_value": read_only(MONEY),
+    "is_limited_by_organization_credit": read_only(BOOLEAN),
+    "offerings": read_only({**array(ref("NestedPublicOffering")),
+                            "description": "Owners, staff and support only."}),
+    **terms_schema(),
+    MARK_UNUSED: BOOLEAN,
+}
+
+
 class ProjectCredits(CreditCollection):
     table = project_credits
     not_found_message = NOT_FOUND
     orderings = ORDERING
     default_order = DEFAULT_ORDER
-    filters = ("project_uuid", "customer_uuid", "customer_slug", "project_name",
-               "customer_name", "query")
+    filters = names(FILTERS)
+    routes = credit_routes(
+        "project-credits", item="ProjectCredit", created="ProjectCredit",
+        request="ProjectCreditRequest", updated="ProjectCreditRequest",
+        patched="PatchedProjectCreditRequest", filters=FILTERS, o_enum="ProjectCreditOEnum",
+        writers="customer owners and staff")
+    schemas = {
+        "ProjectCreditOEnum": ordering_enum(ORDERING),
+        "ProjectCredit": obj(SERVED, [name for name in SERVED if name not in OWNER_ONLY]),
+        "ProjectCreditRequest": object_schema(FIELDS),
+        "PatchedProjectCreditRequest": object_schema(FIELDS, partial=True),
+    }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)

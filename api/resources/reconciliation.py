@@ -18,6 +18,24 @@ from api.http.common import Resource
 from api.http.errors import validation_error
 from api.http.fields import FieldError
 from api.http.listing import last_param
+from api.http.routes import Route
+from api.http.schema import (
+    BOOLEAN,
+    DATETIME,
+    INTEGER,
+    MONEY,
+    PERIOD,
+    STRING,
+    Json,
+    array,
+    errors,
+    nullable,
+    obj,
+    operation,
+    query,
+    ref,
+    text_response,
+)
 from api.http.spreadsheet import csv_text, json_ready
 from api.resources.consumptions import period_field
 from ledger.money import format_money
@@ -115,7 +133,92 @@ def send_csv(req: falcon.Request, resp: falcon.Response, rows: Iterator[list[Any
     resp.text = csv_text(rows, bom=bom)
 
 
+FORMAT_PARAM = query("format", {"type": "string", "enum": list(FORMATS)},
+                     "csv, or json (default; also chosen by the Accept header)")
+BOM_PARAM = query("bom", BOOLEAN, "CSV only: start with a UTF-8 byte-order mark "
+                                  "(default true)")
+PERIOD_PARAM = query("period", PERIOD, required=True)
+TIES_OUT_HEADERS: Json = {
+    "X-Reconciliation-Ties-Out": {"schema": {"type": "string", "enum": ["true", "false"]}},
+    "X-Reconciliation-Closing-Matches": {"schema": {"type": "string",
+                                                    "enum": ["true", "false"]}}}
+
+
+def json_or_csv(schema: str) -> Json:
+    return {"description": "JSON, or CSV with format=csv",
+            "content": {"application/json": {"schema": ref(schema)},
+                        "text/csv": {"schema": STRING}}}
+
+
+CREDIT_KIND = {"type": "string", "enum": ["customer_credit", "project_credit"]}
+CREDIT_LABELS = {"kind": CREDIT_KIND, "uuid": STRING, "customer_uuid": STRING,
+                 "customer_name": STRING, "project_uuid": STRING, "project_name": STRING}
+FIGURES = {"opening": MONEY, **dict.fromkeys(COLUMNS, MONEY), "closing": MONEY,
+           "ties_out": {**BOOLEAN, "description": "opening + movements = closing"}}
+USAGE_FIGURES = (*USAGE_COLUMNS, "total")
+SCHEMAS: Json = {
+    "ReconciliationRow": obj({
+        **CREDIT_LABELS, **FIGURES,
+        "by_billing_period": array(obj({
+            "billing_period": nullable(PERIOD), **dict.fromkeys(COLUMNS, MONEY)},
+            ["billing_period", *COLUMNS])),
+    }, [*CREDIT_LABELS, *FIGURES, "by_billing_period"]),
+    "Reconciliation": obj({
+        "period": PERIOD, "opening_at": DATETIME, "closing_at": DATETIME,
+        "attribution": STRING, "rows": array(ref("ReconciliationRow")),
+        "subtotals": obj({kind: obj(FIGURES, list(FIGURES))
+                          for kind in ("customer_credit", "project_credit")}),
+        "summary": obj({
+            "rows": INTEGER, "all_rows_tie_out": BOOLEAN, "subtotals_tie_out": BOOLEAN,
+            "closing_compared_with": array({
+                "type": "string", "enum": ["credit_transactions", "live_read_model"]}),
+            "closing_matches": BOOLEAN, "mismatches": array(STRING),
+        }, ["rows", "all_rows_tie_out", "subtotals_tie_out", "closing_compared_with",
+            "closing_matches", "mismatches"]),
+    }, ["period", "opening_at", "closing_at", "attribution", "rows", "subtotals", "summary"]),
+    "Usage": obj({
+        "billing_period": PERIOD, "closed": BOOLEAN,
+        "rows": array(obj({**CREDIT_LABELS, **dict.fromkeys(USAGE_FIGURES, MONEY)},
+                          [*CREDIT_LABELS, *USAGE_FIGURES])),
+        "subtotals": obj({kind: obj({
+            **dict.fromkeys(USAGE_FIGURES, MONEY),
+            "recorded_in": {"type": "object", "additionalProperties": MONEY,
+                            "description": "Net amount by the month it was recorded in."}})
+            for kind in ("customer_credit", "project_credit")}),
+    }, ["billing_period", "closed", "rows", "subtotals"]),
+}
+TAG = "reconciliation"
+
+
 class Reconciliation(Resource):
+    routes = [
+        Route("/api/reconciliation/", {"get": operation(
+            "reconciliation_retrieve", TAG,
+            "A month's reconciliation per credit (staff): opening + movements = closing", {
+                "200": {"description": "The report (JSON first: generated clients read "
+                                       "JSON here and use reconciliation_csv_retrieve "
+                                       "for CSV)",
+                        "headers": TIES_OUT_HEADERS,
+                        "content": {"application/json": {"schema": ref("Reconciliation")},
+                                    "text/csv": {"schema": STRING}}},
+                **errors(400, 403)},
+            parameters=[PERIOD_PARAM, FORMAT_PARAM, BOM_PARAM])}),
+        Route("/api/reconciliation/csv/", {"get": operation(
+            "reconciliation_csv_retrieve", TAG, "The same report as CSV (staff)", {
+                "200": {**text_response("text/csv", "The report: a line per credit and per "
+                                                    "billing period, then subtotals per kind"),
+                        "headers": TIES_OUT_HEADERS},
+                **errors(400, 403)},
+            parameters=[PERIOD_PARAM, BOM_PARAM])}, suffix="csv"),
+        Route("/api/reconciliation/usage/", {"get": operation(
+            "reconciliation_usage_retrieve", TAG,
+            "Usage of a billing period wherever it was recorded, and whether it is closed "
+            "(staff)", {"200": json_or_csv("Usage"), **errors(400, 403)},
+            parameters=[query("period", PERIOD, "The billing period.", required=True),
+                        FORMAT_PARAM, BOM_PARAM])}, suffix="usage"),
+    ]
+    schemas = SCHEMAS
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._answer(req, resp, format_param(req))
 

@@ -16,9 +16,32 @@ import falcon
 
 from api.http.common import Resource, parse_uuid
 from api.http.errors import not_found, permission_denied
+from api.http.routes import Route
+from api.http.schema import (
+    BOOLEAN,
+    DATETIME,
+    HEX_UUID,
+    MONEY,
+    PERIOD,
+    STRING,
+    array,
+    errors,
+    nullable,
+    obj,
+    operation,
+    param_ref,
+)
 from api.http.spreadsheet import json_ready
 from api.resources.history import CUSTOMER_NOT_FOUND, customer_credit_candidates
-from api.resources.reconciliation import format_param, period_param, send_csv
+from api.resources.reconciliation import (
+    BOM_PARAM,
+    FORMAT_PARAM,
+    PERIOD_PARAM,
+    format_param,
+    json_or_csv,
+    period_param,
+    send_csv,
+)
 from projections.reconciliation import instant
 from projections.statements import Statement, statement
 from projections.tables import customer_credits
@@ -45,7 +68,36 @@ def statement_csv_rows(found: Statement) -> list[list[Any]]:
     ]
 
 
+LINE = obj({
+    "date": DATETIME, "type": STRING,
+    "credit": {"type": "string", "enum": ["organisation", "project"]},
+    "credit_uuid": HEX_UUID, "project_uuid": nullable(HEX_UUID),
+    "project_name": nullable(STRING), "item_id": nullable(STRING),
+    "billing_period": nullable(PERIOD), "amount": MONEY, "balance_after": MONEY,
+    "description": STRING,
+}, ["date", "type", "credit", "credit_uuid", "project_uuid", "project_name", "item_id",
+    "billing_period", "amount", "balance_after", "description"])
+
+
 class CreditStatement(Resource):
+    routes = [Route("/api/customer-credits/{uuid}/statement/", {
+        "parameters": [param_ref("Uuid")],
+        "get": operation(
+            "customer_credits_statement", "customer-credits",
+            "A month's statement of the organisation credit (staff, support, owners)", {
+                "200": json_or_csv("Statement"), **errors(400, 403, 404)},
+            parameters=[PERIOD_PARAM, FORMAT_PARAM, BOM_PARAM])})]
+    schemas = {"Statement": obj({
+        "credit_uuid": HEX_UUID, "customer_uuid": HEX_UUID, "period": PERIOD,
+        "opening_at": DATETIME, "closing_at": DATETIME, "opening": MONEY,
+        "lines": array(LINE), "closing": MONEY, "ties_out": BOOLEAN,
+        "project_credits": array(obj({
+            "uuid": HEX_UUID, "project_uuid": HEX_UUID, "project_name": nullable(STRING),
+            "opening": MONEY, "closing": MONEY},
+            ["uuid", "project_uuid", "project_name", "opening", "closing"])),
+    }, ["credit_uuid", "customer_uuid", "period", "opening_at", "closing_at", "opening",
+        "lines", "closing", "ties_out", "project_credits"])}
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
         credit_uuid = parse_uuid(uuid, CUSTOMER_NOT_FOUND).hex

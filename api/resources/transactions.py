@@ -17,6 +17,28 @@ from sqlalchemy import ColumnElement, Select, false, or_, select
 from api.http.common import Resource, apply_uuid_filter, parse_uuid
 from api.http.errors import not_found, validation_error
 from api.http.listing import ListQuery, last_param, narrowed, ordering, paginate, parse_moment
+from api.http.routes import Route
+from api.http.schema import (
+    DATE,
+    DATETIME,
+    HEX_UUID,
+    LIST_HEADERS,
+    MONEY,
+    PAGINATION,
+    STRING,
+    Json,
+    array,
+    errors,
+    json_response,
+    nullable,
+    obj,
+    operation,
+    ordering_parameter,
+    param_ref,
+    query,
+    read_only,
+    ref,
+)
 from api.resources.representations import iso_date, iso_datetime
 from ledger.access import Principal
 from ledger.money import format_money
@@ -138,7 +160,51 @@ def transaction(row: Any, principal: Principal) -> dict[str, Any]:
     }
 
 
+UUID_FILTER: Json = {"type": "string", "format": "uuid"}
+MOMENT_NOTE = "(ISO 8601; UTC without a zone)"
+FILTERS = [
+    query("credit_uuid", UUID_FILTER), query("customer_uuid", UUID_FILTER),
+    query("project_credit_uuid", UUID_FILTER), query("project_uuid", STRING),
+    query("transaction_type", STRING), query("billing_period", DATE),
+    query("billing_period_after", DATE), query("billing_period_before", DATE),
+    query("created_from", DATETIME, f"Recorded at or after {MOMENT_NOTE}"),
+    query("created_to", DATETIME, f"Recorded before {MOMENT_NOTE}"),
+    ordering_parameter({"type": "string", "enum": sorted(
+        [*ORDERING, *(f"-{key}" for key in ORDERING)])}),
+    *PAGINATION,
+]
+LISTED = json_response(array(ref("CreditTransaction")), headers=LIST_HEADERS)
+TAG = "credit-transactions"
+
+
 class CreditTransactions(Resource):
+    routes = [
+        Route("/api/credit-transactions/", {
+            "get": operation("credit_transactions_list", TAG, "Every balance change of every "
+                             "visible credit, newest first", {"200": LISTED, **errors(400, 404)},
+                             parameters=FILTERS),
+            "head": operation("credit_transactions_count", TAG, "Count (headers only)", {
+                "200": {"description": "No response body", "headers": LIST_HEADERS},
+                **errors(400, 404)}, parameters=FILTERS),
+        }),
+        Route("/api/credit-transactions/{uuid}/", {
+            "parameters": [param_ref("Uuid")],
+            "get": operation("credit_transactions_retrieve", TAG, "Retrieve", {
+                "200": json_response(ref("CreditTransaction")), **errors(404)}),
+        }, suffix="item"),
+    ]
+    schemas = {"CreditTransaction": obj({
+        "uuid": read_only(HEX_UUID), "created": read_only(DATETIME), "amount": MONEY,
+        "transaction_type": ref("CreditTransactionTypeEnum"),
+        "transaction_type_display": read_only(STRING), "comment": STRING,
+        "customer_uuid": nullable(HEX_UUID), "customer_name": nullable(STRING),
+        "project_uuid": {**STRING, "description": "Empty when no project is concerned."},
+        "project_name": STRING, "billing_period": nullable(DATE), "balance_after": MONEY,
+        "credit_uuid": nullable(HEX_UUID), "project_credit_uuid": nullable(HEX_UUID),
+    }, ["uuid", "created", "amount", "transaction_type", "transaction_type_display",
+        "comment", "customer_uuid", "customer_name", "project_uuid", "project_name",
+        "billing_period", "balance_after", "credit_uuid", "project_credit_uuid"])}
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         with self.services.reads.connect() as conn:

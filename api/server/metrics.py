@@ -31,6 +31,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.http.errors import ApiError
+from api.http.routes import Route
+from api.http.schema import operation, text_response
 from api.server.wiring import Services
 from ledger.store import SaveObserver
 
@@ -103,6 +105,12 @@ class ProjectorCollector(Collector):
 
 class Metrics:
     """GET /metrics in Prometheus text format."""
+
+    routes = [Route("/metrics", {"get": operation(
+        "metrics", "service", "Prometheus metrics (a Bearer token when the server sets "
+        "LEDGER_METRICS_TOKEN)", {"200": text_response("text/plain", "Prometheus text format")},
+        public=True)})]
+    schemas: dict[str, object] = {}
 
     def __init__(self, services: Services) -> None:
         self.projector = ProjectorCollector(services)
