@@ -17,7 +17,7 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from api.importer import CHUNK
+from api.cli.importer import CHUNK
 from bench.common import DEFAULT_PG_URL, peak_rss_mib, temp_database
 from ledger.importing import (
     CustomerCreditRecord,

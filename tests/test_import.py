@@ -19,7 +19,7 @@ import falcon.testing
 import httpx
 import pytest
 
-from api import importer
+from api.cli import importer
 from api.server.wiring import Services
 from projections.verify import verify
 from tests.support import Directory

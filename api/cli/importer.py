@@ -20,8 +20,10 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import click
 import httpx
 
+from api.cli.base import cli, database_option, ledger_services, refuse_stale
 from api.http import fields
 from api.http.forms import Field, clean
 from api.resources.directory import NAME, SLUG, slugify
@@ -294,3 +296,23 @@ def summary(tally: Tally, out: TextIO) -> None:
         if counts:
             print(f"{collection.path}: " + ", ".join(f"{n} {status}"
                                                     for status, n in counts.items()), file=out)
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Copy data into the ledger from another system."""
+
+
+@import_group.command("waldur")
+@click.option("--url", required=True, help="Base URL of a Waldur (or any server speaking its "
+              "credits API), e.g. https://waldur.example.org.")
+@click.option("--token", required=True, envvar="WALDUR_TOKEN",
+              help="A staff API token of that server (env WALDUR_TOKEN).")
+@database_option
+def import_waldur(url: str, token: str, database_url: str) -> int:
+    """Offerings, customers, projects and credits, keeping their uuids; a re-run records
+    nothing and prints what differs. Exit 1 on rejected or differing records, 2 when the
+    source cannot be read. A SQLite file that does not exist is created (and named)."""
+    with ledger_services(database_url, create=True) as services:
+        refuse_stale(services)
+        return run(services, url, token)
