@@ -314,8 +314,11 @@ def export() -> None:
               help="Output format (default: json for *.json, else csv).")
 @click.option("--bom/--no-bom", default=True, show_default=True,
               help="Start a CSV with a UTF-8 byte-order mark (spreadsheets need it).")
+@click.option("--lines", type=click.Choice(["credits", "billing_periods", "totals"]),
+              default="credits", show_default=True,
+              help="Which kind of line a CSV holds (one kind per file, so columns sum).")
 @database_option
-def export_reconciliation(period: str, out: str, kind: str | None, bom: bool,
+def export_reconciliation(period: str, out: str, kind: str | None, bom: bool, lines: str,
                           database_url: str) -> int:
     """A month's reconciliation; exit 1 when a row does not tie out or closing drifts."""
     import json
@@ -333,18 +336,23 @@ def export_reconciliation(period: str, out: str, kind: str | None, bom: bool,
             result = reconcile(conn, parsed, services.today())
     kind = kind or ("json" if out.endswith(".json") else "csv")
     text = (json.dumps(result.as_dict(format_money), indent=2) if kind == "json"
-            else csv_text(report_csv_rows(result), bom=bom))
-    if out == "-":
-        sys.stdout.write(text)
-    else:
-        with open(out, "w", encoding="utf-8", newline="") as sink:
-            sink.write(text)
+            else csv_text(report_csv_rows(result, lines), bom=bom))
+    write_out(out, text)
     summary = result.summary()
     click.echo(f"Wrote {summary['rows']} rows for {parsed} to {out} ({kind}); every row ties "
                f"out: {summary['all_rows_tie_out']}; closing balances match "
                f"{' and '.join(summary['closing_compared_with']).replace('_', ' ')}: "
                f"{summary['closing_matches']}.", err=out == "-")
     return 0 if summary["all_rows_tie_out"] and summary["closing_matches"] else 1
+
+
+def write_out(out: str, text: str) -> None:
+    """Write an export to the file, or to standard output for `-`."""
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as sink:
+            sink.write(text)
 
 
 @cli.group("import")

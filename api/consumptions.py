@@ -14,7 +14,9 @@ from api import fields
 from api.common import Resource, request_body
 from api.errors import ApiError, not_found, validation_error
 from api.forms import Field, expect_object, validate, with_checks
+from api.listing import paginate
 from api.representations import iso_datetime
+from api.resources import consumption_items as items
 from ledger.money import format_money
 from ledger.periods import Period
 from ledger.posting import ConsumptionInput, ConsumptionResult
@@ -93,27 +95,30 @@ class Consumptions(Resource):
                                 .where(consumptions.c.item_id.in_(item_ids)))
             return {row[0] for row in rows}
 
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.reads.connect() as conn:
+            page = paginate(conn, req, resp, lambda: items.listed(req, principal))
+        resp.media = [items.representation(row) for row in page.rows]
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.reads.connect() as conn:
+            paginate(conn, req, resp, lambda: items.listed(req, principal), rows=False)
+
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
-        self.staff(req)
+        principal = self.principal(req)
         with self.services.reads.connect() as conn:
             row = None if "\x00" in item_id else conn.execute(  # no such id can be posted
-                select(consumptions).where(consumptions.c.item_id == item_id)).first()
+                items.visible(principal).where(consumptions.c.item_id == item_id)).first()
         if row is None:
-            raise not_found("No consumption item matches the given query.")
-        resp.media = {
-            "id": row.item_id, "project_uuid": row.project_uuid,
-            "offering_uuid": row.offering_uuid, "period": row.period,
-            "amount": format_money(row.amount),
-            "drawn_from_project_credit": format_money(row.drawn_from_project_credit),
-            "drawn_from_customer_credit": format_money(row.drawn_from_customer_credit),
-            "uncovered": format_money(row.uncovered), "reversed": row.reversed,
-            "created": iso_datetime(row.created),
-        }
+            raise not_found(items.NOT_FOUND)
+        resp.media = items.representation(row)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         principal = self.staff(req)
         if self.services.ledger.find_consumption(item_id) is None:
-            raise not_found("No consumption item matches the given query.")
+            raise not_found(items.NOT_FOUND)
         self.services.ledger.reverse_consumption(item_id, principal.actor)
         self.settle_reads()
         resp.status = falcon.HTTP_204

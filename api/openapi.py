@@ -139,9 +139,14 @@ PROJECT_CREDIT_FIELDS: Json = {
 }
 OWNER_ONLY = ("customer_credit", "allocated_customer_credit", "offerings")
 
-_MOVEMENT_COLUMNS = ("granted", "consumed", "floor_draws", "expired", "written_off",
+_MOVEMENT_COLUMNS = ("created", "top_ups", "reductions", "withdrawable_adjustments",
+                     "consumed", "draws_reversed", "floor_draws", "expired", "written_off",
                      "reversed", "adjustments")
-_USAGE_COLUMNS = ("consumed", "floor_draws", "expired", "reversed", "total")
+_USAGE_COLUMNS = ("consumed", "draws_reversed", "floor_draws", "expired", "reversed", "total")
+_ITEM_COLUMNS = ("posted", "drawn", "uncovered")
+_PROJECT_USAGE = {"billing_period": PERIOD, "customer_uuid": HEX_UUID, "customer_name": STRING,
+                  "project_uuid": HEX_UUID, "project_name": STRING,
+                  **dict.fromkeys(_ITEM_COLUMNS, MONEY)}
 _CREDIT_KIND = {"type": "string", "enum": ["customer_credit", "project_credit"]}
 _CREDIT_LABELS = {"kind": _CREDIT_KIND, "uuid": STRING, "customer_uuid": STRING,
                   "customer_name": STRING, "project_uuid": STRING, "project_name": STRING}
@@ -155,12 +160,13 @@ _RECONCILIATION_ROW = obj({
 }, [*_CREDIT_LABELS, *_FIGURES, "by_billing_period"])
 _STATEMENT_LINE = obj({
     "date": DATETIME, "type": STRING,
+    "column": {"type": "string", "enum": list(_MOVEMENT_COLUMNS)},
     "credit": {"type": "string", "enum": ["organisation", "project"]},
     "credit_uuid": HEX_UUID, "project_uuid": nullable(HEX_UUID),
     "project_name": nullable(STRING), "item_id": nullable(STRING),
     "billing_period": nullable(PERIOD), "amount": MONEY, "balance_after": MONEY,
     "description": STRING,
-}, ["date", "type", "credit", "credit_uuid", "project_uuid", "project_name", "item_id",
+}, ["date", "type", "column", "credit", "credit_uuid", "project_uuid", "project_name", "item_id",
     "billing_period", "amount", "balance_after", "description"])
 
 SCHEMAS: Json = {
@@ -241,13 +247,15 @@ SCHEMAS: Json = {
     }, ["id", "project_uuid", "amount", "drawn_from_project_credit",
         "drawn_from_customer_credit", "uncovered", "replayed"]),
     "ConsumptionItem": obj({
-        "id": STRING, "project_uuid": HEX_UUID, "offering_uuid": nullable(HEX_UUID),
-        "period": PERIOD, "amount": MONEY, "drawn_from_project_credit": MONEY,
-        "drawn_from_customer_credit": MONEY, "uncovered": MONEY, "reversed": BOOLEAN,
+        "id": STRING, "customer_uuid": HEX_UUID, "project_uuid": HEX_UUID,
+        "offering_uuid": nullable(HEX_UUID), "period": PERIOD, "amount": MONEY,
+        "drawn_from_project_credit": MONEY, "drawn_from_customer_credit": MONEY,
+        "uncovered": MONEY, "reversed": BOOLEAN, "reversed_at": nullable(DATETIME),
+        "reversed_by": {**nullable(STRING), "description": "The username."},
         "created": DATETIME,
-    }, ["id", "project_uuid", "offering_uuid", "period", "amount",
+    }, ["id", "customer_uuid", "project_uuid", "offering_uuid", "period", "amount",
         "drawn_from_project_credit", "drawn_from_customer_credit", "uncovered", "reversed",
-        "created"]),
+        "reversed_at", "reversed_by", "created"]),
     "BillingPeriod": obj({"period": PERIOD,
                           "state": {"type": "string", "enum": ["open", "closed"]},
                           "modified": DATETIME}, ["period", "state", "modified"]),
@@ -263,36 +271,43 @@ SCHEMAS: Json = {
     "Reconciliation": obj({
         "period": PERIOD, "opening_at": DATETIME, "closing_at": DATETIME,
         "attribution": STRING, "rows": array(ref("ReconciliationRow")),
-        "subtotals": obj({kind: obj(_FIGURES, list(_FIGURES))
-                          for kind in ("customer_credit", "project_credit")}),
+        "totals": obj({kind: obj(_FIGURES, list(_FIGURES))
+                       for kind in ("customer_credit", "project_credit")}),
         "summary": obj({
-            "rows": INTEGER, "all_rows_tie_out": BOOLEAN, "subtotals_tie_out": BOOLEAN,
+            "rows": INTEGER, "all_rows_tie_out": BOOLEAN, "totals_tie_out": BOOLEAN,
             "closing_compared_with": array({
                 "type": "string", "enum": ["credit_transactions", "live_read_model"]}),
             "closing_matches": BOOLEAN, "mismatches": array(STRING),
-        }, ["rows", "all_rows_tie_out", "subtotals_tie_out", "closing_compared_with",
+        }, ["rows", "all_rows_tie_out", "totals_tie_out", "closing_compared_with",
             "closing_matches", "mismatches"]),
-    }, ["period", "opening_at", "closing_at", "attribution", "rows", "subtotals", "summary"]),
+    }, ["period", "opening_at", "closing_at", "attribution", "rows", "totals", "summary"]),
     "Usage": obj({
         "billing_period": PERIOD, "closed": BOOLEAN,
         "rows": array(obj({**_CREDIT_LABELS, **dict.fromkeys(_USAGE_COLUMNS, MONEY)},
                           [*_CREDIT_LABELS, *_USAGE_COLUMNS])),
-        "subtotals": obj({kind: obj({
+        "totals": obj({kind: obj({
             **dict.fromkeys(_USAGE_COLUMNS, MONEY),
             "recorded_in": {"type": "object", "additionalProperties": MONEY,
                             "description": "Net amount by the month it was recorded in."}})
             for kind in ("customer_credit", "project_credit")}),
-    }, ["billing_period", "closed", "rows", "subtotals"]),
+        "projects": array(obj(_PROJECT_USAGE, list(_PROJECT_USAGE),
+                              "Live items per project: posted = drawn + uncovered.")),
+        "project_totals": obj(dict.fromkeys(_ITEM_COLUMNS, MONEY), list(_ITEM_COLUMNS)),
+    }, ["billing_period", "closed", "rows", "totals", "projects", "project_totals"]),
     "Statement": obj({
         "credit_uuid": HEX_UUID, "customer_uuid": HEX_UUID, "period": PERIOD,
         "opening_at": DATETIME, "closing_at": DATETIME, "opening": MONEY,
         "lines": array(_STATEMENT_LINE), "closing": MONEY, "ties_out": BOOLEAN,
+        "totals": obj({scope: obj(dict.fromkeys(_MOVEMENT_COLUMNS, MONEY),
+                                  list(_MOVEMENT_COLUMNS))
+                       for scope in ("organisation", "project")},
+                      ["organisation", "project"], "Lines summed per scope and column."),
         "project_credits": array(obj({
             "uuid": HEX_UUID, "project_uuid": HEX_UUID, "project_name": nullable(STRING),
             "opening": MONEY, "closing": MONEY},
             ["uuid", "project_uuid", "project_name", "opening", "closing"])),
     }, ["credit_uuid", "customer_uuid", "period", "opening_at", "closing_at", "opening",
-        "lines", "closing", "ties_out", "project_credits"]),
+        "lines", "closing", "ties_out", "totals", "project_credits"]),
     "Health": obj({"status": {"type": "string", "enum": ["ok", "lagging", "unavailable"]},
                    "database": {"type": "string", "enum": ["ok", "unreachable", "timeout"]},
                    "position": {**INTEGER, "description": "The projector's position."},
@@ -446,6 +461,12 @@ FORMAT_PARAM = query("format", {"type": "string", "enum": ["json", "csv"]},
                      "csv, or json (default; also chosen by the Accept header)")
 BOM_PARAM = query("bom", BOOLEAN, "CSV only: start with a UTF-8 byte-order mark "
                                   "(default true)")
+LINES_PARAM = query("lines", {"type": "string", "enum": ["credits", "billing_periods",
+                                                         "totals"]},
+                    "CSV only: which kind of line the file holds (default credits)")
+USAGE_LINES_PARAM = query("lines", {"type": "string", "enum": ["credits", "projects",
+                                                               "totals"]},
+                          "CSV only: which kind of line the file holds (default credits)")
 
 
 def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
@@ -634,7 +655,7 @@ def _paths() -> Json:
                           "OfferingRequest", []),
         **directory_paths("marketplace-provider-offerings", "offerings", "Offering",
                           "OfferingRequest", []),
-        "/api/consumptions/": {"post": operation(
+        "/api/consumptions/": {**consumption_list(uuid_filter), "post": operation(
             "consumptions_create", "consumptions",
             "Post a batch of cost items (staff); validated whole, applied cheapest first", {
                 "201": json_response(array(ref("ConsumptionResult")), "Drawn"),
@@ -645,7 +666,8 @@ def _paths() -> Json:
                             "maxItems": 1000}))},
         "/api/consumptions/{item_id}/": {
             "parameters": [path("item_id", STRING)],
-            "get": operation("consumptions_retrieve", "consumptions", "Retrieve (staff)", {
+            "get": operation("consumptions_retrieve", "consumptions",
+                             "Retrieve (whoever sees the project's credit)", {
                 "200": json_response(ref("ConsumptionItem")), **errors(403, 404)}),
             "delete": operation("consumptions_destroy", "consumptions",
                                 "Reverse the item while its period is open (staff)", {
@@ -671,7 +693,8 @@ def _paths() -> Json:
         },
         "/api/reconciliation/": {"get": operation(
             "reconciliation_retrieve", "reconciliation",
-            "A month's reconciliation per credit (staff): opening + movements = closing", {
+            "A month's reconciliation per credit (staff, support): opening + movements = "
+            "closing", {
                 "200": {"description": "The report (JSON first: generated clients read "
                                        "JSON here and use reconciliation_csv_retrieve "
                                        "for CSV)",
@@ -679,25 +702,27 @@ def _paths() -> Json:
                         "content": {"application/json": {"schema": ref("Reconciliation")},
                                     "text/csv": {"schema": STRING}}},
                 **errors(400, 403)},
-            parameters=[query("period", PERIOD, required=True), FORMAT_PARAM, BOM_PARAM])},
+            parameters=[query("period", PERIOD, required=True), FORMAT_PARAM, BOM_PARAM,
+                        LINES_PARAM])},
         "/api/reconciliation/csv/": {"get": operation(
             "reconciliation_csv_retrieve", "reconciliation",
-            "The same report as CSV (staff)", {
-                "200": {**text_response("text/csv", "The report: a line per credit and per "
-                                                    "billing period, then subtotals per kind"),
+            "The same report as CSV (staff, support)", {
+                "200": {**text_response("text/csv", "The report: one kind of line, a line "
+                                                    "per credit, per credit and billing "
+                                                    "period, or per kind (`lines`)"),
                         "headers": RECONCILIATION_HEADERS},
                 **errors(400, 403)},
-            parameters=[query("period", PERIOD, required=True), BOM_PARAM])},
+            parameters=[query("period", PERIOD, required=True), BOM_PARAM, LINES_PARAM])},
         "/api/reconciliation/usage/": {"get": operation(
             "reconciliation_usage_retrieve", "reconciliation",
             "Usage of a billing period wherever it was recorded, and whether it is closed "
-            "(staff)", {
+            "(staff, support)", {
                 "200": {"description": "JSON, or CSV with format=csv",
                         "content": {"application/json": {"schema": ref("Usage")},
                                     "text/csv": {"schema": STRING}}},
                 **errors(400, 403)},
             parameters=[query("period", PERIOD, "The billing period.", required=True),
-                        FORMAT_PARAM, BOM_PARAM])},
+                        FORMAT_PARAM, BOM_PARAM, USAGE_LINES_PARAM])},
         "/api/customer-credits/{uuid}/statement/": {
             "parameters": [param_ref("Uuid")],
             "get": operation(
@@ -733,6 +758,25 @@ def _paths() -> Json:
                           parameters=tx_params),
     }
     return paths
+
+
+def consumption_list(uuid_filter: Json) -> Json:
+    """GET and HEAD /api/consumptions/: every posted item the caller may see."""
+    params = [query("customer_uuid", uuid_filter), query("project_uuid", uuid_filter),
+              query("offering_uuid", uuid_filter), query("period", PERIOD),
+              query("reversed", BOOLEAN), query("uncovered", BOOLEAN,
+                                                "true: uncovered > 0; false: = 0"),
+              *PAGINATION]
+    return {
+        "get": operation("consumptions_list", "consumptions",
+                         "Posted items, newest first (whoever sees the project's credit)", {
+                             "200": json_response(array(ref("ConsumptionItem")),
+                                                  headers=LIST_HEADERS),
+                             **errors(400, 404)}, parameters=params),
+        "head": operation("consumptions_count", "consumptions", "Count (headers only)", {
+            "200": {"description": "No response body", "headers": LIST_HEADERS},
+            **errors(400, 404)}, parameters=params),
+    }
 
 
 def with_head(paths: Json) -> Json:

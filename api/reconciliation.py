@@ -1,8 +1,10 @@
 """GET /api/reconciliation/?period=YYYY-MM (a month's roll-forward) and
-GET /api/reconciliation/usage/?period=YYYY-MM (usage of a billing period): staff only.
+GET /api/reconciliation/usage/?period=YYYY-MM (usage of a billing period): staff and
+support.
 
 JSON by default; CSV with `format=csv` or `Accept: text/csv` (UTF-8 with a byte-order
-mark unless `bom=false`). The rules (attribution, columns, checks) live in
+mark unless `bom=false`). A CSV holds one kind of line (`lines=`), so that every money
+column sums to the matching JSON total. The rules (attribution, columns, checks) live in
 projections/reconciliation.py; both answers are read from indexed read-model tables.
 """
 
@@ -24,6 +26,7 @@ from ledger.money import format_money
 from ledger.periods import Period
 from projections.reconciliation import (
     COLUMNS,
+    ITEM_COLUMNS,
     USAGE_COLUMNS,
     Report,
     Row,
@@ -35,36 +38,47 @@ from projections.reconciliation import (
 FORMATS = ("json", "csv")
 BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 LABELS = ("kind", "uuid", "customer_uuid", "customer_name", "project_uuid", "project_name")
-REPORT_FIELDS = ("month", "line", "billing_period", *LABELS, "opening", *COLUMNS, "closing",
-                 "ties_out")
-USAGE_FIELDS = ("billing_period", "closed", "line", *LABELS, *USAGE_COLUMNS, "total")
+FIGURES = ("opening", *COLUMNS, "closing", "ties_out")
+REPORT_LINES = ("credits", "billing_periods", "totals")
+USAGE_LINES = ("credits", "projects", "totals")
+PROJECT_LABELS = ("customer_uuid", "customer_name", "project_uuid", "project_name")
 
 
-def report_csv_rows(report: Report) -> Iterator[list[Any]]:
-    """Header; per credit its line then one per billing period; then a subtotal per kind."""
+def report_csv_rows(report: Report, lines: str = "credits") -> Iterator[list[Any]]:
+    """One kind of line: a line per credit, per credit and billing period, or per kind."""
     month = str(report.period)
-    yield list(REPORT_FIELDS)
-    for row in report.rows:
-        yield [month, "credit", None, *_labels(row), *_figures(row.figures.as_dict())]
-        for period, movements in sorted(row.by_billing_period.items(),
-                                        key=lambda item: item[0] or ""):
-            yield [month, "billing_period", period, *_labels(row), None,
-                   *(movements[name] for name in COLUMNS), None, None]
-    for kind, figures in report.subtotals.items():
-        yield [month, "subtotal", None, kind, *([None] * (len(LABELS) - 1)),
-               *_figures(figures.as_dict())]
+    if lines == "credits":
+        yield ["month", *LABELS, *FIGURES]
+        for row in report.rows:
+            yield [month, *_labels(row), *_figures(row.figures.as_dict())]
+    elif lines == "billing_periods":
+        yield ["month", "billing_period", *LABELS, *COLUMNS]
+        for row in report.rows:
+            for period, movements in sorted(row.by_billing_period.items(),
+                                            key=lambda item: item[0] or ""):
+                yield [month, period, *_labels(row), *(movements[name] for name in COLUMNS)]
+    else:
+        yield ["month", "kind", *FIGURES]
+        for kind, figures in report.totals.items():
+            yield [month, kind, *_figures(figures.as_dict())]
 
 
-def usage_csv_rows(found: Usage) -> Iterator[list[Any]]:
+def usage_csv_rows(found: Usage, lines: str = "credits") -> Iterator[list[Any]]:
+    """One kind of line: per credit, per project (posted, drawn, uncovered), or per kind."""
     data = found.as_dict()
     period, closed = data["billing_period"], data["closed"]
-    yield list(USAGE_FIELDS)
-    for row in data["rows"]:
-        yield [period, closed, "credit", *(row[name] for name in LABELS),
-               *(row[name] for name in (*USAGE_COLUMNS, "total"))]
-    for kind, values in data["subtotals"].items():
-        yield [period, closed, "subtotal", kind, *([None] * (len(LABELS) - 1)),
-               *(values[name] for name in (*USAGE_COLUMNS, "total"))]
+    if lines == "credits":
+        yield ["billing_period", "closed", *LABELS, *USAGE_COLUMNS, "total"]
+        for row in data["rows"]:
+            yield [period, closed, *(row[name] for name in (*LABELS, *USAGE_COLUMNS, "total"))]
+    elif lines == "projects":
+        yield ["billing_period", "closed", *PROJECT_LABELS, *ITEM_COLUMNS]
+        for row in data["projects"]:
+            yield [period, closed, *(row[name] for name in (*PROJECT_LABELS, *ITEM_COLUMNS))]
+    else:
+        yield ["billing_period", "closed", "kind", *USAGE_COLUMNS, "total"]
+        for kind, values in data["totals"].items():
+            yield [period, closed, kind, *(values[name] for name in (*USAGE_COLUMNS, "total"))]
 
 
 def _labels(row: Row) -> list[Any]:
@@ -72,7 +86,22 @@ def _labels(row: Row) -> list[Any]:
 
 
 def _figures(values: dict[str, Any]) -> list[Any]:
-    return [values[name] for name in ("opening", *COLUMNS, "closing", "ties_out")]
+    return [values[name] for name in FIGURES]
+
+
+def lines_param(req: falcon.Request, choices: tuple[str, ...]) -> str:
+    """`lines`: which kind of line a CSV holds (the first choice when absent)."""
+    return choice(last_param(req, "lines"), choices, "lines")
+
+
+def choice(raw: str | None, choices: tuple[str, ...], name: str) -> str:
+    """One of `choices` (the first when absent), else a DRF-shaped 400 naming the field."""
+    if raw is None:
+        return choices[0]
+    if raw not in choices:
+        raise validation_error({name: [
+            f"Select a valid choice. {raw} is not one of the available choices."]})
+    return raw
 
 
 def period_param(req: falcon.Request, today: date) -> Period:
@@ -90,10 +119,7 @@ def period_param(req: falcon.Request, today: date) -> Period:
 def format_param(req: falcon.Request) -> str:
     """`format` wins; otherwise CSV only when the client prefers it to JSON."""
     if (chosen := last_param(req, "format")) is not None:
-        if chosen not in FORMATS:
-            raise validation_error({"format": [
-                f"Select a valid choice. {chosen} is not one of the available choices."]})
-        return chosen
+        return choice(chosen, FORMATS, "format")
     preferred = req.client_prefers(["application/json", "text/csv"])
     return "csv" if preferred == "text/csv" else "json"
 
@@ -124,18 +150,20 @@ class Reconciliation(Resource):
         self._answer(req, resp, "csv")
 
     def on_get_usage(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self.staff(req)
+        self.auditor(req)
         kind = format_param(req)
+        lines = lines_param(req, USAGE_LINES)
         period = period_param(req, self.services.today())
         with self.services.reads.connect() as conn:
             found = usage(conn, period)
         if kind == "csv":
-            send_csv(req, resp, usage_csv_rows(found), f"usage-{period}.csv")
+            send_csv(req, resp, usage_csv_rows(found, lines), f"usage-{period}-{lines}.csv")
         else:
             resp.media = json_ready(found.as_dict())
 
     def _answer(self, req: falcon.Request, resp: falcon.Response, kind: str) -> None:
-        self.staff(req)
+        self.auditor(req)
+        lines = lines_param(req, REPORT_LINES)
         period = period_param(req, self.services.today())
         with self.services.reads.connect() as conn:
             report = reconcile(conn, period, self.services.today())
@@ -144,6 +172,7 @@ class Reconciliation(Resource):
         resp.set_header("X-Reconciliation-Closing-Matches",
                         str(summary["closing_matches"]).lower())
         if kind == "csv":
-            send_csv(req, resp, report_csv_rows(report), f"reconciliation-{period}.csv")
+            send_csv(req, resp, report_csv_rows(report, lines),
+                     f"reconciliation-{period}-{lines}.csv")
         else:
             resp.media = report.as_dict(format_money)

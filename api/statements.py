@@ -8,8 +8,6 @@ as its history. The content is built in projections/statements.py from read mode
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import falcon
@@ -19,30 +17,29 @@ from api.errors import not_found, permission_denied
 from api.history import CUSTOMER_NOT_FOUND, customer_credit_candidates
 from api.reconciliation import format_param, period_param, send_csv
 from api.spreadsheet import json_ready
-from projections.reconciliation import instant
 from projections.statements import Statement, statement
 from projections.tables import customer_credits
 
-LINE_FIELDS = ("date", "type", "credit", "credit_uuid", "project_uuid", "project_name",
-               "item_id", "billing_period", "amount", "balance_after", "description")
+LINE_FIELDS = ("date", "scope", "type", "column", "credit_uuid", "project_uuid",
+               "project_name", "item_id", "billing_period", "amount", "organisation_balance",
+               "project_balance", "description")
 
 
 def statement_csv_rows(found: Statement) -> list[list[Any]]:
-    """Header; the opening line; one line per transaction; the closing line."""
+    """Header and one row per movement: its scope (organisation or project) and the balance
+    after it on each scope, the organisation's carried from the opening; nothing else, so
+    `amount` sums per scope and column to the JSON totals."""
     month = str(found.period)
-
-    def edge(kind: str, moment: datetime, balance: Decimal) -> list[Any]:
-        line = {**dict.fromkeys(LINE_FIELDS), "date": moment.isoformat(), "type": kind,
-                "credit": "organisation", "credit_uuid": found.credit_uuid,
-                "balance_after": balance}
-        return [month, *(line[name] for name in LINE_FIELDS)]
-
-    return [
-        ["month", *LINE_FIELDS],
-        edge("opening", instant(found.period), found.opening),
-        *([month, *(line[name] for name in LINE_FIELDS)] for line in found.lines),
-        edge("closing", instant(found.period.next()), found.closing),
-    ]
+    organisation = found.opening
+    rows: list[list[Any]] = [["month", *LINE_FIELDS]]
+    for line in found.lines:
+        own = line["credit"] == "organisation"
+        if own:
+            organisation = line["balance_after"]
+        values = {**line, "scope": line["credit"], "organisation_balance": organisation,
+                  "project_balance": None if own else line["balance_after"]}
+        rows.append([month, *(values[name] for name in LINE_FIELDS)])
+    return rows
 
 
 class CreditStatement(Resource):
