@@ -24,6 +24,8 @@ from api.outage import DeferredTablesMiddleware, OutageGate
 from api.project_credits import ProjectCredits
 from api.read_model_guard import ReadModelGuard
 from api.reconciliation import Reconciliation
+from api.resources.audit import AuditHeadResource
+from api.resources.journal import Journal
 from api.statements import CreditStatement
 from api.transactions import CreditTransactions
 from api.wiring import Services, create_tables
@@ -83,6 +85,8 @@ def create_app(services: Services) -> falcon.App:
     app.add_route("/api/reconciliation/csv/", reconciliation, suffix="csv")
     app.add_route("/api/reconciliation/usage/", reconciliation, suffix="usage")
     app.add_route("/api/customer-credits/{uuid}/statement/", CreditStatement(services))
+    app.add_route("/api/journal/", Journal(services))
+    app.add_route("/api/audit/head/", AuditHeadResource(services))
     app.add_route("/api/schema/", OpenApiSchema())
     app.add_route("/metrics", Metrics(services))
     add_docs_routes(app)

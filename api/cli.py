@@ -346,6 +346,56 @@ def export_reconciliation(period: str, out: str, kind: str | None, bom: bool, li
     return 0 if summary["all_rows_tie_out"] and summary["closing_matches"] else 1
 
 
+@export.command("journal")
+@click.option("--format", "kind", type=click.Choice(["beancount", "csv"]), default="beancount",
+              show_default=True, help="A beancount file, or CSV with one line per posting.")
+@click.option("--through", required=True, metavar="YYYY-MM", help="The last (closed) month.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True,
+                                                      allow_dash=True),
+              help="File to write; - for standard output.")
+@database_option
+def export_journal(kind: str, through: str, out: str, database_url: str) -> int:
+    """The double-entry journal of every movement up to the end of a closed month."""
+    from api.errors import ApiError
+    from api.resources.journal import build
+    from api.spreadsheet import csv_text
+    from projections.journal import beancount, csv_rows
+
+    with ledger_services(database_url) as services:
+        refuse_stale(services)
+        services.projector.catch_up()
+        with services.engine.connect() as conn:
+            try:
+                period, found = build(conn, through, services.today())
+            except ApiError as error:
+                raise click.ClickException(" ".join(error.body["through"])) from None
+    write_out(out, beancount(found, period) if kind == "beancount" else csv_text(csv_rows(found)))
+    click.echo(f"Wrote {len(found.transactions)} transactions and {len(found.assertions)} "
+               f"balance assertions through {period} to {out} ({kind}).", err=out == "-")
+    return 0
+
+
+@export.command("audit")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True,
+                                                      allow_dash=True),
+              help="File to write; - for standard output.")
+@database_option
+def export_audit(out: str, database_url: str) -> int:
+    """The event log as a hash chain (JSON Lines); check it with `python -m ledger_audit`."""
+    from ledger.audit import records
+    from ledger_audit import GENESIS, canonical, head_record
+
+    count, last = 0, GENESIS
+    with ledger_services(database_url) as services, click.open_file(
+            out, "w", encoding="utf-8") as sink:
+        for _, record in records(services.ledger):
+            sink.write(canonical(record) + "\n")
+            count, last = record["seq"], record["hash"]
+        sink.write(canonical(head_record(count, last)) + "\n")
+    click.echo(f"Wrote {count} records to {out}; head {last}.", err=out == "-")
+    return 0
+
+
 def write_out(out: str, text: str) -> None:
     """Write an export to the file, or to standard output for `-`."""
     if out == "-":

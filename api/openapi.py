@@ -308,6 +308,10 @@ SCHEMAS: Json = {
             ["uuid", "project_uuid", "project_name", "opening", "closing"])),
     }, ["credit_uuid", "customer_uuid", "period", "opening_at", "closing_at", "opening",
         "lines", "closing", "ties_out", "totals", "project_credits"]),
+    "AuditHead": obj({"count": {**INTEGER, "description": "Records in the chain."},
+                      "hash": {**STRING, "pattern": "^[0-9a-f]{64}$",
+                               "description": "SHA-256 of the last record."}},
+                     ["count", "hash"]),
     "Health": obj({"status": {"type": "string", "enum": ["ok", "lagging", "unavailable"]},
                    "database": {"type": "string", "enum": ["ok", "unreachable", "timeout"]},
                    "position": {**INTEGER, "description": "The projector's position."},
@@ -735,6 +739,20 @@ def _paths() -> Json:
                 parameters=[query("period", PERIOD, required=True), FORMAT_PARAM,
                             BOM_PARAM])},
     }
+    paths["/api/journal/"] = {"get": operation(
+        "journal_retrieve", "reconciliation",
+        "The double-entry journal up to the end of a closed month (staff, support)", {
+            "200": {"description": "A beancount file, or CSV with one line per posting",
+                    "content": {"text/plain": {"schema": STRING},
+                                "text/csv": {"schema": STRING}}},
+            **errors(400, 403)},
+        parameters=[query("through", PERIOD, "The last month: a closed one.", required=True),
+                    query("format", {"type": "string", "enum": ["beancount", "csv"]},
+                          "beancount (default) or csv"), BOM_PARAM])}
+    paths["/api/audit/head/"] = {"get": operation(
+        "audit_head_retrieve", "reconciliation",
+        "The live head of the audit hash chain, to pin (staff, support)", {
+            "200": json_response(ref("AuditHead")), **errors(403)})}
     tx_params = [
         query("credit_uuid", uuid_filter), query("customer_uuid", uuid_filter),
         query("project_credit_uuid", uuid_filter), query("project_uuid", STRING),

@@ -106,13 +106,17 @@ def choice(raw: str | None, choices: tuple[str, ...], name: str) -> str:
 
 def period_param(req: falcon.Request, today: date) -> Period:
     """`period`, required: a month that has begun."""
-    raw = last_param(req, "period")
+    return required_period(last_param(req, "period"), today, "period")
+
+
+def required_period(raw: str | None, today: date, name: str) -> Period:
+    """A required month that has begun; a DRF-shaped 400 naming the field otherwise."""
     if raw is None:
-        raise validation_error({"period": ["This field is required."]})
+        raise validation_error({name: ["This field is required."]})
     try:
         parsed: Period = period_field(Period.of(today))(raw)
     except FieldError as error:
-        raise validation_error({"period": error.messages}) from None
+        raise validation_error({name: error.messages}) from None
     return parsed
 
 
