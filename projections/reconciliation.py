@@ -115,7 +115,7 @@ def zeros() -> dict[str, Decimal]:
 
 @dataclass
 class Figures:
-    """Opening, movements by column and closing: of one credit, or a subtotal."""
+    """Opening, movements by column and closing: of one credit, or a kind's total."""
 
     opening: Decimal = ZERO
     movements: dict[str, Decimal] = field(default_factory=zeros)

@@ -89,6 +89,9 @@ def test_consumption_items_show_posted_drawn_and_uncovered(directory: Directory)
         "gone", "big"]
     assert [i["id"] for i in items(directory,
                                    offering_uuid=made["offering"]["uuid"]).json] == ["big"]
+    head = directory.client.simulate_head(ITEMS, params={"uncovered": "true"},
+                                          headers=directory.staff)
+    assert head.status_code == 200 and head.headers["X-Result-Count"] == "2"
     page = items(directory, page_size="2", page="2")
     assert [i["id"] for i in page.json] == ["big"] and 'rel="prev"' in page.headers["Link"]
     for name, value in (("customer_uuid", "x"), ("period", "2026-13"), ("reversed", "maybe"),

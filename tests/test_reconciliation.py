@@ -381,6 +381,12 @@ def test_cli_export_writes_csv_json_and_stdout(directory: Directory, labels: dic
     assert cli.main(["export", "reconciliation", "--period", "2026-09",
                      "--out", str(as_json)]) == 0
     assert json.loads(as_json.read_text()) == body
+    totals = tmp_path / "totals.csv"
+    assert cli.main(["export", "reconciliation", "--period", "2026-09", "--lines", "totals",
+                     "--out", str(totals)]) == 0
+    with totals.open(newline="", encoding="utf-8-sig") as handle:
+        by_kind = {line["kind"]: line["closing"] for line in csv.DictReader(handle)}
+    assert by_kind == {kind: figures["closing"] for kind, figures in body["totals"].items()}
 
 
 def test_drift_shows_in_the_summary(directory: Directory, labels: dict[str, str]) -> None:
