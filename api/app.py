@@ -14,12 +14,14 @@ from api.http.jsoncodec import JSON
 from api.http.openapi import OpenApiSchema
 from api.http.read_model_guard import ReadModelGuard
 from api.http.routes import mount
+from api.resources.audit import AuditHeadResource
 from api.resources.consumptions import BillingPeriods, Consumptions
 from api.resources.customer_credits import CustomerCredits
 from api.resources.directory import Customers, Offerings, Projects
 from api.resources.docs import ApiDocs, add_assets
 from api.resources.health import Health
 from api.resources.history import CustomerCreditHistory, ProjectCreditHistory
+from api.resources.journal import Journal
 from api.resources.project_credits import ProjectCredits
 from api.resources.reconciliation import Reconciliation
 from api.resources.statements import CreditStatement
@@ -34,7 +36,8 @@ from api.server.wiring import Services, create_tables
 RESOURCE_TYPES: list[Any] = [
     Health, ProjectCredits, CustomerCredits, Customers, Projects, Offerings, Consumptions,
     BillingPeriods, CreditTransactions, ProjectCreditHistory, CustomerCreditHistory,
-    Reconciliation, CreditStatement, OpenApiSchema, Metrics, ApiDocs,
+    Reconciliation, CreditStatement, Journal, AuditHeadResource, OpenApiSchema, Metrics,
+    ApiDocs,
 ]
 
 

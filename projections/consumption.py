@@ -31,14 +31,15 @@ def _recorded(event: Any, changes: Changes, position: int) -> None:
         customer_uuid=event.customer_id.hex,
         offering_uuid=event.offering_id.hex if event.offering_id else None,
         period=event.period, amount=event.amount, **_coverage(event),
-        reversed=False, created=event.timestamp)
+        reversed=False, reversed_at=None, reversed_by=None, created=event.timestamp)
     changes.insert(consumptions, row)
     _count(changes, row, 1)
 
 
 @project.on(ConsumptionItem.Reversed)
 def _reversed(event: Any, changes: Changes, position: int) -> None:
-    row = changes.update(consumptions, (event.item_id,), reversed=True)
+    row = changes.update(consumptions, (event.item_id,), reversed=True,
+                         reversed_at=event.timestamp, reversed_by=event.actor)
     _count(changes, row, -1)
 
 

@@ -14,13 +14,15 @@ models, and closing is checked once more against credit_transactions' balance_af
 for the current month, against the live credits). `verify` proves the tables equal a
 replay of the log.
 
-Columns are signed, as the balance moved: granted (creation value, grants and withdrawable
-adjustments), consumed (draws net of their reversals and of cleared compensations),
-floor_draws, expired, written_off (write-offs, releases on project termination), reversed
-(settlement reversals of a re-opened period), adjustments (deletions).
+Columns are signed, as the balance moved, one kind of movement each: created (a credit's
+initial value), top_ups (value raised), reductions (value lowered),
+withdrawable_adjustments, consumed (draws), draws_reversed (reversed items and cleared
+compensations), floor_draws, expired, written_off (write-offs, releases on project
+termination), reversed (settlement reversals of a re-opened period), adjustments
+(deletions).
 
 Organisation credits are the liability; project credits are earmarks inside them, so
-subtotals are per kind and never added together.
+totals are per kind and never added together.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, select
+from sqlalchemy import Connection, Select, and_, case, false, func, select
 
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.money import ZERO
@@ -40,6 +42,7 @@ from ledger.periods import Period
 from projections.as_of import latest_versions
 from projections.tables import (
     billing_periods,
+    consumptions,
     credit_transactions,
     credit_versions,
     customer_credits,
@@ -48,17 +51,17 @@ from projections.tables import (
     projects,
 )
 
-COLUMNS = ("granted", "consumed", "floor_draws", "expired", "written_off", "reversed",
-           "adjustments")
+COLUMNS = ("created", "top_ups", "reductions", "withdrawable_adjustments", "consumed",
+           "draws_reversed", "floor_draws", "expired", "written_off", "reversed", "adjustments")
 CLASSIFY: list[tuple[type, str]] = [
-    (CustomerCredit.Created, "granted"),
-    (ProjectCredit.Created, "granted"),
-    (Credit.Granted, "granted"),
-    (CustomerCredit.WithdrawableAdjusted, "granted"),
+    (CustomerCredit.Created, "created"),
+    (ProjectCredit.Created, "created"),
+    (Credit.Granted, "top_ups"),  # "reductions" when negative: see column_of
+    (CustomerCredit.WithdrawableAdjusted, "withdrawable_adjustments"),
     (Credit.Drawn, "consumed"),
     (Credit.ItemsDrawn, "consumed"),
-    (Credit.DrawReversed, "consumed"),
-    (Credit.DrawsRolledBack, "consumed"),
+    (Credit.DrawReversed, "draws_reversed"),
+    (Credit.DrawsRolledBack, "draws_reversed"),
     (Credit.FloorCharged, "floor_draws"),
     (Credit.Expired, "expired"),
     (Credit.WrittenOff, "written_off"),
@@ -68,7 +71,8 @@ CLASSIFY: list[tuple[type, str]] = [
 ]
 COLUMN_OF = {cls.__name__: column for cls, column in CLASSIFY}
 KINDS = ("customer_credit", "project_credit")
-USAGE_COLUMNS = ("consumed", "floor_draws", "expired", "reversed")
+USAGE_COLUMNS = ("consumed", "draws_reversed", "floor_draws", "expired", "reversed")
+ITEM_COLUMNS = ("posted", "drawn", "uncovered")
 ATTRIBUTION = ("movements belong to the UTC month in which they were recorded, each keyed "
                "also by its billing period; opening and closing are the balances at the "
                "first instant of the month and of the next one")
@@ -78,14 +82,22 @@ v = credit_versions
 credit_key = func.coalesce(tx.c.credit_uuid, tx.c.project_credit_uuid)
 
 
-def column_of(event_type: str) -> str:
-    """The report column of a transaction row, by its event class's name."""
-    return COLUMN_OF[event_type.rsplit(".", 1)[-1]]
+def column_of(event_type: str, amount: Decimal) -> str:
+    """The report column of a transaction row, by its event class's name (and, for a
+    grant, by whether it raised or lowered the value)."""
+    column = COLUMN_OF[event_type.rsplit(".", 1)[-1]]
+    return "reductions" if column == "top_ups" and amount < 0 else column
 
 
 def instant(period: Period) -> datetime:
     """The first instant of the month (UTC)."""
     return datetime.combine(period.first_day, time(), UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 with an explicit offset on every backend (SQLite hands back naive UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
 
 
 def month_of(moment: datetime) -> Period:
@@ -103,7 +115,7 @@ def zeros() -> dict[str, Decimal]:
 
 @dataclass
 class Figures:
-    """Opening, movements by column and closing: of one credit, or a subtotal."""
+    """Opening, movements by column and closing: of one credit, or a kind's total."""
 
     opening: Decimal = ZERO
     movements: dict[str, Decimal] = field(default_factory=zeros)
@@ -162,7 +174,7 @@ class Report:
 
     period: Period
     rows: list[Row]
-    subtotals: dict[str, Figures]
+    totals: dict[str, Figures]
     compared_with: list[str]
     mismatches: list[str]
 
@@ -174,7 +186,7 @@ class Report:
         return {
             "rows": len(self.rows),
             "all_rows_tie_out": self.all_rows_tie_out,
-            "subtotals_tie_out": all(f.ties_out for f in self.subtotals.values()),
+            "totals_tie_out": all(f.ties_out for f in self.totals.values()),
             "closing_compared_with": self.compared_with,
             "closing_matches": not self.mismatches,
             "mismatches": self.mismatches,
@@ -188,8 +200,8 @@ class Report:
             "closing_at": instant(self.period.next()).isoformat(),
             "attribution": ATTRIBUTION,
             "rows": [row.as_dict(money) for row in self.rows],
-            "subtotals": {kind: figures.as_dict(money)
-                          for kind, figures in self.subtotals.items()},
+            "totals": {kind: figures.as_dict(money)
+                       for kind, figures in self.totals.items()},
             "summary": self.summary(),
         }
 
@@ -198,19 +210,21 @@ def reconcile(conn: Connection, period: Period, today: date) -> Report:
     """The month's roll-forward, with closing balances checked a second way."""
     start, end = instant(period), instant(period.next())
     rows = _rows(conn, start, end)
-    for uuid, event_type, billing_period, amount in conn.execute(
-            select(credit_key, tx.c.event_type, tx.c.billing_period, func.sum(tx.c.amount))
+    sign = case((tx.c.amount < 0, -1), else_=1)
+    for uuid, event_type, billing_period, signed, amount in conn.execute(
+            select(credit_key, tx.c.event_type, tx.c.billing_period, sign,
+                   func.sum(tx.c.amount))
             .where(tx.c.created > start, tx.c.created <= end)
-            .group_by(credit_key, tx.c.event_type, tx.c.billing_period)):
-        row, column = rows[uuid], column_of(event_type)
+            .group_by(credit_key, tx.c.event_type, tx.c.billing_period, sign)):
+        row, column = rows[uuid], column_of(event_type, Decimal(signed))
         row.figures.movements[column] += amount
         key = str(Period.of(billing_period)) if billing_period else None
         row.by_billing_period.setdefault(key, zeros())[column] += amount
     ordered = sorted(rows.values(), key=lambda r: (
         r.customer_name, r.customer_uuid, r.kind != "customer_credit", r.project_name, r.uuid))
-    subtotals = {kind: Figures() for kind in KINDS}
+    totals = {kind: Figures() for kind in KINDS}
     for row in ordered:
-        subtotals[row.kind].add(row.figures)
+        totals[row.kind].add(row.figures)
     compared_with = ["credit_transactions"]
     expected = [balances_after(conn, end)]
     if period == Period.of(today):
@@ -218,7 +232,7 @@ def reconcile(conn: Connection, period: Period, today: date) -> Report:
         expected.append(live_balances(conn))
     mismatches = [row.uuid for row in ordered
                   if any(found.get(row.uuid, ZERO) != row.figures.closing for found in expected)]
-    return Report(period, ordered, subtotals, compared_with, mismatches)
+    return Report(period, ordered, totals, compared_with, mismatches)
 
 
 def _rows(conn: Connection, start: datetime, end: datetime) -> dict[str, Row]:
@@ -295,19 +309,23 @@ class Usage:
     closed: bool
     rows: list[UsageRow]
     recorded_in: dict[str, dict[str, Decimal]]  # kind -> month -> net amount
+    projects: list[dict[str, Any]]  # per project: live items posted, drawn, uncovered
 
     def as_dict(self) -> dict[str, Any]:
-        subtotals = {kind: dict.fromkeys(USAGE_COLUMNS, ZERO) for kind in KINDS}
+        totals = {kind: dict.fromkeys(USAGE_COLUMNS, ZERO) for kind in KINDS}
         for row in self.rows:
             for name, amount in row.movements.items():
-                subtotals[row.kind][name] += amount
+                totals[row.kind][name] += amount
         return {
             "billing_period": str(self.billing_period),
             "closed": self.closed,
             "rows": [row.as_dict() for row in self.rows],
-            "subtotals": {kind: {**values, "total": sum(values.values(), ZERO),
-                                 "recorded_in": dict(sorted(self.recorded_in[kind].items()))}
-                          for kind, values in subtotals.items()},
+            "totals": {kind: {**values, "total": sum(values.values(), ZERO),
+                              "recorded_in": dict(sorted(self.recorded_in[kind].items()))}
+                       for kind, values in totals.items()},
+            "projects": self.projects,
+            "project_totals": {name: sum((row[name] for row in self.projects), ZERO)
+                               for name in ITEM_COLUMNS},
         }
 
 
@@ -325,7 +343,7 @@ def usage(conn: Connection, billing_period: Period) -> Usage:
     recorded_in: dict[str, dict[str, Decimal]] = {kind: defaultdict(lambda: ZERO)
                                                   for kind in KINDS}
     for found in conn.execute(query):
-        column = column_of(found.event_type)
+        column = column_of(found.event_type, found.amount)
         if column not in USAGE_COLUMNS:
             continue
         row = rows.get(found.credit_uuid or found.project_credit_uuid) or _usage_row(found)
@@ -336,7 +354,30 @@ def usage(conn: Connection, billing_period: Period) -> Usage:
         billing_periods.c.period == str(billing_period))).scalar()
     ordered = sorted(rows.values(), key=lambda r: (
         r.customer_name, r.customer_uuid, r.kind != "customer_credit", r.project_name, r.uuid))
-    return Usage(billing_period, bool(closed), ordered, recorded_in)
+    return Usage(billing_period, bool(closed), ordered, recorded_in,
+                 project_usage(conn, billing_period))
+
+
+def project_usage(conn: Connection, billing_period: Period) -> list[dict[str, Any]]:
+    """Per project, the period's live items: what was posted, what credits covered (drawn)
+    and what nobody paid for (uncovered): posted = drawn + uncovered."""
+    item = consumptions.c
+    query = (select(item.customer_uuid, customers.c.name, item.project_uuid, projects.c.name,
+                    func.sum(item.amount), func.sum(item.drawn_from_project_credit),
+                    func.sum(item.drawn_from_customer_credit), func.sum(item.uncovered))
+             .outerjoin(customers, customers.c.uuid == item.customer_uuid)
+             .outerjoin(projects, projects.c.uuid == item.project_uuid)
+             .where(item.period == str(billing_period), item.reversed == false())
+             .group_by(item.customer_uuid, customers.c.name, item.project_uuid,
+                       projects.c.name))
+    found = [{"billing_period": str(billing_period), "customer_uuid": customer_uuid,
+              "customer_name": customer_name or "", "project_uuid": project_uuid,
+              "project_name": project_name or "", "posted": posted,
+              "drawn": from_project + from_customer, "uncovered": uncovered}
+             for customer_uuid, customer_name, project_uuid, project_name, posted,
+             from_project, from_customer, uncovered in conn.execute(query)]
+    return sorted(found, key=lambda row: (row["customer_name"], row["customer_uuid"],
+                                          row["project_name"], row["project_uuid"]))
 
 
 def _usage_row(found: Any) -> UsageRow:

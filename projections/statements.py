@@ -19,11 +19,12 @@ from sqlalchemy import Connection, false, or_, select
 from ledger.money import ZERO
 from ledger.periods import Period
 from projections.as_of import states_at
-from projections.reconciliation import instant
+from projections.reconciliation import COLUMNS, column_of, instant, iso_utc
 from projections.tables import credit_transactions, credit_versions
 
 tx = credit_transactions
 v = credit_versions
+SCOPES = ("organisation", "project")
 
 
 @dataclass
@@ -42,12 +43,20 @@ class Statement:
                   ZERO)
         return self.opening + own == self.closing
 
+    def totals(self) -> dict[str, dict[str, Decimal]]:
+        """Per scope (organisation, project), the lines summed by reconciliation column."""
+        found = {scope: dict.fromkeys(COLUMNS, ZERO) for scope in SCOPES}
+        for line in self.lines:
+            found[line["credit"]][line["column"]] += line["amount"]
+        return found
+
     def as_dict(self) -> dict[str, Any]:
         return {"credit_uuid": self.credit_uuid, "customer_uuid": self.customer_uuid,
                 "period": str(self.period), "opening_at": instant(self.period).isoformat(),
                 "closing_at": instant(self.period.next()).isoformat(),
                 "opening": self.opening, "lines": self.lines, "closing": self.closing,
-                "ties_out": self.ties_out, "project_credits": self.project_credits}
+                "ties_out": self.ties_out, "totals": self.totals(),
+                "project_credits": self.project_credits}
 
 
 def statement(conn: Connection, credit_uuid: str, customer_uuid: str,
@@ -74,8 +83,9 @@ def _lines(conn: Connection, credit_uuid: str, customer_uuid: str, start: Any,
                               tx.c.created > start, tx.c.created <= end)
              .order_by(tx.c.position))
     return [{
-        "date": row.created.isoformat(),
+        "date": iso_utc(row.created),
         "type": row.transaction_type,
+        "column": column_of(row.event_type, row.amount),
         "credit": "organisation" if row.credit_uuid else "project",
         "credit_uuid": row.credit_uuid or row.project_credit_uuid,
         "project_uuid": row.project_uuid,

@@ -239,7 +239,10 @@ consumptions = Table(
     Uuid("project_credit_uuid", nullable=True),
     Uuid("customer_credit_uuid", nullable=True),
     Column("reversed", Boolean, nullable=False),
+    Column("reversed_at", DateTime(timezone=True), nullable=True),
+    Column("reversed_by", String(150), nullable=True),  # the username
     Column("created", DateTime(timezone=True), nullable=False),
+    Index("consumptions_created", "created", "item_id"),
     Index("consumptions_customer_period", "customer_uuid", "period"),
     Index("consumptions_project_period", "project_uuid", "period"),
     Index("consumptions_credit_period", "customer_credit_uuid", "period"),

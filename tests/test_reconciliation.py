@@ -28,29 +28,38 @@ from projections.tables import project_credits
 from tests.support import Clock, Directory
 
 PERIODS = ["2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
-COLUMNS = ["opening", "granted", "consumed", "floor_draws", "expired", "written_off",
-           "reversed", "adjustments", "closing"]
-# per month, per credit label: the money columns in COLUMNS order (recorded in that month)
+MOVEMENTS = ["created", "top_ups", "reductions", "withdrawable_adjustments", "consumed",
+             "draws_reversed", "floor_draws", "expired", "written_off", "reversed",
+             "adjustments"]
+COLUMNS = ["opening", *MOVEMENTS, "closing"]
+
+
+def row(opening: str, closing: str, **moves: str) -> list[str]:
+    """A row's money columns in COLUMNS order; movements not named are 0."""
+    return [opening, *(moves.get(name, "0") for name in MOVEMENTS), closing]
+
+
+# per month, per credit label: the money columns (recorded in that month)
 EXPECTED: dict[str, dict[str, list[str]]] = {
-    "2026-07": {"org": ["0", "1000", "0", "0", "0", "0", "0", "0", "1000"],
-                "A": ["0", "300", "0", "0", "0", "0", "0", "0", "300"],
-                "B": ["0", "200", "0", "0", "0", "0", "0", "0", "200"]},
-    "2026-08": {"org": ["1000", "500", "-170", "0", "0", "0", "0", "0", "1330"],
-                "A": ["300", "0", "-100", "0", "0", "0", "0", "0", "200"],
-                "B": ["200", "0", "-20", "-30", "0", "0", "0", "0", "150"],
-                "other": ["0", "50", "0", "0", "0", "0", "0", "0", "50"]},
-    "2026-09": {"org": ["1330", "0", "-160", "0", "0", "0", "0", "0", "1170"],
-                "A": ["200", "0", "-90", "0", "0", "0", "0", "0", "110"],
-                "B": ["150", "0", "-60", "-50", "0", "0", "0", "0", "40"],
-                "other": ["50", "0", "0", "0", "0", "0", "0", "0", "50"]},
-    "2026-10": {"org": ["1170", "0", "-5", "0", "0", "-105", "0", "0", "1060"],
-                "A": ["110", "0", "-5", "0", "0", "-105", "0", "0", "0"],
-                "B": ["40", "0", "0", "0", "-80", "0", "40", "0", "0"],
-                "other": ["50", "0", "0", "0", "0", "0", "0", "0", "50"]},
-    "2026-11": {"org": ["1060", "0", "-25", "0", "0", "0", "0", "0", "1035"],
-                "A": ["0", "0", "0", "0", "0", "0", "0", "0", "0"],
-                "B": ["0", "0", "0", "0", "0", "0", "0", "0", "0"],
-                "other": ["50", "30", "0", "0", "0", "0", "0", "0", "80"]},
+    "2026-07": {"org": row("0", "1000", created="1000"),
+                "A": row("0", "300", created="300"),
+                "B": row("0", "200", created="200")},
+    "2026-08": {"org": row("1000", "1330", top_ups="500", consumed="-170"),
+                "A": row("300", "200", consumed="-100"),
+                "B": row("200", "150", consumed="-20", floor_draws="-30"),
+                "other": row("0", "50", created="50")},
+    "2026-09": {"org": row("1330", "1170", consumed="-160"),
+                "A": row("200", "110", consumed="-90"),
+                "B": row("150", "40", consumed="-60", floor_draws="-50"),
+                "other": row("50", "50")},
+    "2026-10": {"org": row("1170", "1060", consumed="-5", written_off="-105"),
+                "A": row("110", "0", consumed="-5", written_off="-105"),
+                "B": row("40", "0", expired="-80", reversed="40"),
+                "other": row("50", "50")},
+    "2026-11": {"org": row("1060", "1035", consumed="-25"),
+                "A": row("0", "0"),
+                "B": row("0", "0"),
+                "other": row("50", "80", top_ups="30")},
 }
 
 
@@ -197,27 +206,27 @@ def test_every_month_matches_the_script_and_ties_out(directory: Directory,
                          for label, values in EXPECTED[period].items()}, period
         assert_balances_are_as_of(directory, body)
         summary = body["summary"]
-        assert summary["all_rows_tie_out"] and summary["subtotals_tie_out"]
+        assert summary["all_rows_tie_out"] and summary["totals_tie_out"]
         assert summary["closing_matches"] is True, summary
         assert summary["closing_compared_with"] == (
             ["credit_transactions", "live_read_model"] if period == "2026-11"
             else ["credit_transactions"])
 
 
-def test_subtotals_per_kind_never_one_sum(directory: Directory,
-                                          labels: dict[str, str]) -> None:
+def test_totals_per_kind_never_one_sum(directory: Directory,
+                                       labels: dict[str, str]) -> None:
     body = report(directory, "2026-09").json
-    assert "totals" not in body and set(body["subtotals"]) == {"customer_credit",
+    assert "subtotals" not in body and set(body["totals"]) == {"customer_credit",
                                                                "project_credit"}
-    for kind, subtotal in body["subtotals"].items():
+    for kind, subtotal in body["totals"].items():
         rows = [row for row in body["rows"] if row["kind"] == kind]
         for column in COLUMNS:
             assert Decimal(subtotal[column]) == sum(Decimal(r[column]) for r in rows)
         assert subtotal["ties_out"] is True
-    assert body["subtotals"]["customer_credit"]["closing"] == money("1220")  # 1170 + 50
-    assert body["subtotals"]["project_credit"]["closing"] == money("150")   # 110 + 40
+    assert body["totals"]["customer_credit"]["closing"] == money("1220")  # 1170 + 50
+    assert body["totals"]["project_credit"]["closing"] == money("150")   # 110 + 40
     live = directory.client.simulate_get("/api/customer-credits/", headers=directory.staff)
-    current = report(directory, "2026-11").json["subtotals"]["customer_credit"]["closing"]
+    current = report(directory, "2026-11").json["totals"]["customer_credit"]["closing"]
     assert Decimal(current) == sum(Decimal(credit["value"]) for credit in live.json)
 
 
@@ -262,10 +271,10 @@ def test_usage_by_billing_period(directory: Directory, labels: dict[str, str]) -
         "consumed": money("-60"), "floor_draws": money("0"), "expired": money("-80"),
         "reversed": money("40"), "total": money("-100")}
     assert by_uuid[labels["A"]]["consumed"] == money("-45")
-    org = body["subtotals"]["customer_credit"]
+    org = body["totals"]["customer_credit"]
     assert org["consumed"] == money("-105")
     assert org["recorded_in"] == {"2026-09": money("-100"), "2026-10": money("-5")}
-    assert body["subtotals"]["project_credit"]["total"] == money("-145")
+    assert body["totals"]["project_credit"]["total"] == money("-145")
     open_period = report(directory, "2026-11", "/api/reconciliation/usage/").json
     assert open_period["closed"] is False and open_period["rows"] == []
 
@@ -301,7 +310,7 @@ def test_a_new_users_day(months: Months, directory: Directory) -> None:
     november = report(directory, "2026-11").json
     assert_balances_are_as_of(directory, november)
     rows = {row["project_name"]: row for row in november["rows"]}
-    assert [rows[""][c] for c in ("opening", "granted", "consumed", "closing")] == [
+    assert [rows[""][c] for c in ("opening", "created", "consumed", "closing")] == [
         money("0"), money("1000"), money("-200.62"), money("799.38")]
     assert rows["Web"]["by_billing_period"][1]["billing_period"] == "2026-10"
     assert november["summary"]["closing_matches"] is True
@@ -321,26 +330,32 @@ def test_csv_opens_in_a_spreadsheet(months: Months, directory: Directory,
         assert result.headers["Content-Type"].startswith("text/csv")
         assert result.headers["X-Reconciliation-Ties-Out"] == "true"
         assert result.content.startswith("\ufeff".encode())
-        parsed = list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
-        credit_lines = [line for line in parsed if line["line"] == "credit"]
+        credit_lines = list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
         assert [line["uuid"] for line in credit_lines] == [r["uuid"] for r in body["rows"]]
-        for line, row in zip(credit_lines, body["rows"], strict=True):
-            assert line["month"] == "2026-11" and line["billing_period"] == ""
+        for line, found in zip(credit_lines, body["rows"], strict=True):
+            assert line["month"] == "2026-11"
             for column in COLUMNS:
-                assert Decimal(line[column]) == Decimal(row[column])
+                assert Decimal(line[column]) == Decimal(found[column])
                 float(line[column])  # a number to a spreadsheet, also when negative
         names = {line["customer_name"] for line in credit_lines}
         assert "'=HYPERLINK(\"http://x\",\"click\")" in names
-        late = [line for line in parsed if line["line"] == "billing_period"
-                and line["uuid"] == labels["org"]]
-        assert [(line["billing_period"], line["consumed"]) for line in late] == [
-            ("2026-10", money("-25"))]
-        assert {line["kind"] for line in parsed if line["line"] == "subtotal"} == {
-            "customer_credit", "project_credit"}
+    late = [line for line in csv_lines(directory, "2026-11", "billing_periods")
+            if line["uuid"] == labels["org"]]
+    assert [(line["billing_period"], line["consumed"]) for line in late] == [
+        ("2026-10", money("-25"))]
+    assert {line["kind"] for line in csv_lines(directory, "2026-11", "totals")} == {
+        "customer_credit", "project_credit"}
     plain = directory.client.simulate_get(
         "/api/reconciliation/csv/", params={"period": "2026-11", "bom": "false"},
         headers=directory.staff)
-    assert plain.text.startswith("month,line,")
+    assert plain.text.startswith("month,kind,uuid,")
+
+
+def csv_lines(directory: Directory, period: str, lines: str,
+              path: str = "/api/reconciliation/csv/") -> list[dict[str, str]]:
+    """The CSV's rows through the `csv` module, keyed by its header."""
+    result = report(directory, period, path, format="csv", lines=lines)
+    return list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
 
 
 def test_cli_export_writes_csv_json_and_stdout(directory: Directory, labels: dict[str, str],
@@ -355,17 +370,23 @@ def test_cli_export_writes_csv_json_and_stdout(directory: Directory, labels: dic
     assert code == 0, captured
     assert "every row ties out: True" in captured.out
     with out.open(newline="", encoding="utf-8-sig") as handle:
-        parsed = [line for line in csv.DictReader(handle) if line["line"] == "credit"]
+        parsed = list(csv.DictReader(handle))
     assert [row["closing"] for row in parsed] == [r["closing"] for r in body["rows"]]
     assert cli.main(["export", "reconciliation", "--period", "2026-09", "--out", "-"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith("\ufeffmonth,line,") and "Wrote" in captured.err
+    assert captured.out.startswith("\ufeffmonth,kind,") and "Wrote" in captured.err
     assert captured.out.replace("\r\n", "\n") == out.read_text(
         encoding="utf-8").replace("\r\n", "\n")
     as_json = tmp_path / "september.json"
     assert cli.main(["export", "reconciliation", "--period", "2026-09",
                      "--out", str(as_json)]) == 0
     assert json.loads(as_json.read_text()) == body
+    totals = tmp_path / "totals.csv"
+    assert cli.main(["export", "reconciliation", "--period", "2026-09", "--lines", "totals",
+                     "--out", str(totals)]) == 0
+    with totals.open(newline="", encoding="utf-8-sig") as handle:
+        by_kind = {line["kind"]: line["closing"] for line in csv.DictReader(handle)}
+    assert by_kind == {kind: figures["closing"] for kind, figures in body["totals"].items()}
 
 
 def test_drift_shows_in_the_summary(directory: Directory, labels: dict[str, str]) -> None:
@@ -389,15 +410,21 @@ def test_bad_requests(directory: Directory, clock: Clock) -> None:
         assert future.json == {"period": ["Billing period 2026-12 has not started yet."]}
         wrong = get(path, params={"period": "2026-11", "format": "xml"}, headers=directory.staff)
         assert wrong.status_code == 400 and list(wrong.json) == ["format"]
+        lines = get(path, params={"period": "2026-11", "format": "csv", "lines": "all"},
+                    headers=directory.staff)
+        assert lines.status_code == 400 and lines.json == {"lines": [
+            "Select a valid choice. all is not one of the available choices."]}
         bom = get(path, params={"period": "2026-11", "format": "csv", "bom": "maybe"},
                   headers=directory.staff)
         assert bom.status_code == 400 and bom.json == {"bom": ["Must be a valid boolean."]}
         user = directory.user(f"someone-{len(path)}")
         assert get(path, params={"period": "2026-11"}, headers=user).status_code == 403
+        support = directory.user(f"support-{len(path)}", support=True)
+        assert get(path, params={"period": "2026-11"}, headers=support).status_code == 200
         assert get(path, params={"period": "2026-11"}).status_code == 401
 
 
 def test_empty_ledger(directory: Directory) -> None:
     body = report(directory, "2026-11").json
     assert body["rows"] == [] and body["summary"]["all_rows_tie_out"] is True
-    assert body["subtotals"]["customer_credit"]["closing"] == "0.00000"
+    assert body["totals"]["customer_credit"]["closing"] == "0.00000"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -94,16 +95,25 @@ def test_only_staff_support_and_owners(directory: Directory,
 
 
 def test_csv_statement(directory: Directory, labels: dict[str, str]) -> None:  # noqa: F811
+    body = get(directory, labels["org"], directory.staff, period="2026-10").json
     result = get(directory, labels["org"], directory.staff, period="2026-10", format="csv")
     assert result.status_code == 200 and result.headers["Content-Type"].startswith("text/csv")
     assert result.content.startswith("\ufeff".encode())
     rows = list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
-    assert (rows[0]["type"], rows[0]["balance_after"]) == ("opening", money("1170"))
-    assert (rows[-1]["type"], rows[-1]["balance_after"]) == ("closing", money("1060"))
-    assert {row["month"] for row in rows} == {"2026-10"}
-    for row in rows[1:-1]:
+    assert len(rows) == len(body["lines"]) and {row["month"] for row in rows} == {"2026-10"}
+    assert {row["scope"] for row in rows} == {"organisation", "project"}
+    for row in rows:
         assert Decimal(row["amount"]) == Decimal(str(float(row["amount"])))
-    own = [row for row in rows[1:-1] if row["credit"] == "organisation"]
-    assert Decimal(rows[0]["balance_after"]) + sum(Decimal(r["amount"]) for r in own) == \
-        Decimal(rows[-1]["balance_after"])
+        assert datetime.fromisoformat(row["date"]).utcoffset() is not None
+        assert (row["project_balance"] == "") == (row["scope"] == "organisation")
+    own = [row for row in rows if row["scope"] == "organisation"]
+    assert Decimal(body["opening"]) + sum(Decimal(r["amount"]) for r in own) == \
+        Decimal(own[-1]["organisation_balance"]) == Decimal(body["closing"]) == Decimal("1060")
     assert ("a4", "2026-09") in {(row["item_id"], row["billing_period"]) for row in own}
+    for scope in ("organisation", "project"):
+        for column, total in body["totals"][scope].items():
+            assert sum((Decimal(r["amount"]) for r in rows
+                        if r["scope"] == scope and r["column"] == column), Decimal(0)) == \
+                Decimal(total), (scope, column)
+    assert body["totals"]["organisation"]["written_off"] == money("-105")
+    assert body["totals"]["project"]["expired"] == money("-80")

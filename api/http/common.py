@@ -49,6 +49,13 @@ class Resource:
             raise permission_denied()
         return principal
 
+    def auditor(self, req: falcon.Request) -> Principal:
+        """The caller, who must be staff or support (403 otherwise): the finance reports."""
+        principal = self.principal(req)
+        if not principal.sees_everything:
+            raise permission_denied()
+        return principal
+
     def settle_reads(self) -> None:
         """Read-your-writes: wait until what this request saved is projected (by anyone)."""
         self.services.projector.catch_up_to(self.services.ledger.last_saved_position())

@@ -14,6 +14,7 @@ from api.http import fields
 from api.http.common import Resource, request_body
 from api.http.errors import ApiError, not_found, validation_error
 from api.http.forms import Field, expect_object, object_schema, validate, with_checks
+from api.http.listing import paginate
 from api.http.routes import Route
 from api.http.schema import (
     BOOLEAN,
@@ -27,12 +28,12 @@ from api.http.schema import (
     errors,
     json_body,
     json_response,
-    nullable,
     obj,
     operation,
     path,
     ref,
 )
+from api.resources import consumption_items as items
 from api.resources.representations import iso_datetime
 from ledger.money import format_money
 from ledger.periods import Period
@@ -87,7 +88,7 @@ RESULT = array(ref("ConsumptionResult"))
 
 class Consumptions(Resource):
     routes = [
-        Route("/api/consumptions/", {"post": operation(
+        Route("/api/consumptions/", {**items.LIST_OPERATIONS, "post": operation(
             "consumptions_create", "consumptions",
             "Post a batch of cost items (staff); validated whole, applied cheapest first", {
                 "201": json_response(RESULT, "Drawn"),
@@ -98,8 +99,10 @@ class Consumptions(Resource):
                             "maxItems": MAX_ITEMS}))}),
         Route("/api/consumptions/{item_id}/", {
             "parameters": [path("item_id", STRING)],
-            "get": operation("consumptions_retrieve", "consumptions", "Retrieve (staff)", {
-                "200": json_response(ref("ConsumptionItem")), **errors(403, 404)}),
+            "get": operation("consumptions_retrieve", "consumptions",
+                             "Retrieve (whoever sees the project's credit)", {
+                                 "200": json_response(ref("ConsumptionItem")),
+                                 **errors(403, 404)}),
             "delete": operation("consumptions_destroy", "consumptions",
                                 "Reverse the item while its period is open (staff)", {
                                     "204": {"description": "No response body"},
@@ -115,14 +118,7 @@ class Consumptions(Resource):
             "uncovered": MONEY, "replayed": BOOLEAN,
         }, ["id", "project_uuid", "amount", "drawn_from_project_credit",
             "drawn_from_customer_credit", "uncovered", "replayed"]),
-        "ConsumptionItem": obj({
-            "id": STRING, "project_uuid": HEX_UUID, "offering_uuid": nullable(HEX_UUID),
-            "period": PERIOD, "amount": MONEY, "drawn_from_project_credit": MONEY,
-            "drawn_from_customer_credit": MONEY, "uncovered": MONEY, "reversed": BOOLEAN,
-            "created": DATETIME,
-        }, ["id", "project_uuid", "offering_uuid", "period", "amount",
-            "drawn_from_project_credit", "drawn_from_customer_credit", "uncovered",
-            "reversed", "created"]),
+        "ConsumptionItem": items.SCHEMA,
     }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -142,27 +138,30 @@ class Consumptions(Resource):
                                 .where(consumptions.c.item_id.in_(item_ids)))
             return {row[0] for row in rows}
 
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.reads.connect() as conn:
+            page = paginate(conn, req, resp, lambda: items.listed(req, principal))
+        resp.media = [items.representation(row) for row in page.rows]
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = self.principal(req)
+        with self.services.reads.connect() as conn:
+            paginate(conn, req, resp, lambda: items.listed(req, principal), rows=False)
+
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
-        self.staff(req)
+        principal = self.principal(req)
         with self.services.reads.connect() as conn:
             row = None if "\x00" in item_id else conn.execute(  # no such id can be posted
-                select(consumptions).where(consumptions.c.item_id == item_id)).first()
+                items.visible(principal).where(consumptions.c.item_id == item_id)).first()
         if row is None:
-            raise not_found("No consumption item matches the given query.")
-        resp.media = {
-            "id": row.item_id, "project_uuid": row.project_uuid,
-            "offering_uuid": row.offering_uuid, "period": row.period,
-            "amount": format_money(row.amount),
-            "drawn_from_project_credit": format_money(row.drawn_from_project_credit),
-            "drawn_from_customer_credit": format_money(row.drawn_from_customer_credit),
-            "uncovered": format_money(row.uncovered), "reversed": row.reversed,
-            "created": iso_datetime(row.created),
-        }
+            raise not_found(items.NOT_FOUND)
+        resp.media = items.representation(row)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         principal = self.staff(req)
         if self.services.ledger.find_consumption(item_id) is None:
-            raise not_found("No consumption item matches the given query.")
+            raise not_found(items.NOT_FOUND)
         self.services.ledger.reverse_consumption(item_id, principal.actor)
         self.settle_reads()
         resp.status = falcon.HTTP_204

@@ -48,6 +48,7 @@ from api.http.schema import (
 from api.resources.representations import customer_credit, project_credit
 from ledger.access import Principal
 from ledger.application import Ledger
+from ledger.audit import plain
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.money import ZERO, format_money
 from ledger.settlement import minimal_consumption
@@ -86,21 +87,6 @@ def customer_credit_candidates(principal: Principal) -> Select[Any]:
 
 
 # --- history ----------------------------------------------------------------------------
-
-def plain(value: Any) -> Any:
-    """JSON-ready: decimals as strings, uuids as hex, dates as ISO."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, UUID):
-        return value.hex
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
 
 def amount_of(event: Any) -> Decimal | None:
     """How an event moved the balance: the initial value on creation, else its amount."""

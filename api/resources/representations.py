@@ -8,6 +8,7 @@ from typing import Any
 
 from ledger.money import format_money
 from projections.queries import Offering
+from projections.reconciliation import iso_utc
 
 ORGANIZATION_SCOPED_FIELDS = ("customer_credit", "allocated_customer_credit", "offerings")
 
@@ -26,8 +27,7 @@ def iso_date(day: date | None) -> str | None:
 
 def iso_datetime(moment: datetime) -> str:
     """Timestamps are UTC; SQLite hands them back naive."""
-    text = moment.isoformat()
-    return text if moment.tzinfo else text + "+00:00"
+    return iso_utc(moment)
 
 
 def offering(base: str, item: Offering, collection: str) -> dict[str, Any]:

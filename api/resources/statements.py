@@ -8,8 +8,6 @@ as its history. The content is built in projections/statements.py from read mode
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import falcon
@@ -42,41 +40,42 @@ from api.resources.reconciliation import (
     period_param,
     send_csv,
 )
-from projections.reconciliation import instant
+from projections.reconciliation import COLUMNS
 from projections.statements import Statement, statement
 from projections.tables import customer_credits
 
-LINE_FIELDS = ("date", "type", "credit", "credit_uuid", "project_uuid", "project_name",
-               "item_id", "billing_period", "amount", "balance_after", "description")
+LINE_FIELDS = ("date", "scope", "type", "column", "credit_uuid", "project_uuid",
+               "project_name", "item_id", "billing_period", "amount", "organisation_balance",
+               "project_balance", "description")
 
 
 def statement_csv_rows(found: Statement) -> list[list[Any]]:
-    """Header; the opening line; one line per transaction; the closing line."""
+    """Header and one row per movement: its scope (organisation or project) and the balance
+    after it on each scope, the organisation's carried from the opening; nothing else, so
+    `amount` sums per scope and column to the JSON totals."""
     month = str(found.period)
-
-    def edge(kind: str, moment: datetime, balance: Decimal) -> list[Any]:
-        line = {**dict.fromkeys(LINE_FIELDS), "date": moment.isoformat(), "type": kind,
-                "credit": "organisation", "credit_uuid": found.credit_uuid,
-                "balance_after": balance}
-        return [month, *(line[name] for name in LINE_FIELDS)]
-
-    return [
-        ["month", *LINE_FIELDS],
-        edge("opening", instant(found.period), found.opening),
-        *([month, *(line[name] for name in LINE_FIELDS)] for line in found.lines),
-        edge("closing", instant(found.period.next()), found.closing),
-    ]
+    organisation = found.opening
+    rows: list[list[Any]] = [["month", *LINE_FIELDS]]
+    for line in found.lines:
+        own = line["credit"] == "organisation"
+        if own:
+            organisation = line["balance_after"]
+        values = {**line, "scope": line["credit"], "organisation_balance": organisation,
+                  "project_balance": None if own else line["balance_after"]}
+        rows.append([month, *(values[name] for name in LINE_FIELDS)])
+    return rows
 
 
 LINE = obj({
     "date": DATETIME, "type": STRING,
+    "column": {"type": "string", "enum": list(COLUMNS)},
     "credit": {"type": "string", "enum": ["organisation", "project"]},
     "credit_uuid": HEX_UUID, "project_uuid": nullable(HEX_UUID),
     "project_name": nullable(STRING), "item_id": nullable(STRING),
     "billing_period": nullable(PERIOD), "amount": MONEY, "balance_after": MONEY,
     "description": STRING,
-}, ["date", "type", "credit", "credit_uuid", "project_uuid", "project_name", "item_id",
-    "billing_period", "amount", "balance_after", "description"])
+}, ["date", "type", "column", "credit", "credit_uuid", "project_uuid", "project_name",
+    "item_id", "billing_period", "amount", "balance_after", "description"])
 
 
 class CreditStatement(Resource):
@@ -91,12 +90,15 @@ class CreditStatement(Resource):
         "credit_uuid": HEX_UUID, "customer_uuid": HEX_UUID, "period": PERIOD,
         "opening_at": DATETIME, "closing_at": DATETIME, "opening": MONEY,
         "lines": array(LINE), "closing": MONEY, "ties_out": BOOLEAN,
+        "totals": obj({scope: obj(dict.fromkeys(COLUMNS, MONEY), list(COLUMNS))
+                       for scope in ("organisation", "project")},
+                      ["organisation", "project"], "Lines summed per scope and column."),
         "project_credits": array(obj({
             "uuid": HEX_UUID, "project_uuid": HEX_UUID, "project_name": nullable(STRING),
             "opening": MONEY, "closing": MONEY},
             ["uuid", "project_uuid", "project_name", "opening", "closing"])),
     }, ["credit_uuid", "customer_uuid", "period", "opening_at", "closing_at", "opening",
-        "lines", "closing", "ties_out", "project_credits"])}
+        "lines", "closing", "ties_out", "totals", "project_credits"])}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)

@@ -202,6 +202,6 @@ def test_generated_client_calls_json_and_csv_operations(
         as_csv = report_csv.sync(client=client, period=period)
     assert isinstance(as_csv, str)
     header, *rows = as_csv.splitlines()
-    assert header.startswith("\ufeffmonth,line,billing_period,kind,uuid,customer_uuid,")
+    assert header.startswith("\ufeffmonth,kind,uuid,customer_uuid,")
     assert [row.endswith(",250.00000,true") for row in rows
-            if org["uuid"] in row and row.split(",")[1] == "credit"] == [True]
+            if org["uuid"] in row and row.split(",")[1] == "customer_credit"] == [True]
