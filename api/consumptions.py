@@ -70,11 +70,6 @@ ITEM_FIELDS = [
 ]
 
 
-def closed_periods(conn: Connection) -> set[str]:
-    rows = conn.execute(select(billing_periods.c.period).where(billing_periods.c.closed))
-    return {row[0] for row in rows}
-
-
 class Consumptions(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
@@ -145,10 +140,6 @@ class Consumptions(Resource):
                 errors.append(error.body)
         if any(errors):
             raise validation_error(errors)
-        closed = closed_periods(conn)
-        for values in cleaned:
-            if str(values["period"]) in closed:
-                raise ApiError(409, {"detail": f"Billing period {values['period']} is closed."})
         return [ConsumptionInput(v["id"], v["project"], v.get("offering"), v["amount"],
                                  v["period"]) for v in cleaned]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+import time_machine
 from eventsourcing.domain import Aggregate
 
 from ledger.application import Ledger
@@ -32,8 +34,10 @@ FEB = Period.parse("2025-02")
 
 
 @pytest.fixture
-def ledger() -> Ledger:
-    return Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+def ledger() -> Iterator[Ledger]:
+    """Events are recorded in FEB, the month the examples settle (time-machine)."""
+    with time_machine.travel(datetime(2025, 2, 15, 12, tzinfo=UTC), tick=True):
+        yield Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 
 
 def org_with_projects(ledger: Ledger, *names: str) -> tuple[UUID, list[UUID]]:
