@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +16,8 @@ from api.common import Resource, request_body
 from api.errors import ApiError, not_found, validation_error
 from api.forms import Field, expect_object, validate, with_checks
 from api.representations import iso_datetime
+from ledger.consumption import ConsumptionItem
+from ledger.errors import ItemIdReversed, ItemIdTaken
 from ledger.money import format_money
 from ledger.periods import Period
 from ledger.posting import ConsumptionInput, ConsumptionResult
@@ -75,8 +78,16 @@ class Consumptions(Resource):
         principal = self.staff(req)
         with self.services.reads.connect() as conn:
             items = self._validate(conn, request_body(req))
-        results = self.services.ledger.post_consumption(items, principal.actor,
-                                                        known=self.recorded_item_ids)
+        try:
+            results = self.services.ledger.post_consumption(items, principal.actor,
+                                                            known=self.recorded_item_ids)
+        except ItemIdTaken as error:
+            raise ApiError(409, {"detail": error.message,
+                                 "recorded": recorded_item(error.item)}) from None
+        except ItemIdReversed as error:
+            raise ApiError(409, {"detail": error.message,
+                                 "reversed_at": iso_datetime(error.reversed_at),
+                                 "reversed_by": error.reversed_by}) from None
         self.settle_reads()
         resp.status = falcon.HTTP_200 if all(r.replayed for r in results) else falcon.HTTP_201
         resp.media = [_result(r) for r in results]
@@ -95,15 +106,7 @@ class Consumptions(Resource):
                 select(consumptions).where(consumptions.c.item_id == item_id)).first()
         if row is None:
             raise not_found("No consumption item matches the given query.")
-        resp.media = {
-            "id": row.item_id, "project_uuid": row.project_uuid,
-            "offering_uuid": row.offering_uuid, "period": row.period,
-            "amount": format_money(row.amount),
-            "drawn_from_project_credit": format_money(row.drawn_from_project_credit),
-            "drawn_from_customer_credit": format_money(row.drawn_from_customer_credit),
-            "uncovered": format_money(row.uncovered), "reversed": row.reversed,
-            "created": iso_datetime(row.created),
-        }
+        resp.media = item_body(row)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
         principal = self.staff(req)
@@ -182,6 +185,31 @@ def _result(result: ConsumptionResult) -> dict[str, Any]:
         "uncovered": format_money(result.uncovered),
         "replayed": result.replayed,
     }
+
+
+def item_body(item: Any) -> dict[str, Any]:
+    """An item as GET /api/consumptions/{id}/ shows it, from its read-model row (or any
+    object with the same attributes)."""
+    return {
+        "id": item.item_id, "project_uuid": item.project_uuid,
+        "offering_uuid": item.offering_uuid, "period": item.period,
+        "amount": format_money(item.amount),
+        "drawn_from_project_credit": format_money(item.drawn_from_project_credit),
+        "drawn_from_customer_credit": format_money(item.drawn_from_customer_credit),
+        "uncovered": format_money(item.uncovered), "reversed": item.reversed,
+        "created": iso_datetime(item.created),
+    }
+
+
+def recorded_item(item: ConsumptionItem) -> dict[str, Any]:
+    """The stored item, shown as GET shows it (the read model may not have it yet)."""
+    return item_body(SimpleNamespace(
+        **{name: getattr(item, name) for name in (
+            "item_id", "period", "amount", "drawn_from_project_credit",
+            "drawn_from_customer_credit", "uncovered", "reversed")},
+        project_uuid=item.project_id.hex,
+        offering_uuid=item.offering_id.hex if item.offering_id else None,
+        created=item.created_on))
 
 
 class BillingPeriods(Resource):

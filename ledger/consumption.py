@@ -12,7 +12,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.errors import Conflict, PeriodClosed
+from ledger.errors import Conflict, ItemIdTaken, PeriodClosed
 from ledger.periods import Period
 
 CALENDAR_ID = uuid5(NAMESPACE_URL, "/credit-ledger/billing-calendar")
@@ -61,6 +61,16 @@ class ConsumptionItem(Aggregate):
         self.drawn_from_customer_credit = drawn_from_customer_credit
         self.uncovered = uncovered
         self.reversed = False
+        # what the first answer said, whatever compensations changed since: a replay repeats it
+        self.first_figures = (drawn_from_project_credit, drawn_from_customer_credit, uncovered)
+
+    def check_same(self, project_id: UUID, offering_id: UUID | None, amount: Decimal,
+                   period: Period) -> None:
+        """Posting the id again is a replay only with the same content."""
+        if (project_id, offering_id, amount, str(period)) != (
+                self.project_id, self.offering_id, self.amount, self.period):
+            raise ItemIdTaken(f"Consumption item {self.item_id} is already recorded with "
+                              "other content; post new usage under a new id.", self)
 
     @property
     def drawn(self) -> Decimal:

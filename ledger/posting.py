@@ -17,7 +17,7 @@ from ledger import drawing, settlement
 from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, consumption_id
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Project
-from ledger.errors import Conflict, NotFound, PeriodClosed
+from ledger.errors import Conflict, ItemIdReversed, NotFound, PeriodClosed
 from ledger.loading import load_many, peek
 from ledger.periods import Period
 from ledger.store import LedgerBase, Unit
@@ -156,7 +156,7 @@ class Posting(LedgerBase):
             results: dict[str, ConsumptionResult] = {}
             for item in sorted(items, key=lambda i: i.amount):
                 if item.item_id in recorded:
-                    results[item.item_id] = _result(recorded[item.item_id], replayed=True)
+                    results[item.item_id] = self._replay(recorded[item.item_id], item)
                     continue
                 new = unit.add(self._apply_item(unit, tally, calendar, item, actor))
                 results[item.item_id] = _result(new, replayed=False)
@@ -166,6 +166,18 @@ class Posting(LedgerBase):
             return [results[item.item_id] for item in items]
 
         return self.retrying(command)
+
+    def _replay(self, recorded: ConsumptionItem, item: ConsumptionInput) -> ConsumptionResult:
+        """A known id with the same content: the first answer's figures, replayed."""
+        if recorded.reversed:
+            reversal: Any = [e for e in self.events.get(recorded.id)
+                             if isinstance(e, ConsumptionItem.Reversed)][-1]
+            when = reversal.timestamp.astimezone(UTC)
+            raise ItemIdReversed(
+                f"Consumption item {recorded.item_id} was reversed at {when.isoformat()} by "
+                f"{reversal.actor}; its id cannot be posted again.", when, reversal.actor)
+        recorded.check_same(item.project_id, item.offering_id, item.amount, item.period)
+        return _result(recorded, replayed=True)
 
     def _apply_item(self, unit: Unit, tally: drawing.DrawTally, calendar: BillingCalendar,
                     item: ConsumptionInput, actor: str) -> ConsumptionItem:
@@ -362,8 +374,9 @@ def floor_due(credit: Credit, period: Period) -> Decimal:
 
 
 def _result(item: ConsumptionItem, replayed: bool) -> ConsumptionResult:
+    """The item's first answer (compensations since then do not change it)."""
+    from_project, from_customer, uncovered = item.first_figures
     return ConsumptionResult(
         item_id=item.item_id, project_id=item.project_id, amount=item.amount,
-        drawn_from_project_credit=item.drawn_from_project_credit,
-        drawn_from_customer_credit=item.drawn_from_customer_credit,
-        uncovered=item.uncovered, replayed=replayed)
+        drawn_from_project_credit=from_project, drawn_from_customer_credit=from_customer,
+        uncovered=uncovered, replayed=replayed)

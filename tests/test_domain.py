@@ -20,6 +20,8 @@ from ledger.errors import (
     Conflict,
     DuplicateCredit,
     InvalidTerms,
+    ItemIdReversed,
+    ItemIdTaken,
     NoCustomerCredit,
     PeriodClosed,
     ProjectTerminated,
@@ -145,10 +147,16 @@ def test_replay_draws_nothing_more(ledger: Ledger) -> None:
     customer, [a] = org_with_projects(ledger, "A")
     org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
     [first] = ledger.post_consumption([item("x", a, "30")], "t")
-    [again] = ledger.post_consumption([item("x", a, "999")], "t")
+    [again] = ledger.post_consumption([item("x", a, "30")], "t")
     assert (first.replayed, again.replayed) == (False, True)
     assert again.drawn_from_customer_credit == D(30)
-    assert value(ledger, org) == D(70)
+    with pytest.raises(ItemIdTaken):
+        ledger.post_consumption([item("x", a, "999")], "t")
+    ledger.reverse_consumption("x", "t")
+    with pytest.raises(ItemIdReversed) as reversed_error:
+        ledger.post_consumption([item("x", a, "30")], "t")
+    assert reversed_error.value.reversed_by == "t"
+    assert value(ledger, org) == D(100)
 
 
 def test_reversal_and_closed_period(ledger: Ledger) -> None:
