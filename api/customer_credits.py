@@ -90,13 +90,17 @@ class CustomerCredits(CreditCollection):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        with self.services.reads.connect() as conn:
-            values = validate(request_body(req), self._fields(conn, creating=True))
-        self._check_terms(values, current=None)
-        credit_id = self.services.ledger.create_customer_credit(
-            values["customer"], values.get("value", ZERO), Terms().updated(**values),
-            values.get("offerings", []), principal.actor, comment=values.get("comment", ""),
-            protect_allocations=values.get(PROTECT, False))
+        if (recorded := self.services.ledger.executed()) is not None:
+            credit_id = recorded.result  # a keyed retry: the credit is there, as is its key
+        else:
+            with self.services.reads.connect() as conn:
+                values = validate(request_body(req), self._fields(conn, creating=True))
+            self._check_terms(values, current=None)
+            credit_id = self.services.ledger.create_customer_credit(
+                values["customer"], values.get("value", ZERO), Terms().updated(**values),
+                values.get("offerings", []), principal.actor,
+                comment=values.get("comment", ""),
+                protect_allocations=values.get(PROTECT, False))
         self.settle_reads()
         resp.status = falcon.HTTP_201
         resp.media = self._one(req, resp, principal, credit_id.hex, nested=False)

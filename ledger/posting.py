@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -232,19 +232,22 @@ class Posting(LedgerBase):
 
         Only the next month in line can close (BillingCalendar.check_closable); it is
         checked before anything is settled, and again by the calendar's close."""
+        if (done := self.executed()) is not None:
+            return cast(CloseResult, done.result)
         calendar = self.calendar()
         if calendar.is_closed(period):
             return CloseResult(period, already_closed=True, customers_settled=0)
         calendar.check_closable(period, self.activity_outside(calendar))
-        settled = self._each_organisation(customer_credit_ids, self._settle, period, actor,
-                                          progress)
+        with self.unkeyed():
+            settled = self._each_organisation(customer_credit_ids, self._settle, period, actor,
+                                              progress)
 
-        def close(unit: Unit) -> None:
+        def close(unit: Unit) -> CloseResult:
             calendar = unit.add(self.calendar())
             calendar.close(period, self.activity_outside(calendar), actor)
+            return CloseResult(period, already_closed=False, customers_settled=settled)
 
-        self.retrying(close)
-        return CloseResult(period, already_closed=False, customers_settled=settled)
+        return self.retrying(close)
 
     def _each_organisation(self, credit_ids: Iterable[UUID], step: OrganisationStep,
                            period: Period, actor: str, progress: Callable[[int], None]) -> int:
@@ -302,15 +305,18 @@ class Posting(LedgerBase):
     def reopen_period(self, period: Period, actor: str, customer_credit_ids: Iterable[UUID],
                       progress: Callable[[int], None] = lambda n: None) -> int:
         """Reverse the period's settlement with new events; nothing is deleted."""
+        if (done := self.executed()) is not None:
+            return cast(int, done.result)
         self.calendar().check_reopenable(period)
-        reopened = self._each_organisation(customer_credit_ids, self._unsettle, period, actor,
-                                           progress)
+        with self.unkeyed():
+            reopened = self._each_organisation(customer_credit_ids, self._unsettle, period,
+                                               actor, progress)
 
-        def reopen(unit: Unit) -> None:
+        def reopen(unit: Unit) -> int:
             unit.add(self.calendar()).reopen(period, actor)
+            return reopened
 
-        self.retrying(reopen)
-        return reopened
+        return self.retrying(reopen)
 
     def _unsettle(self, unit: Unit, credit_id: UUID, period: Period, actor: str) -> bool:
         cc = self.live(unit, credit_id, CustomerCredit)
