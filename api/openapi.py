@@ -240,6 +240,14 @@ SCHEMAS: Json = {
         "uncovered": MONEY, "replayed": BOOLEAN,
     }, ["id", "project_uuid", "amount", "drawn_from_project_credit",
         "drawn_from_customer_credit", "uncovered", "replayed"]),
+    "ConsumptionConflict": obj({
+        "detail": STRING,
+        "recorded": ref("ConsumptionItem"),  # as GET /api/consumptions/{id}/ shows it
+        "reversed_at": {**DATETIME, "description": "An id re-posted after its reversal: "
+                                                   "when it was reversed (UTC)."},
+        "reversed_by": {**STRING, "description": "Who reversed it (username)."},
+    }, ["detail"], "A closed billing period, or an item id that already means something "
+                   "else: ids mean one thing forever."),
     "ConsumptionItem": obj({
         "id": STRING, "project_uuid": HEX_UUID, "offering_uuid": nullable(HEX_UUID),
         "period": PERIOD, "amount": MONEY, "drawn_from_project_credit": MONEY,
@@ -457,7 +465,7 @@ def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
     params = list(parameters or [])
     if operation_id.endswith(("_create", "_close", "_reopen")):
         params.append(param_ref("IdempotencyKey"))
-        responses = {**responses, **errors(409, 422)}
+        responses = {**errors(409, 422), **responses}
     if params:
         op["parameters"] = params
     if body is not None:
@@ -640,6 +648,7 @@ def _paths() -> Json:
                 "201": json_response(array(ref("ConsumptionResult")), "Drawn"),
                 "200": json_response(array(ref("ConsumptionResult")),
                                      "Every item was posted before: the original results"),
+                "409": json_response(ref("ConsumptionConflict"), "Refused"),
                 **errors(403)},
             body=json_body({**array(ref("ConsumptionItemRequest")), "minItems": 1,
                             "maxItems": 1000}))},

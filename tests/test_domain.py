@@ -406,3 +406,23 @@ def test_a_save_whose_commit_landed_before_a_retry_is_not_an_error(ledger: Ledge
     with pytest.raises(IntegrityError):
         ledger.save(again, other)
     assert list(ledger.events.get(other.id)) == []
+
+
+def test_an_imported_credit_exists_from_its_import() -> None:
+    """Months before the import are the source's to settle: no floor for them."""
+    from ledger.importing import CustomerCreditRecord, CustomerRecord, Importer
+
+    with time_machine.travel(datetime(2026, 9, 10, 12, tzinfo=UTC), tick=True) as travel:
+        ledger = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        ledger.register_customer("Native", "native", "t")  # the ledger's first month: 09
+        travel.move_to(datetime(2026, 11, 10, 12, tzinfo=UTC))
+        customer, credit = uuid4(), uuid4()
+        Importer(ledger, "import").record([
+            CustomerRecord(customer, "Imported", "imported"),
+            CustomerCreditRecord(credit, customer, D(500), Terms(expected_consumption=D(100)),
+                                 ())])
+        for month in ("2026-09", "2026-10"):
+            ledger.close_period(Period.parse(month), "t", [credit])
+        assert value(ledger, credit) == D(500)
+        ledger.close_period(Period.parse("2026-11"), "t", [credit])
+        assert value(ledger, credit) == D(400)
