@@ -23,9 +23,8 @@ Hosts' clocks must agree to well within the lease.
 The answer is stored when the request completes and replayed (same body hash) for
 `LEDGER_IDEMPOTENCY_TTL_SECONDS` (24 h); a different body under the same key is 422. 5xx
 answers and those of requests that failed authentication or authorisation (401/403) free
-the key instead of being stored, unless the request had already saved events (the
-database went away after the ledger committed): then a retry must not do it again, and it
-gets 409 "recorded, answer lost" instead of a second effect.
+the key instead of being stored, even when the request had saved events (the database went
+away after the ledger committed): the retry finds the key's record and rebuilds the answer.
 
 Expired rows are purged opportunistically: at most once a minute per process, in a
 reservation's transaction. On SQLite every reservation writes first (a DELETE), so it
@@ -76,9 +75,6 @@ from ledger.keys import CommandKey
 
 HEADER = "Idempotency-Key"
 NOT_STORED = (401, 403)
-ANSWER_LOST = {"detail": f"This request was recorded, but its answer was lost to a server "
-                         f"error; it is not repeated. Read the result instead of retrying "
-                         f"this {HEADER}."}
 PURGE_INTERVAL_SECONDS = 60.0
 ATTEMPTS = 5
 log = logging.getLogger(__name__)
@@ -302,8 +298,6 @@ class IdempotencyMiddleware:
         if self.saved.saved:
             crash_point()
         status, media = falcon.http_status_to_code(resp.status), resp.media
-        if status >= 500 and self.saved.saved:
-            status, media = 409, ANSWER_LOST
         try:
             with_retry(lambda: self._finish(reservation, status, media))
         except Exception:  # the client keeps its answer; the key stays reserved meanwhile

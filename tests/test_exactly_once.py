@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, update
 
+from api.common import Resource
 from api.idempotency import idempotent_requests
 from api.wiring import Services
 from tests.support import Clock, Directory
@@ -136,3 +137,23 @@ def test_the_same_json_formatted_otherwise_replays(directory: Directory,
     listed = directory.client.simulate_get("/api/customers/", params={"name": "Spaced"},
                                            headers=directory.staff).json
     assert [row["uuid"] for row in listed] == [first.json["uuid"]]
+
+
+def test_a_server_error_after_the_commit_frees_the_key_for_a_rebuilt_answer(
+        directory: Directory, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database went away after the ledger committed: 500, and the key is not kept, so
+    the retry answers from the key's record instead of a dead end."""
+    def broken(resource: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Resource, "settle_reads", broken)
+        failed = send(directory, "/api/customers/", {"name": "Lost"}, "lost")
+    assert failed.status_code == 500
+    recorded = position(services)
+    retry = send(directory, "/api/customers/", {"name": "Lost"}, "lost")
+    assert retry.status_code == 201
+    assert position(services) == recorded
+    listed = directory.client.simulate_get("/api/customers/", params={"name": "Lost"},
+                                           headers=directory.staff).json
+    assert [(row["uuid"], row["name"]) for row in listed] == [(retry.json["uuid"], "Lost")]
