@@ -426,3 +426,25 @@ def test_an_imported_credit_exists_from_its_import() -> None:
         assert value(ledger, credit) == D(500)
         ledger.close_period(Period.parse("2026-11"), "t", [credit])
         assert value(ledger, credit) == D(400)
+
+
+def test_a_keyed_command_runs_once_and_returns_its_first_result(ledger: Ledger) -> None:
+    from ledger.errors import KeyReused
+    from ledger.keys import CommandKey
+
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    key = CommandKey("owner", "k", "fingerprint")
+    ledger.use_key(key)
+    first = ledger.post_consumption([item("x", a, "30")], "t")
+    assert ledger.current_key() is None  # used up by the command that recorded it
+    position = ledger.recorder.max_notification_id()
+    ledger.use_key(key)
+    assert ledger.post_consumption([item("x", a, "30")], "t") == first  # replayed: False
+    assert (ledger.recorder.max_notification_id(), value(ledger, org)) == (position, D(70))
+    ledger.use_key(CommandKey("owner", "k", "another request"))
+    with pytest.raises(KeyReused):
+        ledger.adjust_withdrawable(org, D(5), "top-up", "t")
+    ledger.use_key(CommandKey("someone else", "k", "fingerprint"))  # keys are per owner
+    ledger.adjust_withdrawable(org, D(5), "top-up", "t")
+    assert value(ledger, org) == D(75)
