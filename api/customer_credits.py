@@ -27,6 +27,7 @@ from api.listing import last_param
 from api.project_credits import TERM_FIELDS
 from api.representations import customer_credit
 from ledger.access import Principal
+from ledger.keys import KeyedCommand
 from ledger.money import ZERO
 from ledger.periods import Period
 from ledger.terms import TERM_NAMES, Terms
@@ -103,7 +104,7 @@ class CustomerCredits(CreditCollection):
                 protect_allocations=values.get(PROTECT, False))
         self.settle_reads()
         resp.status = falcon.HTTP_201
-        resp.media = self._one(req, resp, principal, credit_id.hex, nested=False)
+        resp.media = self._answer(req, resp, principal, credit_id.hex, recorded, nested=False)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
@@ -164,11 +165,21 @@ class CustomerCredits(CreditCollection):
         """Move the withdrawable part of the balance; answers the organisation credit."""
         principal = self.staff(req)
         row = self._visible_row(principal, uuid)
-        values = validate(request_body(req), ADJUSTMENT_FIELDS)
-        self.services.ledger.adjust_withdrawable(UUID(row.uuid), values["amount"],
-                                                 values["comment"], principal.actor)
+        if (recorded := self.services.ledger.executed()) is None:
+            values = validate(request_body(req), ADJUSTMENT_FIELDS)
+            self.services.ledger.adjust_withdrawable(UUID(row.uuid), values["amount"],
+                                                     values["comment"], principal.actor)
         self.settle_reads()
-        resp.media = self._one(req, resp, principal, row.uuid, nested=True)
+        resp.media = self._answer(req, resp, principal, row.uuid, recorded, nested=True)
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+                credit_uuid: str, recorded: KeyedCommand | None, nested: bool) -> Any:
+        """The credit after the command; for a keyed retry of a command that already ran,
+        as it was right after that first run (what the lost answer said)."""
+        if recorded is None:
+            return self._one(req, resp, principal, credit_uuid, nested=nested)
+        return history.customer_credit_as_of(self.services, req, principal, credit_uuid,
+                                             recorded.created_on, nested=nested)
 
     def on_post_clear_compensations(self, req: falcon.Request, resp: falcon.Response,
                                     uuid: str) -> None:

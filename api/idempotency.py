@@ -17,7 +17,7 @@ the same atomic save as the command's events, and looks for it before executing.
 process dies after the commit and before the answer below is stored, the retry that takes
 the reservation over finds the record, does not execute again, and the resource renders
 the answer from the recorded result: the same status and body a survivor would have sent
-(resources render the current state, so a change made in between by someone else shows).
+(credits are shown as of the key's record, so a change made in between does not show).
 Hosts' clocks must agree to well within the lease.
 
 The answer is stored when the request completes and replayed (same body hash) for

@@ -90,7 +90,9 @@ class ProjectCredits(CreditCollection):
                 comment=values.get("comment", ""))
         self.settle_reads()
         resp.status = falcon.HTTP_201
-        resp.media = self._one(req, resp, principal, credit_id.hex)
+        resp.media = (self._one(req, resp, principal, credit_id.hex) if recorded is None
+                      else history.project_credit_as_of(  # as the lost answer showed it
+                          self.services, req, principal, credit_id.hex, recorded.created_on))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)

@@ -157,3 +157,18 @@ def test_a_server_error_after_the_commit_frees_the_key_for_a_rebuilt_answer(
     listed = directory.client.simulate_get("/api/customers/", params={"name": "Lost"},
                                            headers=directory.staff).json
     assert [(row["uuid"], row["name"]) for row in listed] == [(retry.json["uuid"], "Lost")]
+
+
+@pytest.mark.parametrize("case", ["customer credit", "project credit", "adjustment"])
+def test_a_rebuilt_credit_answer_shows_the_credit_as_the_lost_answer_did(
+        directory: Directory, services: Services, case: str) -> None:
+    """Between the lost answer and the retry someone else moved the credit: the retry
+    still answers what the survivor would have sent (the credit as of the first run)."""
+    where, body = CASES[case](directory)
+    first = send(directory, where, body, "once")
+    lose_answer(services, "once")
+    changed = directory.client.simulate_patch(path(first.json), json={"value": "42"},
+                                              headers=directory.staff)
+    assert changed.status_code == 200 and changed.json["value"] == "42.00000"
+    retry = send(directory, where, body, "once")
+    assert (retry.status_code, retry.json) == (first.status_code, first.json)
