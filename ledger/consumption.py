@@ -127,6 +127,7 @@ class BillingCalendar(Aggregate):
     PeriodClosed: ClassVar[type[Aggregate.Event]]
     PeriodReopened: ClassVar[type[Aggregate.Event]]
     ActivityExtended: ClassVar[type[Aggregate.Event]]
+    CloseStarted: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id() -> UUID:
@@ -136,6 +137,7 @@ class BillingCalendar(Aggregate):
     def __init__(self) -> None:
         self.closed: list[str] = []
         self.earliest_posted: str | None = None
+        self.closing: str | None = None  # a close begun (its organisations being settled)
 
     def is_closed(self, period: Period) -> bool:
         return str(period) in self.closed
@@ -145,10 +147,13 @@ class BillingCalendar(Aggregate):
         return max((Period.parse(p) for p in self.closed), default=None)
 
     def check_open(self, period: Period) -> None:
-        """Nothing is posted, reversed or compensated at or before the latest closed month."""
+        """Nothing is posted, reversed or compensated at or before the latest closed month,
+        nor at or before a month whose close has begun."""
         latest = self.latest_closed
         if latest is not None and period <= latest:
             raise PeriodClosed(f"Billing period {period} is closed.", "period")
+        if self.closing is not None and period <= Period.parse(self.closing):
+            raise PeriodClosed(f"Billing period {self.closing} is being closed.", "period")
 
     def knows_activity_from(self, period: Period) -> bool:
         """Whether the calendar already records activity this early (or earlier)."""
@@ -169,6 +174,8 @@ class BillingCalendar(Aggregate):
         return min([*known, *([first_event] if first_event else [])], default=None)
 
     def next_to_close(self, first_event: Period | None) -> Period | None:
+        if self.closing is not None:
+            return Period.parse(self.closing)
         latest = self.latest_closed
         return latest.next() if latest is not None else self.first_month(first_event)
 
@@ -187,6 +194,17 @@ class BillingCalendar(Aggregate):
             raise Conflict(f"Billing period {period} cannot be closed yet: months close in "
                            f"order, and the next month to close is {upcoming}.", "period")
 
+    def start_close(self, period: Period, first_event: Period | None, actor: str) -> None:
+        """Before any organisation is settled: from here the month takes no postings and
+        the first month cannot move back (ActivityExtended conflicts with this event)."""
+        self.check_closable(period, first_event)
+        if not self.is_closed(period) and self.closing != str(period):
+            self._close_started(period=str(period), actor=actor)
+
+    @event("CloseStarted")
+    def _close_started(self, period: str, actor: str) -> None:
+        self.closing = period
+
     def close(self, period: Period, first_event: Period | None, actor: str) -> None:
         self.check_closable(period, first_event)
         if not self.is_closed(period):
@@ -195,6 +213,7 @@ class BillingCalendar(Aggregate):
     @event("PeriodClosed")
     def _closed(self, period: str, actor: str) -> None:
         self.closed.append(period)
+        self.closing = None
 
     def irregularities(self) -> list[str]:
         """Gaps and out-of-order closes left by earlier releases (they keep working)."""
@@ -210,6 +229,9 @@ class BillingCalendar(Aggregate):
         return found
 
     def check_reopenable(self, period: Period) -> None:
+        if self.closing is not None:
+            raise Conflict(f"The close of billing period {self.closing} has begun; close it "
+                           "first.")
         if not self.is_closed(period):
             raise Conflict(f"Billing period {period} is not closed.")
         latest = self.latest_closed

@@ -230,15 +230,21 @@ class Posting(LedgerBase):
                      progress: Callable[[int], None] = lambda n: None) -> CloseResult:
         """Settle every organisation credit for the period (each atomically), then close it.
 
-        Only the next month in line can close (BillingCalendar.check_closable); it is
-        checked before anything is settled, and again by the calendar's close."""
+        Only the next month in line can close (BillingCalendar.check_closable). The close
+        is begun on the calendar (CloseStarted) before anything is settled, so a posting
+        that would move the first month back, or post into the month, conflicts with it or
+        is refused; a close interrupted half-way is finished by closing the month again."""
         if (done := self.executed()) is not None:
             return cast(CloseResult, done.result)
-        calendar = self.calendar()
-        if calendar.is_closed(period):
+        if self.calendar().is_closed(period):
             return CloseResult(period, already_closed=True, customers_settled=0)
-        calendar.check_closable(period, self.activity_outside(calendar))
+
+        def start(unit: Unit) -> None:
+            calendar = unit.add(self.calendar())
+            calendar.start_close(period, self.activity_outside(calendar), actor)
+
         with self.unkeyed():
+            self.retrying(start)
             settled = self._each_organisation(customer_credit_ids, self._settle, period, actor,
                                               progress)
 

@@ -448,3 +448,23 @@ def test_a_keyed_command_runs_once_and_returns_its_first_result(ledger: Ledger) 
     ledger.use_key(CommandKey("someone else", "k", "fingerprint"))  # keys are per owner
     ledger.adjust_withdrawable(org, D(5), "top-up", "t")
     assert value(ledger, org) == D(75)
+
+
+def test_a_close_once_begun_holds_the_month_until_it_is_finished(ledger: Ledger) -> None:
+    """A close interrupted after CloseStarted (say, killed while settling): the month and
+    anything earlier take no postings, so the first month cannot move back under it."""
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(expected_consumption=D(10)),
+                                        [], "t")
+    calendar = ledger.calendar()
+    calendar.start_close(FEB, ledger.activity_outside(calendar), "t")
+    ledger.save(calendar)
+    for period in (FEB, FEB.previous()):
+        with pytest.raises(PeriodClosed, match="Billing period 2025-02 is being closed"):
+            ledger.post_consumption([item(f"i{period}", a, "1", period)], "t")
+    with pytest.raises(Conflict, match="close of billing period 2025-02 has begun"):
+        ledger.reopen_period(FEB, "t", [org])
+    assert ledger.next_to_close() == FEB
+    assert ledger.close_period(FEB, "t", [org]).already_closed is False  # finishes it
+    assert value(ledger, org) == D(90)
+    assert ledger.calendar().closing is None
