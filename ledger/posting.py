@@ -241,6 +241,10 @@ class Posting(LedgerBase):
 
         def start(unit: Unit) -> None:
             calendar = unit.add(self.calendar())
+            if calendar.earliest_posted is None:  # an earlier release's: learn it once
+                stored = self.stored_earliest_posted()
+                if stored is not None:
+                    calendar.extend_activity(stored, actor)
             calendar.start_close(period, self.activity_outside(calendar), actor)
 
         with self.unkeyed():

@@ -468,3 +468,22 @@ def test_a_close_once_begun_holds_the_month_until_it_is_finished(ledger: Ledger)
     assert ledger.close_period(FEB, "t", [org]).already_closed is False  # finishes it
     assert value(ledger, org) == D(90)
     assert ledger.calendar().closing is None
+
+
+def test_a_calendar_of_an_earlier_release_learns_the_earliest_period_posted_once(
+        ledger: Ledger) -> None:
+    """Items recorded by a release whose calendar did not track postings still set the first
+    month: the store's items are read, and the calendar records what they say."""
+    customer, [a] = org_with_projects(ledger, "A")
+    legacy = ConsumptionItem(item_id="old", project_id=a, customer_id=customer,
+                             offering_id=None, amount=D(1), period="2024-11",
+                             project_credit_id=None, customer_credit_id=None,
+                             drawn_from_project_credit=D(0), drawn_from_customer_credit=D(0),
+                             uncovered=D(1), actor="t")
+    ledger.save(legacy)
+    assert ledger.calendar().earliest_posted is None
+    assert ledger.next_to_close() == Period.parse("2024-11")
+    with pytest.raises(Conflict, match="the next month to close is 2024-11"):
+        ledger.close_period(FEB, "t", [])
+    ledger.close_period(Period.parse("2024-11"), "t", [])
+    assert ledger.calendar().earliest_posted == "2024-11"
