@@ -15,7 +15,7 @@ from sqlalchemy import delete, update
 from api.common import Resource
 from api.idempotency import idempotent_requests
 from api.wiring import Services
-from tests.support import Clock, Directory
+from tests.support import Clock, Directory, read_model_rows
 from tests.test_settlement_api import item, post_items
 
 Case = Callable[[Directory], tuple[str, Any]]
@@ -104,6 +104,9 @@ def test_a_retry_after_a_lost_answer_does_not_execute_again(
     retry = send(directory, where, body, "once")
     assert (retry.status_code, retry.json) == (first.status_code, first.json)
     assert position(services) == recorded  # nothing executed again
+    before = read_model_rows(services.engine)
+    services.projector.rebuild()  # the key's records are no part of any read model
+    assert read_model_rows(services.engine) == before
 
 
 def test_a_key_is_used_once_ever_even_after_its_answer_expired(
