@@ -180,8 +180,9 @@ class BillingCalendar(Aggregate):
         return latest.next() if latest is not None else self.first_month(first_event)
 
     def check_closable(self, period: Period, first_event: Period | None) -> None:
-        """Only the next month in line closes; refuse any other, naming the right one."""
-        if self.is_closed(period):
+        """Only the next month in line closes (the latest closed one again is a no-op);
+        refuse any other, naming the right one."""
+        if period == self.latest_closed:
             return
         upcoming = self.next_to_close(first_event)
         if upcoming is None:
@@ -191,14 +192,15 @@ class BillingCalendar(Aggregate):
             raise Conflict(f"Billing period {period} is before the ledger's first month "
                            f"with activity; the first month is {upcoming}.", "period")
         if period != upcoming:
-            raise Conflict(f"Billing period {period} cannot be closed yet: months close in "
+            when = " yet" if period > upcoming else ""
+            raise Conflict(f"Billing period {period} cannot be closed{when}: months close in "
                            f"order, and the next month to close is {upcoming}.", "period")
 
     def start_close(self, period: Period, first_event: Period | None, actor: str) -> None:
         """Before any organisation is settled: from here the month takes no postings and
         the first month cannot move back (ActivityExtended conflicts with this event)."""
         self.check_closable(period, first_event)
-        if not self.is_closed(period) and self.closing != str(period):
+        if period != self.latest_closed and self.closing != str(period):
             self._close_started(period=str(period), actor=actor)
 
     @event("CloseStarted")
@@ -207,7 +209,7 @@ class BillingCalendar(Aggregate):
 
     def close(self, period: Period, first_event: Period | None, actor: str) -> None:
         self.check_closable(period, first_event)
-        if not self.is_closed(period):
+        if period != self.latest_closed:
             self._closed(period=str(period), actor=actor)
 
     @event("PeriodClosed")

@@ -236,7 +236,7 @@ class Posting(LedgerBase):
         is refused; a close interrupted half-way is finished by closing the month again."""
         if (done := self.executed()) is not None:
             return cast(CloseResult, done.result)
-        if self.calendar().is_closed(period):
+        if period == self.calendar().latest_closed:
             return CloseResult(period, already_closed=True, customers_settled=0)
 
         def start(unit: Unit) -> None:

@@ -74,10 +74,11 @@ def test_months_close_in_order_from_the_first_month_with_activity(
     assert values(directory, cc) == ["1000.00000"]
     close(directory, "2026-09")
     close(directory, "2026-10")
-    backwards = try_close(directory, "2026-08")
-    assert (backwards.status_code, backwards.json["detail"]) == (409, (
-        "Billing period 2026-08 cannot be closed yet: months close in order, and the next "
-        "month to close is 2026-11."))
+    for backwards in ("2026-08", "2026-09"):  # before the first month; closed, not latest
+        refused = try_close(directory, backwards)
+        assert (refused.status_code, refused.json["detail"]) == (409, (
+            f"Billing period {backwards} cannot be closed: months close in order, and the "
+            "next month to close is 2026-11."))
     assert values(directory, cc) == ["800.00000"]
     periods = directory.client.simulate_get("/api/billing-periods/", headers=directory.staff)
     assert [(p["period"], p["state"]) for p in periods.json] == [
