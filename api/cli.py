@@ -244,7 +244,9 @@ def close_period(period: str | None, through: str | None, database_url: str) -> 
         upcoming = services.ledger.next_to_close()
         months = [last] if period else list(months_between(upcoming, last))
         if not months:
-            click.echo(f"Every month through {last} is already closed; nothing changed.")
+            hint = (f"the next month to close is {upcoming}" if upcoming
+                    else "nothing is recorded yet")
+            click.echo(f"No month through {last} is open to close; nothing changed ({hint}).")
         for month in months:
             result = for_each_organisation(services, f"settling {month}", partial(
                 services.ledger.close_period, month, CLI_ACTOR))

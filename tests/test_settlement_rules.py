@@ -146,7 +146,8 @@ def test_close_period_through_closes_each_month_in_order(
     assert values(directory, cc) == ["700.00000"]
     assert main(["close-period", "--through", "2026-10"]) == 0
     assert capsys.readouterr().out == (
-        "Every month through 2026-10 is already closed; nothing changed.\n")
+        "No month through 2026-10 is open to close; nothing changed (the next month to "
+        "close is 2026-11).\n")
     assert values(directory, cc) == ["700.00000"]
 
 
