@@ -6,13 +6,14 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from ledger.compensations import Compensations
 from ledger.credits import CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Offering, Project
 from ledger.errors import NoCustomerCredit, NotFound, RuleViolation, check_version
-from ledger.store import Unit
+from ledger.posting import CloseResult, ConsumptionResult
+from ledger.store import DataclassAsDict, Unit
 from ledger.terms import Terms
 from ledger.users import User, hash_token
 
@@ -23,26 +24,33 @@ class Ledger(Compensations):
     name = "Ledger"
     snapshotting_intervals = {CustomerCredit: 100, ProjectCredit: 100}
 
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        """Results recorded with command keys (ledger.keys)."""
+        super().register_transcodings(transcoder)
+        transcoder.register(DataclassAsDict(ConsumptionResult))
+        transcoder.register(DataclassAsDict(CloseResult))
+
     # --- directory -----------------------------------------------------------------------
 
     def register_customer(self, name: str, slug: str, actor: str) -> UUID:
         check_text(name=name, slug=slug)
-        customer = Customer(name=name, slug=slug, actor=actor)
-        self.save(customer)
-        return customer.id
+        return self.retrying(
+            lambda unit: unit.add(Customer(name=name, slug=slug, actor=actor)).id)
 
     def register_project(self, name: str, slug: str, customer_id: UUID, actor: str) -> UUID:
         check_text(name=name, slug=slug)
-        self.get(customer_id, Customer)
-        project = Project(name=name, slug=slug, customer_id=customer_id, actor=actor)
-        self.save(project)
-        return project.id
+
+        def command(unit: Unit) -> UUID:
+            unit.get(customer_id, Customer)
+            return unit.add(Project(name=name, slug=slug, customer_id=customer_id,
+                                    actor=actor)).id
+
+        return self.retrying(command)
 
     def register_offering(self, name: str, type: str, actor: str) -> UUID:
         check_text(name=name, type=type)
-        offering = Offering(name=name, type=type, actor=actor)
-        self.save(offering)
-        return offering.id
+        return self.retrying(
+            lambda unit: unit.add(Offering(name=name, type=type, actor=actor)).id)
 
     def create_user(self, username: str, token: str, is_staff: bool, is_support: bool,
                     actor: str) -> UUID:

@@ -9,6 +9,7 @@ for record, with the same hashes, and extends it. Users' token digests are left 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -39,7 +40,12 @@ def plain(value: Any) -> Any:
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [plain(item) for item in value]
-    return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: plain(getattr(value, field.name))
+                for field in dataclasses.fields(value)}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)  # e.g. a Period: its text, as its transcoding stores it
 
 
 def encode(topic: str, event: Any) -> dict[str, Any]:

@@ -46,7 +46,8 @@ class Compensations(Posting):
     def _recompensate(self, unit: Unit, credit_id: UUID, period: Period,
                       item_ids: Sequence[str], actor: str, reapply: bool) -> None:
         cc = unit.get(credit_id, CustomerCredit)
-        if self.calendar().is_closed(period) or cc.is_settled(period):
+        self.calendar().check_open(period)
+        if cc.is_settled(period):
             raise PeriodClosed(f"Billing period {period} is closed.", "period")
         items = self._items(unit, cc, period, item_ids)
         self._clear(unit, cc, period, items, actor)

@@ -8,7 +8,7 @@ Rules are checked in the command methods; ``apply`` only changes state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
@@ -178,6 +178,7 @@ class Credit(CopiedByContainers, Aggregate):
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
             aggregate.deleted = True
+            aggregate.deleted_on = self.timestamp
 
     class TermsChanged(Aggregate.Event):
         end_date: date | None
@@ -212,6 +213,15 @@ class Credit(CopiedByContainers, Aggregate):
 
     def balance_moved(self) -> None:
         """State that follows the balance; only organisation credits have some."""
+
+    def existed_during(self, period: Period) -> bool:
+        """Whether the ledger held this credit at some instant of the period: recorded
+        before the period ended and not deleted before it began (an imported credit
+        exists from its import). Only such months are settled for it."""
+        start = datetime.combine(period.first_day, datetime.min.time(), UTC)
+        end = datetime.combine(period.next().first_day, datetime.min.time(), UTC)
+        deleted_on = getattr(self, "deleted_on", None)  # absent before deletion
+        return self.created_on < end and (deleted_on is None or deleted_on >= start)
 
     def covers(self, period: Period) -> bool:
         """A credit whose end date is on or before the period's first day covers nothing."""

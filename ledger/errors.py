@@ -8,12 +8,18 @@ LedgerError
 │   ├── AllocationExceeded   allocations would exceed the organisation credit
 │   ├── ProjectTerminated    the project takes no new credit or consumption
 │   └── InvalidTerms         credit terms are inconsistent
-└── Conflict                 the state forbids it now (closed period, concurrent change)
-    ├── PeriodClosed
-    └── PreconditionFailed   the caller's If-Match version is no longer current
+├── Conflict                 the state forbids it now (closed period, concurrent change)
+│   ├── PeriodClosed
+│   ├── PreconditionFailed   the caller's If-Match version is no longer current
+│   ├── ItemIdTaken          a consumption id re-posted with other content
+│   └── ItemIdReversed       a consumption id re-posted after it was reversed
+└── KeyReused                an Idempotency-Key re-sent with another request
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 
 class LedgerError(Exception):
@@ -63,6 +69,27 @@ class PeriodClosed(Conflict):
 
 class PreconditionFailed(Conflict):
     """A conditional write named a version that is no longer the current one."""
+
+
+class ItemIdTaken(Conflict):
+    """A consumption item id means one thing forever: other content under it is refused."""
+
+    def __init__(self, message: str, item: Any) -> None:
+        super().__init__(message, "id")
+        self.item = item
+
+
+class ItemIdReversed(Conflict):
+    """A reversed item's id cannot be posted again (it would look like a replay)."""
+
+    def __init__(self, message: str, reversed_at: datetime, reversed_by: str) -> None:
+        super().__init__(message, "id")
+        self.reversed_at = reversed_at
+        self.reversed_by = reversed_by
+
+
+class KeyReused(LedgerError):
+    """A command key (Idempotency-Key) already executed another request."""
 
 
 def check_version(aggregate_version: int, expected: int | None) -> None:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 from functools import partial
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from ledger import drawing, settlement
 from ledger.consumption import CALENDAR_ID, BillingCalendar, ConsumptionItem, consumption_id
 from ledger.credits import Credit, CustomerCredit, ProjectCredit
 from ledger.directory import Customer, Project
-from ledger.errors import Conflict, NotFound, PeriodClosed
+from ledger.errors import Conflict, ItemIdReversed, NotFound, PeriodClosed
 from ledger.loading import load_many, peek
 from ledger.periods import Period
 from ledger.store import LedgerBase, Unit
@@ -22,6 +25,7 @@ from ledger.store import LedgerBase, Unit
 KnownItems = Callable[[Sequence[str]], Collection[str]]
 
 
+RECORDED_TOPIC = get_topic(ConsumptionItem.Recorded)
 SETTLE_CHUNK = 250  # organisations settled per atomic save when a period closes
 OrganisationStep = Callable[..., bool]  # (unit, credit_id, period, actor) -> changed?
 
@@ -56,6 +60,8 @@ class CloseResult:
 class Posting(LedgerBase):
     """Posting consumption items, reversing them, and closing or re-opening periods."""
 
+    _first_event_period: Period | None = None
+
     def find_consumption(self, item_id: str) -> ConsumptionItem | None:
         try:
             return self.get(consumption_id(item_id), ConsumptionItem)
@@ -74,6 +80,53 @@ class Posting(LedgerBase):
             return self.get(CALENDAR_ID, BillingCalendar)
         except NotFound:
             return BillingCalendar()
+
+    def first_event_period(self) -> Period | None:
+        """The month of the ledger's first event (fixed once there is one)."""
+        if self._first_event_period is None:
+            first = self.recorder.select_notifications(start=0, limit=1,
+                                                       inclusive_of_start=False)
+            if first:
+                event: Any = self.mapper.to_domain_event(first[0])
+                self._first_event_period = Period.of(event.timestamp.astimezone(UTC).date())
+        return self._first_event_period
+
+    def stored_earliest_posted(self) -> Period | None:
+        """The earliest period any stored item was posted for, read from the items' events:
+        for calendars of earlier releases, which did not record it (read once per ledger,
+        since the calendar records it from the next posting on)."""
+        earliest: Period | None = None
+        position = 0
+        while page := self.recorder.select_notifications(
+                start=position, limit=1000, topics=[RECORDED_TOPIC], inclusive_of_start=False):
+            for notification in page:
+                recorded: Any = self.mapper.to_domain_event(notification)
+                period = Period.parse(recorded.period)
+                earliest = period if earliest is None else min(earliest, period)
+            position = page[-1].id
+        return earliest
+
+    def activity_outside(self, calendar: BillingCalendar) -> Period | None:
+        """What the calendar's first-month rule needs from the store: the first event's
+        month, and for a calendar that never recorded postings the stored items' earliest."""
+        found = [self.first_event_period(),
+                 None if calendar.earliest_posted else self.stored_earliest_posted()]
+        return min((period for period in found if period is not None), default=None)
+
+    def next_to_close(self) -> Period | None:
+        """The one month that can close now (None while nothing is recorded)."""
+        calendar = self.calendar()
+        return calendar.next_to_close(self.activity_outside(calendar))
+
+    def _note_activity(self, unit: Unit, calendar: BillingCalendar, periods: set[Period],
+                       actor: str) -> None:
+        """A posting earlier than the calendar knows of moves the first closable month back:
+        it is written to the calendar, so it and a concurrent first close cannot both win."""
+        if not periods or calendar.knows_activity_from(min(periods)):
+            return
+        stored = None if calendar.earliest_posted else self.stored_earliest_posted()
+        unit.add(calendar).extend_activity(min(periods | ({stored} if stored else set())),
+                                           actor)
 
     def post_consumption(self, items: list[ConsumptionInput], actor: str,
                          known: KnownItems = lambda item_ids: ()) -> list[ConsumptionResult]:
@@ -103,20 +156,33 @@ class Posting(LedgerBase):
             results: dict[str, ConsumptionResult] = {}
             for item in sorted(items, key=lambda i: i.amount):
                 if item.item_id in recorded:
-                    results[item.item_id] = _result(recorded[item.item_id], replayed=True)
+                    results[item.item_id] = self._replay(recorded[item.item_id], item)
                     continue
                 new = unit.add(self._apply_item(unit, tally, calendar, item, actor))
                 results[item.item_id] = _result(new, replayed=False)
             tally.record(actor)
+            self._note_activity(unit, calendar, {item.period for item in items
+                                                 if item.item_id not in recorded}, actor)
             return [results[item.item_id] for item in items]
 
         return self.retrying(command)
 
+    def _replay(self, recorded: ConsumptionItem, item: ConsumptionInput) -> ConsumptionResult:
+        """A known id with the same content: the first answer's figures, replayed."""
+        if recorded.reversed:
+            reversal: Any = [e for e in self.events.get(recorded.id)
+                             if isinstance(e, ConsumptionItem.Reversed)][-1]
+            when = reversal.timestamp.astimezone(UTC)
+            raise ItemIdReversed(
+                f"Consumption item {recorded.item_id} was reversed at {when.isoformat()} by "
+                f"{reversal.actor}; its id cannot be posted again.", when, reversal.actor)
+        recorded.check_same(item.project_id, item.offering_id, item.amount, item.period)
+        return _result(recorded, replayed=True)
+
     def _apply_item(self, unit: Unit, tally: drawing.DrawTally, calendar: BillingCalendar,
                     item: ConsumptionInput, actor: str) -> ConsumptionItem:
         """Split one item against the batch's running balances and tally its draws."""
-        if calendar.is_closed(item.period):
-            raise PeriodClosed(f"Billing period {item.period} is closed.", "period")
+        calendar.check_open(item.period)
         project = unit.get(item.project_id, Project)
         project.check_active()
         customer = unit.get(project.customer_id, Customer)
@@ -143,8 +209,7 @@ class Posting(LedgerBase):
         def command(unit: Unit) -> None:
             item = unit.get(consumption_id(item_id), ConsumptionItem)
             period = Period.parse(item.period)
-            if self.calendar().is_closed(period):
-                raise PeriodClosed(f"Billing period {period} is closed.", "period")
+            self.calendar().check_open(period)
             item.reverse(actor)
             cc = self.live(unit, item.customer_credit_id, CustomerCredit)
             pc = self.live(unit, item.project_credit_id, ProjectCredit)
@@ -163,17 +228,36 @@ class Posting(LedgerBase):
 
     def close_period(self, period: Period, actor: str, customer_credit_ids: Iterable[UUID],
                      progress: Callable[[int], None] = lambda n: None) -> CloseResult:
-        """Settle every organisation credit for the period (each atomically), then close it."""
-        if self.calendar().is_closed(period):
+        """Settle every organisation credit for the period (each atomically), then close it.
+
+        Only the next month in line can close (BillingCalendar.check_closable). The close
+        is begun on the calendar (CloseStarted) before anything is settled, so a posting
+        that would move the first month back, or post into the month, conflicts with it or
+        is refused; a close interrupted half-way is finished by closing the month again."""
+        if (done := self.executed()) is not None:
+            return cast(CloseResult, done.result)
+        if period == self.calendar().latest_closed:
             return CloseResult(period, already_closed=True, customers_settled=0)
-        settled = self._each_organisation(customer_credit_ids, self._settle, period, actor,
-                                          progress)
 
-        def close(unit: Unit) -> None:
-            unit.add(self.calendar()).close(period, actor)
+        def start(unit: Unit) -> None:
+            calendar = unit.add(self.calendar())
+            if calendar.earliest_posted is None:  # an earlier release's: learn it once
+                stored = self.stored_earliest_posted()
+                if stored is not None:
+                    calendar.extend_activity(stored, actor)
+            calendar.start_close(period, self.activity_outside(calendar), actor)
 
-        self.retrying(close)
-        return CloseResult(period, already_closed=False, customers_settled=settled)
+        with self.unkeyed():
+            self.retrying(start)
+            settled = self._each_organisation(customer_credit_ids, self._settle, period, actor,
+                                              progress)
+
+        def close(unit: Unit) -> CloseResult:
+            calendar = unit.add(self.calendar())
+            calendar.close(period, self.activity_outside(calendar), actor)
+            return CloseResult(period, already_closed=False, customers_settled=settled)
+
+        return self.retrying(close)
 
     def _each_organisation(self, credit_ids: Iterable[UUID], step: OrganisationStep,
                            period: Period, actor: str, progress: Callable[[int], None]) -> int:
@@ -205,21 +289,22 @@ class Posting(LedgerBase):
                                              actor=actor)) for credit_id in credit_ids)
 
     def _settle(self, unit: Unit, credit_id: UUID, period: Period, actor: str) -> bool:
+        """Floors, linear recalculation and expiry for the credits that existed during the
+        period (Credit.existed_during); the organisation is marked settled either way."""
         cc = self.live(unit, credit_id, CustomerCredit)
         if cc is None or cc.is_settled(period):
             return False
         pcs = [unit.get(UUID(key), ProjectCredit) for key in cc.allocations]
-        org_floor = floor_due(cc, period)
-        cc.charge_floor(org_floor, period, actor)
-        floors = {pc.id: floor_due(pc, period) for pc in pcs}
-        for pc in pcs:
-            pc.charge_floor(floors[pc.id], period, actor)
-        for credit, floor in [(cc, org_floor), *((pc, floors[pc.id]) for pc in pcs)]:
+        members = [credit for credit in [cc, *pcs] if credit.existed_during(period)]
+        floors = {credit.id: floor_due(credit, period) for credit in members}
+        for credit in members:
+            credit.charge_floor(floors[credit.id], period, actor)
+        for credit in members:
             if settlement.is_linear(credit.terms, period):
-                consumed = credit.drawn_in(str(period)) + floor
+                consumed = credit.drawn_in(str(period)) + floors[credit.id]
                 expected = settlement.linear_expected(credit.terms, credit.value, consumed, period)
                 credit.recalculate_expected(expected, period, actor)
-        for credit in [cc, *pcs]:
+        for credit in members:
             if settlement.expires_at_close(credit.terms, period):
                 credit.expire(period, actor)
         for pc in pcs:
@@ -230,15 +315,18 @@ class Posting(LedgerBase):
     def reopen_period(self, period: Period, actor: str, customer_credit_ids: Iterable[UUID],
                       progress: Callable[[int], None] = lambda n: None) -> int:
         """Reverse the period's settlement with new events; nothing is deleted."""
+        if (done := self.executed()) is not None:
+            return cast(int, done.result)
         self.calendar().check_reopenable(period)
-        reopened = self._each_organisation(customer_credit_ids, self._unsettle, period, actor,
-                                           progress)
+        with self.unkeyed():
+            reopened = self._each_organisation(customer_credit_ids, self._unsettle, period,
+                                               actor, progress)
 
-        def reopen(unit: Unit) -> None:
+        def reopen(unit: Unit) -> int:
             unit.add(self.calendar()).reopen(period, actor)
+            return reopened
 
-        self.retrying(reopen)
-        return reopened
+        return self.retrying(reopen)
 
     def _unsettle(self, unit: Unit, credit_id: UUID, period: Period, actor: str) -> bool:
         cc = self.live(unit, credit_id, CustomerCredit)
@@ -302,8 +390,9 @@ def floor_due(credit: Credit, period: Period) -> Decimal:
 
 
 def _result(item: ConsumptionItem, replayed: bool) -> ConsumptionResult:
+    """The item's first answer (compensations since then do not change it)."""
+    from_project, from_customer, uncovered = item.first_figures
     return ConsumptionResult(
         item_id=item.item_id, project_id=item.project_id, amount=item.amount,
-        drawn_from_project_credit=item.drawn_from_project_credit,
-        drawn_from_customer_credit=item.drawn_from_customer_credit,
-        uncovered=item.uncovered, replayed=replayed)
+        drawn_from_project_credit=from_project, drawn_from_customer_credit=from_customer,
+        uncovered=uncovered, replayed=replayed)

@@ -10,17 +10,21 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
 
-from ledger.errors import Conflict, NotFound
+from ledger.errors import Conflict, KeyReused, NotFound
+from ledger.keys import CommandKey, KeyedCommand
 from ledger.loading import load_many, remember
+from ledger.periods import Period
 from ledger.terms import Terms
 
 A = TypeVar("A", bound=Aggregate)
@@ -54,6 +58,20 @@ class TermsAsDict(Transcoding):
         return Terms(**data)
 
 
+class DataclassAsDict(Transcoding):
+    """A command's result recorded with its key (ledger.keys): a frozen dataclass."""
+
+    def __init__(self, cls: type) -> None:
+        self.type = cls
+        self.name = f"result_{cls.__name__}"
+
+    def encode(self, obj: Any) -> dict[str, Any]:
+        return {field.name: getattr(obj, field.name) for field in fields(obj)}
+
+    def decode(self, data: dict[str, Any]) -> Any:
+        return self.type(**data)
+
+
 class Unit:
     """The aggregates one command has loaded (each once) and changed."""
 
@@ -80,6 +98,9 @@ class Unit:
     def add(self, aggregate: A) -> A:
         self.loaded[aggregate.id] = aggregate
         return aggregate
+
+    def changed(self) -> bool:
+        return any(aggregate.pending_events for aggregate in self.loaded.values())
 
     def save(self) -> None:
         """Save what changed: eventsourcing checks every object it is given against
@@ -119,11 +140,47 @@ class LedgerBase(Application[UUID]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._saved = threading.local()
+        self._keys = threading.local()
+
+    # --- command keys (ledger.keys) ----------------------------------------------------------
+
+    def use_key(self, key: CommandKey | None) -> None:
+        """The key this thread's next command runs under (None: unkeyed)."""
+        self._keys.current = key
+
+    def current_key(self) -> CommandKey | None:
+        return getattr(self._keys, "current", None)
+
+    @contextmanager
+    def unkeyed(self) -> Iterator[None]:
+        """Steps of a keyed command that are not its last save run without the key."""
+        key = self.current_key()
+        self.use_key(None)
+        try:
+            yield
+        finally:
+            self.use_key(key)
+
+    def executed(self) -> KeyedCommand | None:
+        """The record of the current key's command, if it already ran; the key is used up
+        either way once it is found."""
+        key = self.current_key()
+        if key is None:
+            return None
+        try:
+            record = self.get(key.id, KeyedCommand)
+        except NotFound:
+            return None
+        if record.fingerprint != key.fingerprint:
+            raise KeyReused("This Idempotency-Key was used with a different request.")
+        self.use_key(None)
+        return record
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
         transcoder.register(TermsAsDict())
+        transcoder.register(DataclassAsDict(Period))
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """Remember (per thread) the position of the last save, for read-your-writes, and
@@ -161,12 +218,23 @@ class LedgerBase(Application[UUID]):
         return aggregate
 
     def retrying(self, command: Callable[[Unit], T], attempts: int = MAX_ATTEMPTS) -> T:
-        """Run a command on fresh state until its save wins the version check."""
+        """Run a command on fresh state until its save wins the version check.
+
+        Under a key (use_key) a command that already ran returns its first result, and
+        one that changes something saves the key's record in the same atomic save."""
         for attempt in range(attempts):
+            if (done := self.executed()) is not None:
+                return cast(T, done.result)
             unit = Unit(self)
             result = command(unit)
+            key = self.current_key()
+            if key is not None and unit.changed():
+                unit.add(KeyedCommand(owner=key.owner, key=key.key,
+                                      fingerprint=key.fingerprint, result=result))
             try:
                 unit.save()
+                if key is not None:
+                    self.use_key(None)
                 return result
             except IntegrityError:
                 self.observer.retried()

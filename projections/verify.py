@@ -49,6 +49,7 @@ class Verification:
     position: int
     rows_compared: int
     differences: list[Difference]
+    warnings: list[str]
 
 
 def verify(app: Ledger, engine: Engine,
@@ -65,7 +66,8 @@ def verify(app: Ledger, engine: Engine,
             fresh.dispose()
     differences = [d for table in READ_MODEL_TABLES
                    for d in compare(table, live[table.name], replayed[table.name])]
-    return Verification(position, sum(len(rows) for rows in live.values()), differences)
+    return Verification(position, sum(len(rows) for rows in live.values()), differences,
+                        app.calendar().irregularities())
 
 
 def read_live(engine: Engine) -> tuple[int, dict[str, Rows]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import falcon.testing
@@ -35,12 +36,27 @@ CUSTOMER_CREDIT_FIELDS = [
 
 @dataclass
 class Clock:
-    """Stands in for today's date so month-relative fields are testable."""
+    """Stands in for today's date so month-relative fields are testable.
+
+    With ``travel`` set (the ``clock`` fixture), setting ``today`` also moves the process's
+    wall clock there (time-machine), so events are recorded on that day too.
+    """
 
     today: date
+    travel: Callable[[date], None] | None = None
 
     def __call__(self) -> date:
         return self.today
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "today" and getattr(self, "travel", None) is not None:
+            assert self.travel is not None
+            self.travel(value)
+
+
+def noon(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
 
 
 @dataclass

@@ -18,13 +18,14 @@ def same_database(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
 
 def test_users_roles_close_and_rebuild(directory: Directory, services: Services, clock: Clock,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    clock.today = date(2025, 3, 2)
+    clock.today = date(2025, 2, 20)
     assert main(["users", "create", "alice"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert len(token) == 40
     org = directory.customer("Org")
     project = directory.project(org, "P")
     directory.customer_credit(org, "100", expected_consumption="30")
+    clock.today = date(2025, 3, 2)
     assert main(["roles", "grant", "alice", "owner", "--customer", org["uuid"]]) == 0
     created = directory.client.simulate_post("/api/project-credits/", headers=auth(token),
                                              json={"project": project["url"], "value": "10"})
@@ -48,8 +49,10 @@ def test_users_roles_close_and_rebuild(directory: Directory, services: Services,
 
 
 def test_close_period_refuses_a_future_month_and_names_the_next(
-        directory: Directory, capsys: pytest.CaptureFixture[str]) -> None:
+        directory: Directory, clock: Clock, capsys: pytest.CaptureFixture[str]) -> None:
+    clock.today = date(2025, 1, 10)
     directory.customer_credit(directory.customer("Org"), "100")
+    clock.today = date(2026, 11, 26)
     assert main(["close-period", "2099-01"]) == 1
     err = capsys.readouterr().err
     assert "Billing period 2099-01 has not started yet." in err

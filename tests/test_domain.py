@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+import time_machine
 from eventsourcing.domain import Aggregate
 
 from ledger.application import Ledger
@@ -18,6 +20,8 @@ from ledger.errors import (
     Conflict,
     DuplicateCredit,
     InvalidTerms,
+    ItemIdReversed,
+    ItemIdTaken,
     NoCustomerCredit,
     PeriodClosed,
     ProjectTerminated,
@@ -32,8 +36,10 @@ FEB = Period.parse("2025-02")
 
 
 @pytest.fixture
-def ledger() -> Ledger:
-    return Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+def ledger() -> Iterator[Ledger]:
+    """Events are recorded in FEB, the month the examples settle (time-machine)."""
+    with time_machine.travel(datetime(2025, 2, 15, 12, tzinfo=UTC), tick=True):
+        yield Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
 
 
 def org_with_projects(ledger: Ledger, *names: str) -> tuple[UUID, list[UUID]]:
@@ -141,10 +147,16 @@ def test_replay_draws_nothing_more(ledger: Ledger) -> None:
     customer, [a] = org_with_projects(ledger, "A")
     org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
     [first] = ledger.post_consumption([item("x", a, "30")], "t")
-    [again] = ledger.post_consumption([item("x", a, "999")], "t")
+    [again] = ledger.post_consumption([item("x", a, "30")], "t")
     assert (first.replayed, again.replayed) == (False, True)
     assert again.drawn_from_customer_credit == D(30)
-    assert value(ledger, org) == D(70)
+    with pytest.raises(ItemIdTaken):
+        ledger.post_consumption([item("x", a, "999")], "t")
+    ledger.reverse_consumption("x", "t")
+    with pytest.raises(ItemIdReversed) as reversed_error:
+        ledger.post_consumption([item("x", a, "30")], "t")
+    assert reversed_error.value.reversed_by == "t"
+    assert value(ledger, org) == D(100)
 
 
 def test_reversal_and_closed_period(ledger: Ledger) -> None:
@@ -394,3 +406,84 @@ def test_a_save_whose_commit_landed_before_a_retry_is_not_an_error(ledger: Ledge
     with pytest.raises(IntegrityError):
         ledger.save(again, other)
     assert list(ledger.events.get(other.id)) == []
+
+
+def test_an_imported_credit_exists_from_its_import() -> None:
+    """Months before the import are the source's to settle: no floor for them."""
+    from ledger.importing import CustomerCreditRecord, CustomerRecord, Importer
+
+    with time_machine.travel(datetime(2026, 9, 10, 12, tzinfo=UTC), tick=True) as travel:
+        ledger = Ledger(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        ledger.register_customer("Native", "native", "t")  # the ledger's first month: 09
+        travel.move_to(datetime(2026, 11, 10, 12, tzinfo=UTC))
+        customer, credit = uuid4(), uuid4()
+        Importer(ledger, "import").record([
+            CustomerRecord(customer, "Imported", "imported"),
+            CustomerCreditRecord(credit, customer, D(500), Terms(expected_consumption=D(100)),
+                                 ())])
+        for month in ("2026-09", "2026-10"):
+            ledger.close_period(Period.parse(month), "t", [credit])
+        assert value(ledger, credit) == D(500)
+        ledger.close_period(Period.parse("2026-11"), "t", [credit])
+        assert value(ledger, credit) == D(400)
+
+
+def test_a_keyed_command_runs_once_and_returns_its_first_result(ledger: Ledger) -> None:
+    from ledger.errors import KeyReused
+    from ledger.keys import CommandKey
+
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    key = CommandKey("owner", "k", "fingerprint")
+    ledger.use_key(key)
+    first = ledger.post_consumption([item("x", a, "30")], "t")
+    assert ledger.current_key() is None  # used up by the command that recorded it
+    position = ledger.recorder.max_notification_id()
+    ledger.use_key(key)
+    assert ledger.post_consumption([item("x", a, "30")], "t") == first  # replayed: False
+    assert (ledger.recorder.max_notification_id(), value(ledger, org)) == (position, D(70))
+    ledger.use_key(CommandKey("owner", "k", "another request"))
+    with pytest.raises(KeyReused):
+        ledger.adjust_withdrawable(org, D(5), "top-up", "t")
+    ledger.use_key(CommandKey("someone else", "k", "fingerprint"))  # keys are per owner
+    ledger.adjust_withdrawable(org, D(5), "top-up", "t")
+    assert value(ledger, org) == D(75)
+
+
+def test_a_close_once_begun_holds_the_month_until_it_is_finished(ledger: Ledger) -> None:
+    """A close interrupted after CloseStarted (say, killed while settling): the month and
+    anything earlier take no postings, so the first month cannot move back under it."""
+    customer, [a] = org_with_projects(ledger, "A")
+    org = ledger.create_customer_credit(customer, D(100), Terms(expected_consumption=D(10)),
+                                        [], "t")
+    calendar = ledger.calendar()
+    calendar.start_close(FEB, ledger.activity_outside(calendar), "t")
+    ledger.save(calendar)
+    for period in (FEB, FEB.previous()):
+        with pytest.raises(PeriodClosed, match="Billing period 2025-02 is being closed"):
+            ledger.post_consumption([item(f"i{period}", a, "1", period)], "t")
+    with pytest.raises(Conflict, match="close of billing period 2025-02 has begun"):
+        ledger.reopen_period(FEB, "t", [org])
+    assert ledger.next_to_close() == FEB
+    assert ledger.close_period(FEB, "t", [org]).already_closed is False  # finishes it
+    assert value(ledger, org) == D(90)
+    assert ledger.calendar().closing is None
+
+
+def test_a_calendar_of_an_earlier_release_learns_the_earliest_period_posted_once(
+        ledger: Ledger) -> None:
+    """Items recorded by a release whose calendar did not track postings still set the first
+    month: the store's items are read, and the calendar records what they say."""
+    customer, [a] = org_with_projects(ledger, "A")
+    legacy = ConsumptionItem(item_id="old", project_id=a, customer_id=customer,
+                             offering_id=None, amount=D(1), period="2024-11",
+                             project_credit_id=None, customer_credit_id=None,
+                             drawn_from_project_credit=D(0), drawn_from_customer_credit=D(0),
+                             uncovered=D(1), actor="t")
+    ledger.save(legacy)
+    assert ledger.calendar().earliest_posted is None
+    assert ledger.next_to_close() == Period.parse("2024-11")
+    with pytest.raises(Conflict, match="the next month to close is 2024-11"):
+        ledger.close_period(FEB, "t", [])
+    ledger.close_period(Period.parse("2024-11"), "t", [])
+    assert ledger.calendar().earliest_posted == "2024-11"

@@ -241,3 +241,26 @@ def test_the_verifier_names_the_first_bad_record(directory: Directory, books: di
     truncated = tmp_path / "truncated.jsonl"
     truncated.write_text("\n".join(lines[:-2] + lines[-1:]) + "\n")
     assert f"record {len(lines) - 1}:" in verify(truncated).stdout
+
+
+def test_keyed_commands_are_in_the_audit_log(directory: Directory, tmp_path: Path,
+                                             database_url: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keyed command's record (its key, fingerprint and result: ids, consumption results)
+    is an event like any other: the head answers, the export verifies."""
+    customer = directory.customer()
+    project = directory.project(customer)
+    directory.customer_credit(customer, "100.00")
+    keyed = {**directory.staff, "Idempotency-Key": "audit-post"}
+    posted = directory.client.simulate_post("/api/consumptions/", headers=keyed, json=[{
+        "id": "audit-item", "project": project["url"], "amount": "10.00",
+        "period": "2026-11"}])
+    assert posted.status_code == 201, posted.text
+    head = get(directory, "/api/audit/head/").json
+    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
+    path = export_audit(tmp_path, "keyed.jsonl")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[-1]) == {"type": "head", **head}
+    assert any('"audit-post"' in line for line in lines)
+    checked = verify(path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -142,6 +142,7 @@ def _world(url: str, workdir: Path) -> Iterator[dict[str, Any]]:
                                               expected_consumption="50")
     doomed_project_credit = directory.project_credit(beta, "20")
     directory.post("/api/consumptions/", [
+        {"id": "item-0", "project": alpha["url"], "amount": "0", "period": "2026-09"},
         {"id": "item-1", "project": alpha["url"], "offering": offering["url"],
          "amount": "12.5", "period": "2026-10"},
         {"id": "item-2", "project": alpha["url"], "amount": "40", "period": "2026-11"}])

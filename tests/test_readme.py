@@ -66,3 +66,11 @@ def test_first_steps_reach_a_closed_month_and_its_reconciliation(tmp_path: Path)
     assert any(line.split(",")[1] == "project_credit"
                and line.endswith(",149.50000,true") for line in lines)
     assert lines[-1].startswith("Read models match a replay of")
+
+
+def test_every_test_the_readme_names_exists() -> None:
+    """Each money rule in the README names the test that proves it."""
+    named = set(re.findall(r"`(test_\w+)`", README.read_text()))
+    defined = {match for path in Path(__file__).parent.glob("test_*.py")
+               for match in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    assert named and named <= defined, sorted(named - defined)

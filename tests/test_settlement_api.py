@@ -42,12 +42,13 @@ def item(item_id: str, project: dict[str, Any], amount: str, period: str = "2025
 
 def test_example_a_mixed_project_credits(directory: Directory, services: Services,
                                          clock: Clock) -> None:
-    clock.today = date(2025, 3, 10)
+    clock.today = date(2025, 2, 10)
     org = directory.customer("Org")
     a, b, c = (directory.project(org, name) for name in "ABC")
     cc = directory.customer_credit(org, "1000")
     pa = directory.project_credit(a, "300")
     pb = directory.project_credit(b, "100", expected_consumption="80", grace_coefficient="25")
+    clock.today = date(2025, 3, 10)
     results = post_items(directory, item("a1", a, "120"), item("a2", a, "250"),
                          item("b1", b, "30"), item("c1", c, "200"))
     assert [(r["id"], r["drawn_from_project_credit"], r["drawn_from_customer_credit"],
@@ -74,10 +75,11 @@ def test_example_a_mixed_project_credits(directory: Directory, services: Service
 
 
 def test_example_b_organisation_floor(directory: Directory, clock: Clock) -> None:
-    clock.today = date(2025, 3, 10)
+    clock.today = date(2025, 2, 10)
     org = directory.customer("Org")
     a = directory.project(org, "A")
     cc = directory.customer_credit(org, "1000", expected_consumption="300")
+    clock.today = date(2025, 3, 10)
     post_items(directory, item("u", a, "100"))
     close(directory, "2025-02")
     assert get(directory, cc)["value"] == "700.00000"
@@ -115,11 +117,12 @@ def test_example_d_near_the_end(directory: Directory, clock: Clock) -> None:
 
 
 def test_example_e_expiry(directory: Directory, clock: Clock) -> None:
-    clock.today = date(2026, 1, 20)
+    clock.today = date(2025, 12, 20)
     org = directory.customer("Org")
     p = directory.project(org, "P")
     cc = directory.customer_credit(org, "100000")
     pc = directory.project_credit(p, "50000", end_date="2026-01-01")
+    clock.today = date(2026, 1, 20)
     december = post_items(directory, item("dec", p, "10", "2025-12"))[0]
     assert december["drawn_from_project_credit"] == "10.00000"
     close(directory, "2025-12")
@@ -278,6 +281,7 @@ def test_a_batch_records_one_draw_event_per_credit(directory: Directory,
     credits = [directory.customer_credit(org, "1000") for org in orgs]
     projects = [directory.project(orgs[n % 2], f"P{n}") for n in range(20)]
     funded = [directory.project_credit(p, "30") for p in projects[:10]]
+    post_items(directory, item("first", projects[0], "0", "2025-01"))  # the calendar learns
     before = services.ledger.recorder.max_notification_id() or 0
     results = post_items(directory, *(item(f"i{k}", projects[k % 20], "2") for k in range(200)))
     events = (services.ledger.recorder.max_notification_id() or 0) - before

@@ -24,7 +24,7 @@ from waldur_api_client.api.credit_transactions import (
 from waldur_api_client.models.credit_transaction_o_enum import CreditTransactionOEnum
 
 from api.app import create_app
-from tests.support import Directory
+from tests.support import Clock, Directory
 
 PERIOD = "2026-10"
 FIELDS = ["uuid", "created", "amount", "transaction_type", "transaction_type_display",
@@ -100,7 +100,11 @@ def call(directory: Directory, method: str, path: str, status: int, body: Any = 
 
 
 def run_scenario(directory: Directory) -> Scenario:
-    """The script; each step is one API call (one command), in this order."""
+    """The script; each step is one API call (one command), in this order. The credits are
+    recorded during PERIOD (they pay its floor), which closes on the fixture's day."""
+    clock = directory.services.today
+    assert isinstance(clock, Clock)
+    day, clock.today = clock.today, date(2026, 10, 15)
     org = directory.customer("Org")
     projects = {name: directory.project(org, name) for name in "ABC"}
     org_credit = directory.customer_credit(org, "1000")
@@ -116,6 +120,7 @@ def run_scenario(directory: Directory) -> Scenario:
             ("c1", projects["C"], "200"))
     consume(directory, ("a2", projects["A"], "10"))
     call(directory, "DELETE", "/api/consumptions/a2/", 204)
+    clock.today = day
     call(directory, "POST", f"/api/billing-periods/{PERIOD}/close/", 200, {})
     call(directory, "POST", f"/api/billing-periods/{PERIOD}/reopen/", 200, {})
     call(directory, "POST", f"/api/billing-periods/{PERIOD}/close/", 200, {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from uuid import UUID
 
@@ -23,21 +23,40 @@ from ledger.periods import Period
 
 
 @cli.command("close-period")
-@period_argument
+@click.argument("period", metavar="YYYY-MM", required=False)
+@click.option("--through", metavar="YYYY-MM",
+              help="Close every open month up to this one, in order.")
 @database_option
-def close_period(period: str, database_url: str) -> int:
+def close_period(period: str | None, through: str | None, database_url: str) -> int:
     """Settle a billing period (floors, linear terms, expiry) and close it."""
+    if (period is None) == (through is None):
+        raise click.UsageError("Give either a period or --through YYYY-MM.")
     with ledger_services(database_url) as services:
         refuse_stale(services)
-        parsed = started_period(services, period)
-        result = for_each_organisation(services, f"settling {parsed}", partial(
-            services.ledger.close_period, parsed, CLI_ACTOR))
-    if result.already_closed:
-        click.echo(f"Billing period {parsed} was already closed; nothing changed.")
-    else:
-        click.echo(f"Closed billing period {parsed}: settled {result.customers_settled} "
-                   "customers.")
+        last = started_period(services, period or through or "")
+        upcoming = services.ledger.next_to_close()
+        months = [last] if period else list(months_between(upcoming, last))
+        if not months:
+            hint = (f"the next month to close is {upcoming}" if upcoming
+                    else "nothing is recorded yet")
+            click.echo(f"No month through {last} is open to close; nothing changed ({hint}).")
+        for month in months:
+            result = for_each_organisation(services, f"settling {month}", partial(
+                services.ledger.close_period, month, CLI_ACTOR))
+            if result.already_closed:
+                click.echo(f"Billing period {month} was already closed; nothing changed.")
+            else:
+                click.echo(f"Closed billing period {month}: settled "
+                           f"{result.customers_settled} customers.")
     return 0
+
+
+def months_between(first: Period | None, last: Period) -> Iterator[Period]:
+    """``first`` to ``last``, both included (none when ``first`` is None or later)."""
+    month = first
+    while month is not None and month <= last:
+        yield month
+        month = month.next()
 
 
 @cli.command("reopen-period")
@@ -58,16 +77,15 @@ def reopen_period(period: str, database_url: str) -> int:
 def started_period(services: Services, text: str) -> Period:
     """The API's rule: a period that has not started cannot be closed; name the next one."""
     from api.http.fields import FieldError
-    from api.resources.consumptions import closed_periods, period_field
+    from api.resources.consumptions import period_field
 
     today = Period.of(services.today())
     try:
         return period_field(today)(text)
     except FieldError as error:
-        with services.engine.connect() as conn:
-            closed = sorted(Period.parse(p) for p in closed_periods(conn))
-        upcoming = closed[-1].next() if closed else today.previous()
-        hint = f" The next period to close is {upcoming}." if upcoming <= today else ""
+        upcoming = services.ledger.next_to_close()
+        hint = (f" The next period to close is {upcoming}."
+                if upcoming is not None and upcoming <= today else "")
         raise click.ClickException(" ".join(error.messages) + hint) from None
 
 

@@ -86,6 +86,8 @@ def verify(database_url: str) -> int:
             result = verify_read_models(services.ledger, services.engine, report)
     for difference in result.differences:
         click.echo(str(difference))
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}.")
     if result.differences:
         click.echo(f"Drift: {len(result.differences)} differences between the read models "
                    f"and a replay of {result.position} events.")

@@ -44,7 +44,7 @@ def validation_error(body: Any) -> ApiError:
 
 
 def _domain_body(error: domain.LedgerError) -> Any:
-    if isinstance(error, domain.Conflict):
+    if isinstance(error, domain.Conflict | domain.KeyReused):
         return {"detail": error.message}
     if isinstance(error, domain.InvalidTerms):
         return {error.field: error.message}  # upstream raises these from model save()
@@ -56,6 +56,7 @@ def _domain_body(error: domain.LedgerError) -> Any:
 _STATUS: list[tuple[type[domain.LedgerError], int]] = [
     (domain.NotFound, 404),
     (domain.PreconditionFailed, 412),
+    (domain.KeyReused, 422),
     (domain.Conflict, 409),
     (domain.RuleViolation, 400),
 ]

@@ -10,38 +10,40 @@ forever as a reservation kept until "the response is stored" did. The lease is t
 so that it outlives short database outages, during which a live holder cannot renew it
 (and renews at once when the database is back).
 
-Why a lease and not the alternatives: the ledger's events are written by the eventsourcing
-recorder on its own connections, so the reservation cannot share their transaction; a
-database lock held for the whole request needs a second connection per request and has no
-SQLite equivalent across processes (SQLite locks the whole file). A lease works the same on
-both backends and across hosts. Its gaps: a process killed after the ledger committed but
-before the answer was stored leaves a key that a retry re-executes (that window is one
-small UPDATE long, where the old one was the whole request); so does a database outage
-longer than the lease that strikes such a request; and hosts' clocks must agree to well
-within the lease.
+Exactly once, structurally. The lease only keeps two live requests with one key apart.
+What makes a keyed command run at most once is in the event store: the ledger saves the
+key's record (ledger.keys.KeyedCommand: owner, key, fingerprint, the command's result) in
+the same atomic save as the command's events, and looks for it before executing. So when a
+process dies after the commit and before the answer below is stored, the retry that takes
+the reservation over finds the record, does not execute again, and the resource renders
+the answer from the recorded result: the same status and body a survivor would have sent
+(credits are shown as of the key's record, so a change made in between does not show).
+Hosts' clocks must agree to well within the lease.
 
 The answer is stored when the request completes and replayed (same body hash) for
 `LEDGER_IDEMPOTENCY_TTL_SECONDS` (24 h); a different body under the same key is 422. 5xx
 answers and those of requests that failed authentication or authorisation (401/403) free
-the key instead of being stored, unless the request had already saved events (the
-database went away after the ledger committed): then a retry must not do it again, and it
-gets 409 "recorded, answer lost" instead of a second effect.
+the key instead of being stored, even when the request had saved events (the database went
+away after the ledger committed): the retry finds the key's record and rebuilds the answer.
 
 Expired rows are purged opportunistically: at most once a minute per process, in a
 reservation's transaction. On SQLite every reservation writes first (a DELETE), so it
 queues on the busy timeout like any writer instead of failing to upgrade a read lock
 ("database is locked"); lock errors left are retried a few times.
 
-The body is hashed as raw bytes, never parsed here: authorisation is decided before any
-body is parsed.
+The fingerprint is of the path and the parsed JSON body in canonical form (canonical_body),
+so the same JSON with other whitespace or key order replays; it is computed here, after
+authentication, like every parse of a body.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -69,12 +71,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from api.http import jsoncodec
 from api.http.errors import ApiError
+from ledger.keys import CommandKey
 
 HEADER = "Idempotency-Key"
 NOT_STORED = (401, 403)
-ANSWER_LOST = {"detail": f"This request was recorded, but its answer was lost to a server "
-                         f"error; it is not repeated. Read the result instead of retrying "
-                         f"this {HEADER}."}
 PURGE_INTERVAL_SECONDS = 60.0
 ATTEMPTS = 5
 log = logging.getLogger(__name__)
@@ -107,8 +107,40 @@ def lease_seconds() -> float:
 def request_hash(req: falcon.Request) -> str:
     digest = hashlib.sha256(req.path.encode())
     digest.update(b"\n")
-    digest.update(req.context.body)
+    digest.update(canonical_body(req.context.body))
     return digest.hexdigest()
+
+
+class _Number(str):
+    """A JSON number's text as sent: 1.0 and 1.00 stay different requests."""
+
+
+def canonical_body(body: bytes) -> bytes:
+    """The parsed JSON body in one canonical form (keys sorted, no insignificant
+    whitespace), so the same JSON formatted otherwise is the same request; a body that
+    is not JSON is fingerprinted as sent. Called after authentication, as every parse."""
+    try:
+        parsed = json.loads(body, parse_int=_Number, parse_float=_Number,
+                            parse_constant=_Number)
+    except (ValueError, RecursionError):
+        return b"raw:" + body
+    return b"json:" + _canonical(parsed).encode()
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{_canonical(v)}"
+                              for k, v in sorted(value.items())) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    return str(value) if isinstance(value, _Number) else json.dumps(value)
+
+
+def crash_point() -> None:
+    """Tests only (LEDGER_TEST_KILL_AFTER_COMMIT=1): the worker dies with SIGKILL between a
+    keyed command's commit and the storing of its answer, the worst instant for a key."""
+    if os.environ.get("LEDGER_TEST_KILL_AFTER_COMMIT") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def with_retry(work: Callable[[], T]) -> T:
@@ -204,6 +236,7 @@ class SavedEvents(threading.local):
 class IdempotencyMiddleware:
     def __init__(self, engine: Engine, ledger: Any) -> None:
         self.engine = engine
+        self.ledger = ledger
         self.saved = SavedEvents()
         ledger.notify = self.saved.notify  # eventsourcing's after-save hook
         self.ttl = ttl_seconds()
@@ -222,6 +255,7 @@ class IdempotencyMiddleware:
             self.saved.saved = False
             self.leases.hold(stored.holder)
             req.context.idempotency = stored
+            self.ledger.use_key(CommandKey(owner, key, digest))
         else:
             _replay(resp, stored, digest)
 
@@ -260,9 +294,10 @@ class IdempotencyMiddleware:
         reservation: Reservation | None = getattr(req.context, "idempotency", None)
         if reservation is None:
             return
+        self.ledger.use_key(None)
+        if self.saved.saved:
+            crash_point()
         status, media = falcon.http_status_to_code(resp.status), resp.media
-        if status >= 500 and self.saved.saved:
-            status, media = 409, ANSWER_LOST
         try:
             with_retry(lambda: self._finish(reservation, status, media))
         except Exception:  # the client keeps its answer; the key stays reserved meanwhile

@@ -202,7 +202,7 @@ def operation(operation_id: str, tag: str, summary: str, responses: Json, *,
     params = list(parameters or [])
     if operation_id.endswith(("_create", "_close", "_reopen")):
         params.append(param_ref("IdempotencyKey"))
-        responses = {**responses, **errors(409, 422)}
+        responses = {**errors(409, 422), **responses}
     if params:
         op["parameters"] = params
     if body is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +36,8 @@ from api.http.schema import (
 )
 from api.resources import consumption_items as items
 from api.resources.representations import iso_datetime
+from ledger.consumption import ConsumptionItem
+from ledger.errors import ItemIdReversed, ItemIdTaken
 from ledger.money import format_money
 from ledger.periods import Period
 from ledger.posting import ConsumptionInput, ConsumptionResult
@@ -78,11 +81,6 @@ ITEM_FIELDS = [
 ]
 
 
-def closed_periods(conn: Connection) -> set[str]:
-    rows = conn.execute(select(billing_periods.c.period).where(billing_periods.c.closed))
-    return {row[0] for row in rows}
-
-
 RESULT = array(ref("ConsumptionResult"))
 
 
@@ -94,6 +92,7 @@ class Consumptions(Resource):
                 "201": json_response(RESULT, "Drawn"),
                 "200": json_response(RESULT, "Every item was posted before: the original "
                                              "results"),
+                "409": json_response(ref("ConsumptionConflict"), "Refused"),
                 **errors(403)},
             body=json_body({**array(ref("ConsumptionItemRequest")), "minItems": 1,
                             "maxItems": MAX_ITEMS}))}),
@@ -119,14 +118,30 @@ class Consumptions(Resource):
         }, ["id", "project_uuid", "amount", "drawn_from_project_credit",
             "drawn_from_customer_credit", "uncovered", "replayed"]),
         "ConsumptionItem": items.SCHEMA,
+        "ConsumptionConflict": obj({
+            "detail": STRING,
+            "recorded": ref("ConsumptionItem"),  # as GET /api/consumptions/{id}/ shows it
+            "reversed_at": {**DATETIME, "description": "An id re-posted after its reversal: "
+                                                       "when it was reversed (UTC)."},
+            "reversed_by": {**STRING, "description": "Who reversed it (username)."},
+        }, ["detail"], "A closed billing period, or an item id that already means something "
+                       "else: ids mean one thing forever."),
     }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
         with self.services.reads.connect() as conn:
-            items = self._validate(conn, request_body(req))
-        results = self.services.ledger.post_consumption(items, principal.actor,
-                                                        known=self.recorded_item_ids)
+            batch = self._validate(conn, request_body(req))
+        try:
+            results = self.services.ledger.post_consumption(batch, principal.actor,
+                                                            known=self.recorded_item_ids)
+        except ItemIdTaken as error:
+            raise ApiError(409, {"detail": error.message,
+                                 "recorded": recorded_item(error.item)}) from None
+        except ItemIdReversed as error:
+            raise ApiError(409, {"detail": error.message,
+                                 "reversed_at": iso_datetime(error.reversed_at),
+                                 "reversed_by": error.reversed_by}) from None
         self.settle_reads()
         resp.status = falcon.HTTP_200 if all(r.replayed for r in results) else falcon.HTTP_201
         resp.media = [_result(r) for r in results]
@@ -193,10 +208,6 @@ class Consumptions(Resource):
                 errors.append(error.body)
         if any(errors):
             raise validation_error(errors)
-        closed = closed_periods(conn)
-        for values in cleaned:
-            if str(values["period"]) in closed:
-                raise ApiError(409, {"detail": f"Billing period {values['period']} is closed."})
         return [ConsumptionInput(v["id"], v["project"], v.get("offering"), v["amount"],
                                  v["period"]) for v in cleaned]
 
@@ -239,6 +250,17 @@ def _result(result: ConsumptionResult) -> dict[str, Any]:
         "uncovered": format_money(result.uncovered),
         "replayed": result.replayed,
     }
+
+
+def recorded_item(item: ConsumptionItem) -> dict[str, Any]:
+    """The stored item, shown as GET shows it (the read model may not have it yet)."""
+    return items.representation(SimpleNamespace(
+        **{name: getattr(item, name) for name in (
+            "item_id", "period", "amount", "drawn_from_project_credit",
+            "drawn_from_customer_credit", "uncovered", "reversed")},
+        customer_uuid=item.customer_id.hex, project_uuid=item.project_id.hex,
+        offering_uuid=item.offering_id.hex if item.offering_id else None,
+        reversed_at=None, reversed_by=None, created=item.created_on))
 
 
 class BillingPeriods(Resource):

@@ -56,6 +56,7 @@ from api.resources.credit_collection import (
 from api.resources.project_credits import TERM_FIELDS
 from api.resources.representations import customer_credit
 from ledger.access import Principal
+from ledger.keys import KeyedCommand
 from ledger.money import ZERO
 from ledger.periods import Period
 from ledger.terms import TERM_NAMES, Terms
@@ -199,16 +200,20 @@ class CustomerCredits(CreditCollection):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
-        with self.services.reads.connect() as conn:
-            values = validate(request_body(req), self._fields(conn, creating=True))
-        self._check_terms(values, current=None)
-        credit_id = self.services.ledger.create_customer_credit(
-            values["customer"], values.get("value", ZERO), Terms().updated(**values),
-            values.get("offerings", []), principal.actor, comment=values.get("comment", ""),
-            protect_allocations=values.get(PROTECT, False))
+        if (recorded := self.services.ledger.executed()) is not None:
+            credit_id = recorded.result  # a keyed retry: the credit is there, as is its key
+        else:
+            with self.services.reads.connect() as conn:
+                values = validate(request_body(req), self._fields(conn, creating=True))
+            self._check_terms(values, current=None)
+            credit_id = self.services.ledger.create_customer_credit(
+                values["customer"], values.get("value", ZERO), Terms().updated(**values),
+                values.get("offerings", []), principal.actor,
+                comment=values.get("comment", ""),
+                protect_allocations=values.get(PROTECT, False))
         self.settle_reads()
         resp.status = falcon.HTTP_201
-        resp.media = self._one(req, resp, principal, credit_id.hex, nested=False)
+        resp.media = self._answer(req, resp, principal, credit_id.hex, recorded, nested=False)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
@@ -269,11 +274,21 @@ class CustomerCredits(CreditCollection):
         """Move the withdrawable part of the balance; answers the organisation credit."""
         principal = self.staff(req)
         row = self._visible_row(principal, uuid)
-        values = validate(request_body(req), ADJUSTMENT_FIELDS)
-        self.services.ledger.adjust_withdrawable(UUID(row.uuid), values["amount"],
-                                                 values["comment"], principal.actor)
+        if (recorded := self.services.ledger.executed()) is None:
+            values = validate(request_body(req), ADJUSTMENT_FIELDS)
+            self.services.ledger.adjust_withdrawable(UUID(row.uuid), values["amount"],
+                                                     values["comment"], principal.actor)
         self.settle_reads()
-        resp.media = self._one(req, resp, principal, row.uuid, nested=True)
+        resp.media = self._answer(req, resp, principal, row.uuid, recorded, nested=True)
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+                credit_uuid: str, recorded: KeyedCommand | None, nested: bool) -> Any:
+        """The credit after the command; for a keyed retry of a command that already ran,
+        as it was right after that first run (what the lost answer said)."""
+        if recorded is None:
+            return self._one(req, resp, principal, credit_uuid, nested=nested)
+        return history.customer_credit_as_of(self.services, req, principal, credit_uuid,
+                                             recorded.created_on, nested=nested)
 
     def on_post_clear_compensations(self, req: falcon.Request, resp: falcon.Response,
                                     uuid: str) -> None:

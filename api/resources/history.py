@@ -286,9 +286,10 @@ def customer_states_at(conn: Connection, moment: datetime, query: Select[Any]) -
 
 
 def project_credit_as_of(services: Any, req: falcon.Request, principal: Principal,
-                         credit_uuid: str) -> dict[str, Any]:
-    """Retrieve: 404 when the credit did not exist (or was deleted) at the moment."""
-    moment = as_of_param(req)
+                         credit_uuid: str, moment: datetime | None = None) -> dict[str, Any]:
+    """Retrieve: 404 when the credit did not exist (or was deleted) at the moment (the
+    request's `as_of` unless given)."""
+    moment = moment or as_of_param(req)
     query = project_credit_candidates(principal).where(project_credits.c.uuid == credit_uuid)
     with services.reads.connect() as conn:
         found = project_states_at(conn, moment, query)
@@ -300,15 +301,16 @@ def project_credit_as_of(services: Any, req: falcon.Request, principal: Principa
 
 
 def customer_credit_as_of(services: Any, req: falcon.Request, principal: Principal,
-                          credit_uuid: str) -> dict[str, Any]:
-    moment = as_of_param(req)
+                          credit_uuid: str, moment: datetime | None = None,
+                          nested: bool = True) -> dict[str, Any]:
+    moment = moment or as_of_param(req)
     query = customer_credit_candidates(principal).where(customer_credits.c.uuid == credit_uuid)
     with services.reads.connect() as conn:
         found = customer_states_at(conn, moment, query)
     if not found:
         raise not_found(CUSTOMER_NOT_FOUND)
     return customer_credit(base_url(req), customer_credit_view(found[0], moment.date()),
-                           nested_offerings=True)
+                           nested_offerings=nested)
 
 
 def project_credits_as_of(services: Any, req: falcon.Request, resp: falcon.Response,

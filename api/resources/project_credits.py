@@ -134,15 +134,20 @@ class ProjectCredits(CreditCollection):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
-        with self.services.reads.connect() as conn:
-            values = validate(request_body(req), self._fields(conn, principal, None))
-        credit_id = self.services.ledger.create_project_credit(
-            values["project"], values.get("value", ZERO),
-            Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor,
-            comment=values.get("comment", ""))
+        if (recorded := self.services.ledger.executed()) is not None:
+            credit_id = recorded.result  # a keyed retry: the credit is there, as is its key
+        else:
+            with self.services.reads.connect() as conn:
+                values = validate(request_body(req), self._fields(conn, principal, None))
+            credit_id = self.services.ledger.create_project_credit(
+                values["project"], values.get("value", ZERO),
+                Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor,
+                comment=values.get("comment", ""))
         self.settle_reads()
         resp.status = falcon.HTTP_201
-        resp.media = self._one(req, resp, principal, credit_id.hex)
+        resp.media = (self._one(req, resp, principal, credit_id.hex) if recorded is None
+                      else history.project_credit_as_of(  # as the lost answer showed it
+                          self.services, req, principal, credit_id.hex, recorded.created_on))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)

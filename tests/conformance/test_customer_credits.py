@@ -150,7 +150,8 @@ def _first_day(period: str) -> date:
 
 def test_consumption_worked_example_a(server: LedgerServer, staff: Staff,
                                       staff_api: AuthenticatedClient) -> None:
-    """Reference §4.13-A for last month, then the month close charges B's floor."""
+    """Reference §4.13-A for last month, then the month close (no floor for B, which this
+    server recorded this month)."""
     vm = staff.offering("VM")
     org = staff.customer("Worked")
     a, b, c = (staff.project(org, name) for name in ("A", "B", "C"))
@@ -221,7 +222,10 @@ def test_consumption_worked_example_a(server: LedgerServer, staff: Staff,
     history = customer_credits_consumptions_list.sync(UUID(cc["uuid"]), client=staff_api)
     assert [(row.date, row.price) for row in history] == [(_first_day(period), "530.00")]
 
-    # closing last month: B drew 30 of its 60 floor, the other 30 leaves B's allocation only
+    # closing last month: upstream's example charges B the 30 it fell short of its 60 floor,
+    # but this server recorded B this month, so it pays no floor for last month (a credit
+    # pays floors only for months it existed in; tests/test_settlement_api.py runs the
+    # example with B recorded in the month it settles)
     http = server.http("staff")
     closed = http.post(f"/api/billing-periods/{period}/close/")
     assert closed.status_code == 200, closed.text
@@ -231,7 +235,7 @@ def test_consumption_worked_example_a(server: LedgerServer, staff: Staff,
     assert again.json()["already_closed"] is True
     b_after = project_credits_retrieve.sync(UUID(pb["uuid"]), client=staff_api)
     assert (b_after.value, b_after.customer_credit, b_after.allocated_customer_credit) == (
-        "40.00000", "470.00000", "40.00000")
+        "70.00000", "470.00000", "70.00000")
     assert project_credits_retrieve.sync(UUID(pa["uuid"]), client=staff_api).value == "0.00000"
     late = http.post("/api/consumptions/", json=[{
         "id": f"{org['uuid']}-late", "project": c["url"], "amount": "1", "period": period}])
