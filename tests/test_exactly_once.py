@@ -10,11 +10,11 @@ from datetime import date
 from typing import Any
 
 import pytest
+from sqlalchemy import delete, update
+
 from api.http.common import Resource
 from api.http.idempotency import idempotent_requests
 from api.server.wiring import Services
-from sqlalchemy import delete, update
-
 from tests.support import Clock, Directory, read_model_rows
 from tests.test_settlement_api import item, post_items
 

@@ -8,9 +8,9 @@ from datetime import date
 from typing import Any
 
 import pytest
-from api.server.wiring import Services
 
 from api.cli import main
+from api.server.wiring import Services
 from ledger.consumption import BillingCalendar
 from ledger.errors import Conflict, PeriodClosed
 from ledger.periods import Period
