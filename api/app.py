@@ -20,10 +20,12 @@ from api.resources.directory import Customers, Offerings, Projects
 from api.resources.docs import ApiDocs, add_assets
 from api.resources.health import Health
 from api.resources.history import CustomerCreditHistory, ProjectCreditHistory
+from api.resources.notifications import Notifications
 from api.resources.project_credits import ProjectCredits
 from api.resources.reconciliation import Reconciliation
 from api.resources.statements import CreditStatement
 from api.resources.transactions import CreditTransactions
+from api.resources.webhooks import Webhooks
 from api.server.metrics import Metrics, StoreMetrics
 from api.server.observe import RequestObserver
 from api.server.outage import DeferredTablesMiddleware, OutageGate
@@ -34,7 +36,7 @@ from api.server.wiring import Services, create_tables
 RESOURCE_TYPES: list[Any] = [
     Health, ProjectCredits, CustomerCredits, Customers, Projects, Offerings, Consumptions,
     BillingPeriods, CreditTransactions, ProjectCreditHistory, CustomerCreditHistory,
-    Reconciliation, CreditStatement, OpenApiSchema, Metrics, ApiDocs,
+    Reconciliation, CreditStatement, Webhooks, Notifications, OpenApiSchema, Metrics, ApiDocs,
 ]
 
 

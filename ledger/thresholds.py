@@ -43,7 +43,7 @@ def normalised(thresholds: list[str]) -> list[str]:
     found: dict[tuple[Decimal, bool], str] = {}
     for raw in thresholds:
         number, percentage = parse(raw)
-        text = f"{number.normalize():f}%" if percentage else f"{money(number):f}"
+        text = f"{number.normalize():f}" + ("%" if percentage else "")
         found[(number, percentage)] = text
     return [found[key] for key in sorted(found, key=lambda k: (k[1], k[0]), reverse=True)]
 

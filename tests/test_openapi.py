@@ -233,7 +233,7 @@ def test_documented_security_is_enforced(world: dict[str, Any]) -> None:
     doc = document()
     for route, method in sorted(documented_operations(doc)):
         operation = doc["paths"][route][method.lower()]
-        url = route.format(uuid="0" * 32, item_id="x", period="2026-10")
+        url = route.format(uuid="0" * 32, item_id="x", period="2026-10", delivery_uuid="0" * 32)
         result = client.simulate_request(method, url)
         if operation.get("security") == []:
             assert result.status_code == 200, (method, route)

@@ -144,7 +144,7 @@ class ProjectCredits(CreditCollection):
         credit_id = self.services.ledger.create_project_credit(
             values["project"], values.get("value", ZERO),
             Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor,
-            comment=values.get("comment", ""))
+            comment=values.get("comment", ""), thresholds=values.get(THRESHOLDS.name))
         self.settle_reads()
         resp.status = falcon.HTTP_201
         resp.media = self._one(req, resp, principal, credit_id.hex)

@@ -1,0 +1,264 @@
+"""Thresholds, notifications and signed webhooks, through the HTTP API on both backends.
+
+The notifier and dispatcher run in-process (`notify_round`); a loopback receiver checks
+every delivery's Standard Webhooks signature with the `standardwebhooks` package.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, update
+
+from api.server.wiring import Services
+from notifications.dispatcher import Dispatcher
+from notifications.notifier import Notifier
+from notifications.tables import NOTIFIER_POSITION, notifier_credits
+from projections.tables import tracking
+from tests.receiver import receiver
+from tests.support import BASE, Directory
+
+LOW = ["credit.balance_low", "credit.exhausted"]
+
+
+@pytest.fixture(autouse=True)
+def settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_WEBHOOK_ALLOW_PRIVATE_TARGETS", "1")
+    monkeypatch.setenv("LEDGER_WEBHOOK_RETRY_SCHEDULE", "0.3,0.9")
+    monkeypatch.setenv("LEDGER_WEBHOOK_TIMEOUT", "1")
+
+
+def notify_round(services: Services, until: float = 0.0) -> None:
+    """Record what the log caused, then deliver until nothing is due (or `until` s pass)."""
+    notifier, dispatcher = Notifier(services.ledger, services.engine), Dispatcher(services.engine)
+    deadline = time.monotonic() + until
+    while True:
+        notifier.catch_up()
+        sent = dispatcher.run_once()
+        if not sent and time.monotonic() >= deadline:
+            return
+        if not sent:
+            time.sleep(0.05)
+
+
+def subscribe(directory: Directory, url: str, customer: dict[str, Any] | None,
+              event_types: list[str], headers: dict[str, str] | None = None) -> Any:
+    answer = directory.client.simulate_post("/api/webhooks/", json={
+        "url": url, "event_types": event_types,
+        "customer": customer["url"] if customer else None}, headers=headers or directory.staff)
+    assert answer.status_code == 201, answer.text
+    return answer.json
+
+
+def consume(directory: Directory, project: dict[str, Any], item: str, amount: str) -> None:
+    directory.post("/api/consumptions/", [{"id": item, "project": project["url"],
+                                           "amount": amount, "period": "2026-11"}])
+
+
+def path_of(item: dict[str, Any]) -> str:
+    return str(item["url"]).removeprefix(BASE)
+
+
+def world(directory: Directory, thresholds: list[str]) -> tuple[Any, Any, Any]:
+    org = directory.customer("Org")
+    project = directory.project(org, "Alpha")
+    directory.customer_credit(org, "1000")
+    credit = directory.project_credit(project, "100", low_balance_thresholds=thresholds)
+    return org, project, credit
+
+
+# --- thresholds on credits -------------------------------------------------------------
+
+def test_thresholds_are_shown_on_the_credit_and_part_of_its_history(
+        directory: Directory) -> None:
+    org, project, credit = world(directory, ["10%", "50%", "0", "25.50"])
+    assert credit["low_balance_thresholds"] == ["50%", "10%", "25.5", "0"]
+    assert credit["runway_months"] is None
+    changed = directory.client.simulate_patch(
+        path_of(credit), json={"low_balance_thresholds": ["20%"]}, headers=directory.staff)
+    assert changed.json["low_balance_thresholds"] == ["20%"]
+    history = directory.client.simulate_get(path_of(credit) + "history/",
+                                            headers=directory.staff).json
+    changes = [entry["changes"]["thresholds"] for entry in history
+               if entry["type"] == "ThresholdsChanged"]
+    assert changes == [["50%", "10%", "25.5", "0"], ["20%"]]
+    org_credit = directory.client.simulate_get("/api/customer-credits/",
+                                               headers=directory.staff).json[0]
+    assert org_credit["low_balance_thresholds"] == []
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (["abc"], "'abc' is not an amount"),
+    (["150%"], "'150%' is not an amount"),
+    (["-5"], "'-5' is not an amount"),
+    ("50%", 'Expected a list of items but got type "str".'),
+    ([str(n) for n in range(11)], "no more than 10 elements"),
+])
+def test_bad_thresholds_are_a_400_naming_the_field(directory: Directory, value: Any,
+                                                    message: str) -> None:
+    org = directory.customer("Org")
+    project = directory.project(org, "Alpha")
+    directory.customer_credit(org, "1000")
+    answer = directory.client.simulate_post("/api/project-credits/", json={
+        "project": project["url"], "value": "10", "low_balance_thresholds": value},
+        headers=directory.staff)
+    assert answer.status_code == 400
+    assert message in answer.json["low_balance_thresholds"][0]
+
+
+# --- crossings, delivered and signed -------------------------------------------------------
+
+def test_crossing_50_then_10_then_0_gives_three_signed_deliveries_in_order(
+        directory: Directory, services: Services) -> None:
+    org, project, credit = world(directory, ["50%", "10%", "0"])
+    with receiver() as hook:
+        subscription = subscribe(directory, hook.url, org, LOW)
+        assert subscription["secret"].startswith("whsec_")
+        for number, amount in enumerate(["60", "35", "5"]):
+            consume(directory, project, f"item-{number}", amount)
+        notify_round(services)
+        bodies = hook.verified(subscription["secret"])
+        assert [(b["type"], b["data"]["threshold"], b["data"]["balance"]) for b in bodies] == [
+            ("credit.balance_low", "50%", "40.00000"),
+            ("credit.balance_low", "10%", "5.00000"),
+            ("credit.exhausted", "0", "0.00000")]
+        assert bodies[0]["data"]["credit"]["uuid"] == credit["uuid"]
+        assert bodies[0]["data"]["links"]["history"].endswith(
+            f"/api/project-credits/{credit['uuid']}/history/")
+
+        # A top-up above 50 % re-arms the thresholds; the next crossing is a fourth.
+        directory.client.simulate_patch(path_of(credit), json={"value": "100"},
+                                        headers=directory.staff)
+        consume(directory, project, "item-3", "10")
+        notify_round(services)
+        fourth = hook.verified(subscription["secret"])[3]
+        assert (fourth["type"], fourth["data"]["threshold"], fourth["data"]["balance"]) == (
+            "credit.balance_low", "50%", "90.00000")
+
+        # Neither a rebuild nor a replay of the whole log sends anything again.
+        services.projector.rebuild()
+        with services.engine.begin() as conn:
+            conn.execute(update(tracking).where(tracking.c.name == NOTIFIER_POSITION)
+                         .values(position=0))
+            conn.execute(delete(notifier_credits))
+        notify_round(services)
+        assert len(hook.received) == 4
+        assert len(set(hook.ids())) == 4
+    listed = directory.client.simulate_get("/api/notifications/", headers=directory.staff)
+    assert [n["id"] for n in reversed(listed.json)] == hook.ids()
+    deliveries = directory.client.simulate_get(
+        f"/api/webhooks/{subscription['uuid']}/deliveries/", headers=directory.staff).json
+    assert {d["state"] for d in deliveries} == {"delivered"}
+    assert all(d["attempts"][0]["status_code"] == 200 for d in deliveries)
+
+
+def test_a_receiver_failing_twice_gets_the_same_id_three_times_with_growing_gaps(
+        directory: Directory, services: Services) -> None:
+    org, project, _ = world(directory, ["50%"])
+    with receiver(statuses=[500, 500]) as hook:
+        subscription = subscribe(directory, hook.url, org, LOW)
+        consume(directory, project, "item-1", "60")
+        notify_round(services, until=2.0)
+    assert len(hook.received) == 3 and len(set(hook.ids())) == 1
+    times = [item.at for item in hook.received]
+    assert 0.25 < times[1] - times[0] < times[2] - times[1]
+    delivery = directory.client.simulate_get(
+        f"/api/webhooks/{subscription['uuid']}/deliveries/", headers=directory.staff).json[0]
+    assert delivery["state"] == "delivered"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
+    assert delivery["attempts"][0]["error"] == "HTTP 500"
+
+
+def test_a_receiver_that_never_answers_leaves_a_failed_delivery_and_an_unhealthy_hook(
+        directory: Directory, services: Services) -> None:
+    org, project, _ = world(directory, ["50%"])
+    with receiver(delay=1.5) as hook:
+        subscription = subscribe(directory, hook.url, org, LOW)
+        consume(directory, project, "item-1", "60")
+        notify_round(services, until=5.0)
+        path = f"/api/webhooks/{subscription['uuid']}/"
+        delivery = directory.client.simulate_get(path + "deliveries/",
+                                                 headers=directory.staff).json[0]
+        assert delivery["state"] == "failed"
+        assert len(delivery["attempts"]) == 3
+        assert all(a["status_code"] is None and "timed out" in a["error"]
+                   for a in delivery["attempts"])
+        assert directory.client.simulate_get(path, headers=directory.staff).json[
+            "healthy"] is False
+        hook.delay = 0
+        again = directory.client.simulate_post(
+            path + f"deliveries/{delivery['uuid']}/redeliver/", headers=directory.staff)
+        assert again.status_code == 202 and again.json["state"] == "pending"
+        notify_round(services)
+        assert directory.client.simulate_get(path, headers=directory.staff).json["healthy"]
+
+
+def test_the_test_action_sends_a_signed_webhook_test_not_listed(
+        directory: Directory, services: Services) -> None:
+    with receiver() as hook:
+        subscription = subscribe(directory, hook.url, None, ["period.closed"])
+        sent = directory.client.simulate_post(f"/api/webhooks/{subscription['uuid']}/test/",
+                                              headers=directory.staff)
+        assert sent.status_code == 202
+        notify_round(services)
+        [body] = hook.verified(subscription["secret"])
+    assert body["type"] == "webhook.test"
+    assert hook.ids() == [sent.json["notification_id"]]
+    assert directory.client.simulate_get("/api/notifications/",
+                                         headers=directory.staff).json == []
+
+
+def test_private_targets_are_refused_unless_allowed(directory: Directory,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEDGER_WEBHOOK_ALLOW_PRIVATE_TARGETS")
+    for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "ftp://example.org/"):
+        answer = directory.client.simulate_post("/api/webhooks/", json={
+            "url": url, "event_types": LOW}, headers=directory.staff)
+        assert answer.status_code == 400, url
+        assert list(answer.json) == ["url"]
+
+
+# --- who sees what ----------------------------------------------------------------------------
+
+def test_owners_see_and_manage_only_their_organisations_subscriptions_and_notifications(
+        directory: Directory, services: Services) -> None:
+    org, project, _ = world(directory, ["50%"])
+    other = directory.customer("Other")
+    owner = directory.user("owner")
+    directory.grant("owner", "customer", org["uuid"], "owner")
+    url = "http://127.0.0.1:9/hook"
+    mine = subscribe(directory, url, org, LOW, headers=owner)
+    staff_made = subscribe(directory, url, org, LOW)
+    site_wide = subscribe(directory, url, None, ["period.closed"])
+    for customer in (other, None):
+        refused = directory.client.simulate_post("/api/webhooks/", json={
+            "url": url, "event_types": LOW, "customer": customer["url"] if customer else None},
+            headers=owner)
+        assert refused.status_code == 403
+    listed = directory.client.simulate_get("/api/webhooks/", headers=owner).json
+    assert {w["uuid"] for w in listed} == {mine["uuid"], staff_made["uuid"]}
+    assert "secret" not in listed[0]
+    assert directory.client.simulate_get(f"/api/webhooks/{site_wide['uuid']}/",
+                                         headers=owner).status_code == 404
+    assert directory.client.simulate_delete(f"/api/webhooks/{staff_made['uuid']}/",
+                                            headers=owner).status_code == 204
+
+    consume(directory, project, "item-1", "60")
+    directory.post("/api/billing-periods/2026-10/close/", None)
+    Notifier(services.ledger, services.engine).catch_up()
+    seen = directory.client.simulate_get("/api/notifications/", headers=owner).json
+    assert [n["type"] for n in seen] == ["credit.balance_low"]
+    everything = directory.client.simulate_get("/api/notifications/", headers=directory.staff)
+    assert sorted(n["type"] for n in everything.json) == ["credit.balance_low",
+                                                         "period.closed"]
+    stranger = directory.user("stranger")
+    assert directory.client.simulate_get("/api/notifications/", headers=stranger).json == []
+    since = seen[0]["created"]
+    later = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
+                                          params={"since": since, "type": "period.closed"})
+    assert [n["type"] for n in later.json] == (
+        ["period.closed"] if everything.json[0]["created"] > since else [])
+    assert json.loads(json.dumps(seen[0]["data"]))["threshold"] == "50%"
