@@ -262,3 +262,33 @@ def test_owners_see_and_manage_only_their_organisations_subscriptions_and_notifi
     assert [n["type"] for n in later.json] == (
         ["period.closed"] if everything.json[0]["created"] > since else [])
     assert json.loads(json.dumps(seen[0]["data"]))["threshold"] == "50%"
+
+
+# --- reminders under a fake clock ------------------------------------------------------------
+
+def test_expiry_reminders_fire_on_the_right_days_under_a_fake_clock(
+        directory: Directory, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time_machine
+
+    monkeypatch.setenv("LEDGER_EXPIRY_REMINDER_DAYS", "30,7,1")
+    org = directory.customer("Org")
+    credit = directory.customer_credit(org, "500", end_date="2027-01-01")
+    notifier = Notifier(services.ledger, services.engine)
+    notifier.catch_up()
+    fired = {}
+    for day in ("2026-11-30", "2026-12-02", "2026-12-03", "2026-12-24", "2026-12-25",
+                "2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02"):
+        with time_machine.travel(f"{day}T09:00:00Z", tick=False):
+            fired[day] = notifier.check_reminders()
+    assert fired == {"2026-11-30": 0, "2026-12-02": 1, "2026-12-03": 0, "2026-12-24": 0,
+                     "2026-12-25": 1, "2026-12-30": 0, "2026-12-31": 1, "2027-01-01": 1,
+                     "2027-01-02": 0}
+    listed = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
+                                           params={"customer_uuid": org["uuid"]}).json
+    assert [(n["type"], n["data"].get("days_before")) for n in reversed(listed)] == [
+        ("credit.expiring", 30), ("credit.expiring", 7), ("credit.expiring", 1),
+        ("credit.expired", None)]
+    assert {n["data"]["credit"]["uuid"] for n in listed} == {credit["uuid"]}
+    expiring = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
+                                             params={"type": "credit.expired"}).json
+    assert [n["data"]["end_date"] for n in expiring] == ["2027-01-01"]
