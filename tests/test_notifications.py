@@ -292,3 +292,28 @@ def test_expiry_reminders_fire_on_the_right_days_under_a_fake_clock(
     expiring = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
                                              params={"type": "credit.expired"}).json
     assert [n["data"]["end_date"] for n in expiring] == ["2027-01-01"]
+
+
+# --- runway -----------------------------------------------------------------------------------
+
+def test_runway_is_the_balance_over_the_average_of_the_last_closed_months(
+        directory: Directory) -> None:
+    org = directory.customer("Org")
+    project = directory.project(org, "Alpha")
+    directory.customer_credit(org, "1000")
+    credit = directory.project_credit(project, "300")
+    for item, (period, amount) in enumerate([("2026-08", "90"), ("2026-09", "30"),
+                                             ("2026-10", "60"), ("2026-11", "20")]):
+        directory.post("/api/consumptions/", [{"id": f"item-{item}", "project": project["url"],
+                                               "amount": amount, "period": period}])
+    shown = directory.client.simulate_get(path_of(credit), headers=directory.staff).json
+    assert shown["runway_months"] is None  # no closed month yet
+    for period in ("2026-07", "2026-08", "2026-09", "2026-10"):
+        directory.post(f"/api/billing-periods/{period}/close/", None)
+    shown = directory.client.simulate_get(path_of(credit), headers=directory.staff).json
+    # 100 left; the last three closed months drew 90, 30 and 60: 60 a month.
+    assert shown["value"] == "100.00000"
+    assert shown["runway_months"] == 1.67
+    org_credit = directory.client.simulate_get("/api/customer-credits/",
+                                               headers=directory.staff).json[0]
+    assert org_credit["runway_months"] == round(800 / 60, 2)

@@ -60,6 +60,9 @@ LEDGER_RULES = (
     "The end date must be greater than today's date.",
     "End date must be the first day of the month.",
     "The sum of project credits cannot exceed the credit for organization.",
+    # Webhook targets: where a host name points is known only by resolving it.
+    "a loopback, private or reserved address: not allowed.",
+    "does not resolve.",
 )
 
 

@@ -90,6 +90,7 @@ def test_create_returns_upstreams_representation(
         "grace_coefficient": "25",
         "apply_as_minimal_consumption": True,
         "mark_unused_credit_as_spent_on_project_termination": True,
+        "low_balance_thresholds": [], "runway_months": None,  # ours, after upstream's
     }
     # a raw Decimal upstream ((100 - 25) / 100 * 80): any scale, same number
     assert Decimal(body["minimal_consumption"]) == Decimal(60)
