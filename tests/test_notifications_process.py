@@ -97,3 +97,42 @@ def test_two_dispatchers_never_deliver_the_same_notification_twice(
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=15)
         assert hook.ids() == listed_ids(directory)
+
+
+@pytest.mark.parametrize("notifier", ["on", "off"])
+def test_serve_runs_one_notifier_unless_it_is_off(database_url: str, tmp_path: Any,
+                                                  notifier: str) -> None:
+    import httpx
+
+    from tests.conformance.conftest import _start, _stop
+    from tests.live import make_users
+
+    staff = make_users(database_url, staff=True)["staff"]
+    env = {**os.environ, "LEDGER_DATABASE_URL": database_url, "LEDGER_NOTIFIER": notifier,
+           "LEDGER_WEBHOOK_ALLOW_PRIVATE_TARGETS": "1", "LEDGER_ACCESS_LOG": "/dev/null",
+           "LEDGER_PUBLIC_URL": "https://ledger.example.org"}
+    with receiver() as hook:
+        server, base = _start(env, tmp_path, tmp_path / "serve.log")
+        try:
+            api = httpx.Client(base_url=base, headers=staff, timeout=10)
+            org = api.post("/api/customers/", json={"name": "Org"}).json()
+            project = api.post("/api/projects/", json={"name": "A", "customer": org["url"]})
+            api.post("/api/customer-credits/", json={"customer": org["url"], "value": "100"})
+            api.post("/api/project-credits/", json={
+                "project": project.json()["url"], "value": "10",
+                "low_balance_thresholds": ["50%"]}).raise_for_status()
+            made = api.post("/api/webhooks/", json={"url": hook.url, "customer": org["url"],
+                                                    "event_types": LOW}).json()
+            api.post("/api/consumptions/", json=[{
+                "id": "i-1", "project": project.json()["url"], "amount": "6",
+                "period": "2026-11"}]).raise_for_status()
+            if notifier == "on":
+                wait_for(lambda: len(hook.received) == 1, 30)
+                [body] = hook.verified(made["secret"])
+                assert body["data"]["links"]["credit"].startswith(
+                    "https://ledger.example.org/api/project-credits/")
+            else:
+                time.sleep(3)
+                assert hook.received == []
+        finally:
+            _stop(server)

@@ -24,6 +24,7 @@ from notifications.notifier import Notifier
 
 log = logging.getLogger("credit_ledger.notifier")
 REMINDER_INTERVAL = 60.0  # seconds between checks of due expiry reminders
+PARENT = "LEDGER_NOTIFIER_PARENT"  # the pid of the `serve` that started the notifier
 
 
 def run(services: Services, interval: float, once: bool = False,
@@ -48,11 +49,13 @@ def run(services: Services, interval: float, once: bool = False,
 
 
 def stop_on_signals() -> Callable[[], bool]:
-    """SIGTERM and SIGINT end the loop after the current round."""
+    """SIGTERM and SIGINT end the loop after the current round; so does the end of the
+    `serve` that started this process (even a SIGKILL'd one: no orphan keeps sending)."""
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    return stop.is_set
+    parent = os.environ.get(PARENT)
+    return lambda: stop.is_set() or (parent is not None and os.getppid() != int(parent))
 
 
 def enabled() -> bool:
@@ -64,7 +67,8 @@ def start_beside_server(database_url: str) -> subprocess.Popen[bytes] | None:
     if not enabled():
         return None
     return subprocess.Popen([sys.executable, "-m", "api.cli", "notify",
-                             "--database-url", database_url])
+                             "--database-url", database_url],
+                            env={**os.environ, PARENT: str(os.getpid())})
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
