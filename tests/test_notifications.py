@@ -6,7 +6,6 @@ every delivery's Standard Webhooks signature with the `standardwebhooks` package
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -245,6 +244,15 @@ def test_owners_see_and_manage_only_their_organisations_subscriptions_and_notifi
                                          headers=owner).status_code == 404
     assert directory.client.simulate_delete(f"/api/webhooks/{staff_made['uuid']}/",
                                             headers=owner).status_code == 204
+    mine_path = f"/api/webhooks/{mine['uuid']}/"
+    changed = directory.client.simulate_patch(mine_path, json={
+        "event_types": ["credit.expiring"]}, headers=owner)
+    assert changed.status_code == 200 and changed.json["event_types"] == ["credit.expiring"]
+    for customer in (other["url"], None):
+        moved = directory.client.simulate_patch(mine_path, json={"customer": customer},
+                                                headers=owner)
+        assert moved.status_code == 403
+    directory.client.simulate_patch(mine_path, json={"event_types": LOW}, headers=owner)
 
     consume(directory, project, "item-1", "60")
     directory.post("/api/billing-periods/2026-10/close/", None)
@@ -256,12 +264,10 @@ def test_owners_see_and_manage_only_their_organisations_subscriptions_and_notifi
                                                          "period.closed"]
     stranger = directory.user("stranger")
     assert directory.client.simulate_get("/api/notifications/", headers=stranger).json == []
-    since = seen[0]["created"]
-    later = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
-                                          params={"since": since, "type": "period.closed"})
-    assert [n["type"] for n in later.json] == (
-        ["period.closed"] if everything.json[0]["created"] > since else [])
-    assert json.loads(json.dumps(seen[0]["data"]))["threshold"] == "50%"
+    assert seen[0]["data"]["threshold"] == "50%"
+    only = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
+                                         params={"type": "period.closed"}).json
+    assert [n["type"] for n in only] == ["period.closed"]
 
 
 # --- reminders under a fake clock ------------------------------------------------------------
@@ -317,3 +323,33 @@ def test_runway_is_the_balance_over_the_average_of_the_last_closed_months(
     org_credit = directory.client.simulate_get("/api/customer-credits/",
                                                headers=directory.staff).json[0]
     assert org_credit["runway_months"] == round(800 / 60, 2)
+
+
+def test_termination_and_periods_are_notified_and_since_is_exclusive(
+        directory: Directory, services: Services) -> None:
+    org, project, credit = world(directory, [])
+    with receiver() as hook:
+        site_wide = subscribe(directory, hook.url, None, ["credit.terminated", "period.closed",
+                                                          "period.reopened"])
+        consume(directory, project, "item-1", "30")
+        directory.post("/api/billing-periods/2026-10/close/", None)
+        directory.post("/api/billing-periods/2026-10/reopen/", None)
+        gone = directory.client.simulate_delete(path_of(project), headers=directory.staff)
+        assert gone.status_code == 204
+        notify_round(services)
+        bodies = hook.verified(site_wide["secret"])
+    assert [b["type"] for b in bodies] == ["period.closed", "period.reopened",
+                                           "credit.terminated"]
+    assert bodies[0]["data"]["period"] == "2026-10"
+    terminated = bodies[2]["data"]
+    assert (terminated["credit"]["uuid"], terminated["written_off"],
+            terminated["returned_to_organisation"]) == (credit["uuid"], "0.00000", "70.00000")
+    listed = directory.client.simulate_get("/api/notifications/", headers=directory.staff).json
+    assert [n["id"] for n in reversed(listed)] == hook.ids()
+    after_first = directory.client.simulate_get(
+        "/api/notifications/", headers=directory.staff,
+        params={"since": listed[-1]["created"]}).json
+    assert [n["id"] for n in reversed(after_first)] == hook.ids()[1:]
+    bad = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
+                                        params={"since": "yesterday"})
+    assert bad.status_code == 400 and list(bad.json) == ["since"]
