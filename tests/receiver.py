@@ -56,6 +56,8 @@ def receiver(**options: Any) -> Iterator[Receiver]:
                                                body, time.monotonic()))
                 status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("location", state.url + "/elsewhere")
             self.send_header("content-length", "0")
             self.end_headers()
 

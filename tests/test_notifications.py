@@ -171,6 +171,20 @@ def test_a_receiver_failing_twice_gets_the_same_id_three_times_with_growing_gaps
     assert delivery["attempts"][0]["error"] == "HTTP 500"
 
 
+def test_a_redirect_is_a_failed_attempt_not_followed(directory: Directory,
+                                                      services: Services) -> None:
+    org, project, _ = world(directory, ["50%"])
+    with receiver(statuses=[307]) as hook:
+        subscription = subscribe(directory, hook.url, org, LOW)
+        consume(directory, project, "item-1", "60")
+        notify_round(services, until=1.0)
+    assert len(hook.received) == 2  # the 307 and the retry, nothing sent elsewhere
+    delivery = directory.client.simulate_get(
+        f"/api/webhooks/{subscription['uuid']}/deliveries/", headers=directory.staff).json[0]
+    assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [
+        (307, "HTTP 307"), (200, None)]
+
+
 def test_a_receiver_that_never_answers_leaves_a_failed_delivery_and_an_unhealthy_hook(
         directory: Directory, services: Services) -> None:
     org, project, _ = world(directory, ["50%"])
