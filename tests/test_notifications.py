@@ -7,6 +7,7 @@ every delivery's Standard Webhooks signature with the `standardwebhooks` package
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,14 +31,16 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEDGER_WEBHOOK_TIMEOUT", "1")
 
 
-def notify_round(services: Services, until: float = 0.0) -> None:
-    """Record what the log caused, then deliver until nothing is due (or `until` s pass)."""
+def notify_round(services: Services, until: float = 0.0,
+                 done: Callable[[], bool] = lambda: False) -> None:
+    """Record what the log caused, then deliver until nothing is due and `until` seconds
+    have passed (or `done` says so: retries wait for their gaps)."""
     notifier, dispatcher = Notifier(services.ledger, services.engine), Dispatcher(services.engine)
     deadline = time.monotonic() + until
     while True:
         notifier.catch_up()
         sent = dispatcher.run_once()
-        if not sent and time.monotonic() >= deadline:
+        if not sent and (time.monotonic() >= deadline or done()):
             return
         if not sent:
             time.sleep(0.05)
@@ -160,7 +163,7 @@ def test_a_receiver_failing_twice_gets_the_same_id_three_times_with_growing_gaps
     with receiver(statuses=[500, 500]) as hook:
         subscription = subscribe(directory, hook.url, org, LOW)
         consume(directory, project, "item-1", "60")
-        notify_round(services, until=2.0)
+        notify_round(services, until=10.0, done=lambda: len(hook.received) == 3)
     assert len(hook.received) == 3 and len(set(hook.ids())) == 1
     times = [item.at for item in hook.received]
     assert 0.25 < times[1] - times[0] < times[2] - times[1]
@@ -177,7 +180,7 @@ def test_a_redirect_is_a_failed_attempt_not_followed(directory: Directory,
     with receiver(statuses=[307]) as hook:
         subscription = subscribe(directory, hook.url, org, LOW)
         consume(directory, project, "item-1", "60")
-        notify_round(services, until=1.0)
+        notify_round(services, until=10.0, done=lambda: len(hook.received) == 2)
     assert len(hook.received) == 2  # the 307 and the retry, nothing sent elsewhere
     delivery = directory.client.simulate_get(
         f"/api/webhooks/{subscription['uuid']}/deliveries/", headers=directory.staff).json[0]
@@ -191,10 +194,14 @@ def test_a_receiver_that_never_answers_leaves_a_failed_delivery_and_an_unhealthy
     with receiver(delay=1.5) as hook:
         subscription = subscribe(directory, hook.url, org, LOW)
         consume(directory, project, "item-1", "60")
-        notify_round(services, until=5.0)
         path = f"/api/webhooks/{subscription['uuid']}/"
-        delivery = directory.client.simulate_get(path + "deliveries/",
+
+        def first_delivery() -> Any:
+            return directory.client.simulate_get(path + "deliveries/",
                                                  headers=directory.staff).json[0]
+
+        notify_round(services, until=20.0, done=lambda: first_delivery()["state"] != "pending")
+        delivery = first_delivery()
         assert delivery["state"] == "failed"
         assert len(delivery["attempts"]) == 3
         assert all(a["status_code"] is None and "timed out" in a["error"]

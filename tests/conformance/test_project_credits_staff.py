@@ -324,3 +324,20 @@ def test_create_refusals(server: LedgerServer, staff: Staff,
     fits = project_credits_create.sync(client=staff_api, body=ProjectCreditRequest(
         project=free["url"], value="40"))
     assert fits.allocated_customer_credit == "100.00000"
+
+
+def test_the_client_parses_credits_with_thresholds_and_keeps_them_as_extras(
+        server: LedgerServer, staff: Staff, staff_api: AuthenticatedClient) -> None:
+    """Ours after upstream's fields: Waldur's client parses the credit and keeps them."""
+    org = staff.customer("Thresholds Inc")
+    project = staff.project(org, "Runway")
+    staff.customer_credit(org, "1000")
+    made = staff.project_credit(project, "200", low_balance_thresholds=["50%", "0"])
+    fetched = project_credits_retrieve.sync(UUID(made["uuid"]), client=staff_api)
+    assert fetched is not None and fetched.value == "200.00000"
+    assert fetched.additional_properties == {"low_balance_thresholds": ["50%", "0"],
+                                             "runway_months": None}
+    patched = project_credits_partial_update.sync(
+        UUID(made["uuid"]), client=staff_api, body=PatchedProjectCreditRequest(value="150"))
+    assert patched is not None
+    assert patched.additional_properties["low_balance_thresholds"] == ["50%", "0"]
