@@ -374,3 +374,16 @@ def test_termination_and_periods_are_notified_and_since_is_exclusive(
     bad = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
                                         params={"since": "yesterday"})
     assert bad.status_code == 400 and list(bad.json) == ["since"]
+
+
+def test_a_slow_receiver_does_not_hold_up_other_subscriptions(
+        directory: Directory, services: Services) -> None:
+    org, project, _ = world(directory, ["50%"])
+    with receiver(delay=3.0) as slow, receiver() as fast:
+        subscribe(directory, slow.url, org, LOW)
+        subscribe(directory, fast.url, org, LOW)
+        consume(directory, project, "item-1", "60")
+        Notifier(services.ledger, services.engine).catch_up()
+        started = time.monotonic()
+        assert Dispatcher(services.engine).run_once() == 2
+        assert len(fast.received) == 1 and fast.received[0].at - started < 0.9
