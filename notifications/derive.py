@@ -93,8 +93,8 @@ def apply_credit_event(state: dict[str, Any], event: Any) -> list[Notice]:
     state["balance"] = after = before + event.amount
     if isinstance(event, GRANTS):
         state["granted"] += event.amount
-    if isinstance(event, Credit.Deleted):
-        state["deleted"] = True
+    if isinstance(event, Credit.Deleted | ProjectCredit.Released):
+        state["deleted"] = True  # gone, or its project's: no reminders about its end date
     if isinstance(event, ProjectCredit.Released):
         return [_terminated(state, event)]
     if isinstance(event, QUIET):

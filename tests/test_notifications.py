@@ -300,6 +300,9 @@ def test_expiry_reminders_fire_on_the_right_days_under_a_fake_clock(
     monkeypatch.setenv("LEDGER_EXPIRY_REMINDER_DAYS", "30,7,1")
     org = directory.customer("Org")
     credit = directory.customer_credit(org, "500", end_date="2027-01-01")
+    project = directory.project(org, "Ended")  # a terminated project's credit: no reminders
+    directory.project_credit(project, "50", end_date="2027-01-01")
+    directory.client.simulate_delete(path_of(project), headers=directory.staff)
     notifier = Notifier(services.ledger, services.engine)
     notifier.catch_up()
     fired = {}
@@ -312,6 +315,8 @@ def test_expiry_reminders_fire_on_the_right_days_under_a_fake_clock(
                      "2027-01-02": 0}
     listed = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
                                            params={"customer_uuid": org["uuid"]}).json
+    assert [n["type"] for n in listed].count("credit.terminated") == 1
+    listed = [n for n in listed if n["type"] != "credit.terminated"]
     assert [(n["type"], n["data"].get("days_before")) for n in reversed(listed)] == [
         ("credit.expiring", 30), ("credit.expiring", 7), ("credit.expiring", 1),
         ("credit.expired", None)]
