@@ -22,10 +22,12 @@ from api.resources.docs import ApiDocs, add_assets
 from api.resources.health import Health
 from api.resources.history import CustomerCreditHistory, ProjectCreditHistory
 from api.resources.journal import Journal
+from api.resources.notifications import Notifications
 from api.resources.project_credits import ProjectCredits
 from api.resources.reconciliation import Reconciliation
 from api.resources.statements import CreditStatement
 from api.resources.transactions import CreditTransactions
+from api.resources.webhooks import Webhooks
 from api.server.metrics import Metrics, StoreMetrics
 from api.server.observe import RequestObserver
 from api.server.outage import DeferredTablesMiddleware, OutageGate
@@ -36,8 +38,8 @@ from api.server.wiring import Services, create_tables
 RESOURCE_TYPES: list[Any] = [
     Health, ProjectCredits, CustomerCredits, Customers, Projects, Offerings, Consumptions,
     BillingPeriods, CreditTransactions, ProjectCreditHistory, CustomerCreditHistory,
-    Reconciliation, CreditStatement, Journal, AuditHeadResource, OpenApiSchema, Metrics,
-    ApiDocs,
+    Reconciliation, CreditStatement, Journal, AuditHeadResource, Webhooks, Notifications,
+    OpenApiSchema, Metrics, ApiDocs,
 ]
 
 

@@ -99,7 +99,8 @@ class Ledger(Compensations):
 
     def create_customer_credit(self, customer_id: UUID, value: Decimal, terms: Terms,
                                offering_ids: list[UUID], actor: str, comment: str = "",
-                               protect_allocations: bool = False) -> UUID:
+                               protect_allocations: bool = False,
+                               thresholds: list[str] | None = None) -> UUID:
         def command(unit: Unit) -> UUID:
             customer = unit.get(customer_id, Customer)
             for offering_id in offering_ids:
@@ -111,6 +112,7 @@ class Ledger(Compensations):
                                              comment=comment,
                                              protect_allocations=protect_allocations))
             customer.attach_credit(credit.id, actor)
+            credit.set_thresholds(thresholds or [], actor)
             return credit.id
 
         return self.retrying(command)
@@ -119,7 +121,8 @@ class Ledger(Compensations):
                                terms: dict[str, Any] | None = None,
                                offering_ids: list[UUID] | None = None,
                                expected_version: int | None = None, comment: str = "",
-                               protect_allocations: bool | None = None) -> None:
+                               protect_allocations: bool | None = None,
+                               thresholds: list[str] | None = None) -> None:
         def command(unit: Unit) -> None:
             credit = unit.get(credit_id, CustomerCredit)
             check_version(credit.version, expected_version)
@@ -134,6 +137,8 @@ class Ledger(Compensations):
                 for offering_id in offering_ids:
                     unit.get(offering_id, Offering)
                 credit.change_offerings(offering_ids, actor)
+            if thresholds is not None:
+                credit.set_thresholds(thresholds, actor)
 
         self.retrying(command)
 
@@ -159,7 +164,8 @@ class Ledger(Compensations):
     # --- project credits -----------------------------------------------------------------
 
     def create_project_credit(self, project_id: UUID, value: Decimal, terms: Terms,
-                              mark_unused: bool, actor: str, comment: str = "") -> UUID:
+                              mark_unused: bool, actor: str, comment: str = "",
+                              thresholds: list[str] | None = None) -> UUID:
         def command(unit: Unit) -> UUID:
             project = unit.get(project_id, Project)
             customer_credit = self._customer_credit_of(unit, project)
@@ -172,6 +178,7 @@ class Ledger(Compensations):
             customer_credit.check_allocation(credit.id, value)
             terms.check()
             customer_credit.sync_allocation(credit, actor)
+            credit.set_thresholds(thresholds or [], actor)
             return credit.id
 
         return self.retrying(command)
@@ -180,7 +187,8 @@ class Ledger(Compensations):
                               project_id: UUID | None = None, value: Decimal | None = None,
                               terms: dict[str, Any] | None = None,
                               mark_unused: bool | None = None,
-                              expected_version: int | None = None, comment: str = "") -> None:
+                              expected_version: int | None = None, comment: str = "",
+                              thresholds: list[str] | None = None) -> None:
         def command(unit: Unit) -> None:
             credit = unit.get(credit_id, ProjectCredit)
             check_version(credit.version, expected_version)
@@ -199,6 +207,8 @@ class Ledger(Compensations):
             credit.change_terms(new_terms, actor)
             if mark_unused is not None:
                 credit.set_mark_unused(mark_unused, actor)
+            if thresholds is not None:
+                credit.set_thresholds(thresholds, actor)
 
         self.retrying(command)
 

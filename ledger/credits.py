@@ -20,6 +20,7 @@ from ledger.loading import CopiedByContainers
 from ledger.money import ZERO
 from ledger.periods import Period
 from ledger.terms import Terms
+from ledger.thresholds import normalised
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,15 @@ class Credit(CopiedByContainers, Aggregate):
                 apply_as_minimal_consumption=self.apply_as_minimal_consumption,
             )
 
+    class ThresholdsChanged(Aggregate.Event):
+        """The balances below which the credit's owners want to be told (ledger/thresholds)."""
+
+        thresholds: list[str]
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.low_balance_thresholds = list(self.thresholds)
+
     # --- queries -------------------------------------------------------------------------
 
     def drawn_in(self, period: str) -> Decimal:
@@ -241,6 +251,11 @@ class Credit(CopiedByContainers, Aggregate):
     def change_terms(self, terms: Terms, actor: str) -> None:
         if terms != self.terms:
             self.trigger_event(self.TermsChanged, actor=actor, **terms.as_kwargs())
+
+    def set_thresholds(self, thresholds: list[str], actor: str) -> None:
+        wanted = normalised(thresholds)
+        if wanted != list(getattr(self, "low_balance_thresholds", ())):
+            self.trigger_event(self.ThresholdsChanged, thresholds=wanted, actor=actor)
 
     def draw_items(self, period: Period, lines: list[DrawLine], actor: str) -> None:
         """Draw a batch's items for one period; together they must fit the balance."""
@@ -310,6 +325,7 @@ class CustomerCredit(Credit):
     # Defaults for states and snapshots recorded before these settings existed.
     withdrawable: Decimal = ZERO
     protect_allocations: bool = False
+    low_balance_thresholds: tuple[str, ...] | list[str] = ()
 
     @event("Created")
     def __init__(self, customer_id: UUID, value: Decimal, terms: dict[str, Any],
@@ -450,6 +466,9 @@ class ProjectCredit(Credit):
 
     TerminationPolicyChanged: ClassVar[type[Aggregate.Event]]
     Moved: ClassVar[type[Aggregate.Event]]
+
+    # The default for states and snapshots recorded before thresholds existed.
+    low_balance_thresholds: tuple[str, ...] | list[str] = ()
 
     @event("Created")
     def __init__(self, project_id: UUID, customer_id: UUID, value: Decimal,

@@ -71,7 +71,8 @@ def _created(event: Any, customer: Row) -> dict[str, Any]:
     return dict(uuid=event.originator_id.hex, value=event.value, deleted=False,
                 customer_uuid=customer["uuid"], customer_name=customer["name"],
                 customer_slug=customer["slug"], version=event.originator_version,
-                created=event.timestamp, modified=event.timestamp, **_terms(event.terms))
+                created=event.timestamp, modified=event.timestamp, low_balance_thresholds="[]",
+                **_terms(event.terms))
 
 
 def _offerings_json(changes: Changes, offering_ids: list[Any]) -> str:
@@ -159,6 +160,11 @@ def _(event: Any, changes: Changes, position: int) -> None:
         "grace_coefficient": event.grace_coefficient,
         "apply_as_minimal_consumption": event.apply_as_minimal_consumption,
     }))
+
+
+@project.on(Credit.ThresholdsChanged)
+def _(event: Any, changes: Changes, position: int) -> None:
+    _touch(event, changes, low_balance_thresholds=json.dumps(event.thresholds))
 
 
 @project.on(Credit.ExpectedConsumptionRecalculated)

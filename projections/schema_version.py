@@ -20,7 +20,8 @@ from projections.tables import tracking
 # 3: customer_credits.withdrawable_balance and protect_allocations; items' coverage changes.
 # 4: credit_versions (as-of state per credit version), credit_transactions indexed by credit
 #    and time (month-end balances, statements).
-# 5: consumptions.reversed_at and reversed_by (the consumption items list).
+# 5: consumptions.reversed_at and reversed_by (the consumption items list);
+#    low_balance_thresholds on credit rows and versions.
 READ_MODEL_VERSION = 5
 NAME = "read_models"
 

@@ -126,6 +126,7 @@ def _credit_columns() -> list[Column[Any]]:
         Column("grace_coefficient", Integer, nullable=False),
         Column("apply_as_minimal_consumption", Boolean, nullable=False),
         Column("deleted", Boolean, nullable=False),
+        Column("low_balance_thresholds", Text, nullable=False),  # JSON list, as written
         Column("version", Integer, nullable=False),
         Column("created", DateTime(timezone=True), nullable=False),
         Column("modified", DateTime(timezone=True), nullable=False),
@@ -334,6 +335,7 @@ credit_versions = Table(
     Column("minimal_consumption_logic", String(10), nullable=False),
     Column("grace_coefficient", Integer, nullable=False),
     Column("apply_as_minimal_consumption", Boolean, nullable=False),
+    Column("low_balance_thresholds", Text, nullable=False),
     Column("mark_unused_credit_as_spent_on_project_termination", Boolean, nullable=True),
     Column("allocated_to_projects", Money, nullable=True),  # organisation credits only
     Column("offerings", Text, nullable=True),  # organisation credits only, as on the row

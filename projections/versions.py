@@ -23,7 +23,8 @@ from projections.tables import credit_allocations, credit_versions, customer_cre
 
 project = Dispatch()
 STATE = ("customer_uuid", "value", "deleted", "end_date", "expected_consumption",
-         "minimal_consumption_logic", "grace_coefficient", "apply_as_minimal_consumption")
+         "minimal_consumption_logic", "grace_coefficient", "apply_as_minimal_consumption",
+         "low_balance_thresholds")
 
 
 @project.on(CustomerCredit.Event, ProjectCredit.Event)

@@ -14,6 +14,8 @@ from api.server.wiring import Services
 
 BASE = "http://falconframework.org"
 
+# Ours after upstream's (issue 19): the thresholds the notifier watches, and the runway.
+ALERTING_FIELDS = ["low_balance_thresholds", "runway_months"]
 # upstream's ProjectCreditSerializer Meta.fields, in emitted order (reference §2.2)
 PROJECT_CREDIT_FIELDS = [
     "uuid", "url", "value", "project", "project_name", "project_uuid", "project_slug",
@@ -23,6 +25,7 @@ PROJECT_CREDIT_FIELDS = [
     "expected_consumption", "minimal_consumption", "minimal_consumption_logic",
     "grace_coefficient", "apply_as_minimal_consumption",
     "mark_unused_credit_as_spent_on_project_termination",
+    *ALERTING_FIELDS,
 ]
 ORGANIZATION_SCOPED_FIELDS = ("customer_credit", "allocated_customer_credit", "offerings")
 CUSTOMER_CREDIT_FIELDS = [
@@ -31,6 +34,7 @@ CUSTOMER_CREDIT_FIELDS = [
     "minimal_consumption_logic", "grace_coefficient", "apply_as_minimal_consumption",
     "allocated_to_projects", "consumption_last_month", "withdrawable_balance",
     "protect_allocations",
+    *ALERTING_FIELDS,
 ]
 
 

@@ -74,3 +74,44 @@ def test_every_test_the_readme_names_exists() -> None:
     defined = {match for path in Path(__file__).parent.glob("test_*.py")
                for match in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
     assert named and named <= defined, sorted(named - defined)
+
+
+def test_the_webhook_receiver_in_ten_lines_verifies_a_signed_delivery(tmp_path: Path) -> None:
+    """The README's receiver, run as written (with a real secret and a free port)."""
+    import time
+
+    import httpx
+
+    from notifications.signing import headers, new_secret
+    from tests.live import free_port
+
+    text = section("API")
+    code, = re.findall(r"```python\n(.*?)```", text[text.index("### Notifications"):], re.S)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 11
+    secret, port = new_secret(), free_port()
+    script = code.replace("whsec_...", secret).replace("8080", str(port))
+    receiver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        body = json.dumps({"type": "credit.balance_low", "timestamp": "2026-11-26T00:00:00Z",
+                           "data": {"threshold": "50%", "balance": "40.00000"}})
+        for _ in range(100):
+            try:
+                signed = headers(secret, "msg_1", int(time.time()), body)
+                answer = httpx.post(f"http://127.0.0.1:{port}/hook", content=body,
+                                    headers=signed)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        assert answer.status_code == 204
+        try:  # a forged body raises in the handler: no 204
+            forged = httpx.post(f"http://127.0.0.1:{port}/hook",
+                                content=body.replace("50", "5"), headers=signed).status_code
+        except httpx.RemoteProtocolError:
+            forged = None
+        assert forged != 204
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == "credit.balance_low 50% 40.00000"
+    finally:
+        receiver.kill()
+        receiver.wait()

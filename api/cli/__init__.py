@@ -1,4 +1,4 @@
-"""The `credit-ledger` command (click): serve, project, rebuild, verify, close-period,
+"""The `credit-ledger` command (click): serve, project, notify, rebuild, verify, close-period,
 reopen-period, export, import, users, roles — one module per group of commands, all added
 to the `cli` group of api/cli/base.py.
 
@@ -15,13 +15,13 @@ from typing import Any
 
 import click
 
-from api.cli import exports, importer, periods, service, users
+from api.cli import exports, importer, notify, periods, service, users
 from api.cli.base import cli
 from api.cli.periods import customer_credit_ids
 from ledger.errors import LedgerError
 
-__all__ = ["cli", "customer_credit_ids", "exports", "importer", "main", "periods", "service",
-           "users"]
+__all__ = ["cli", "customer_credit_ids", "exports", "importer", "main", "notify", "periods",
+           "service", "users"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

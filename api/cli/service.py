@@ -32,13 +32,18 @@ def serve(database_url: str, bind: str, host: str | None, port: int | None,
           workers: int) -> int:
     """Run the API under gunicorn (creates the database if it does not exist)."""
     os.environ["LEDGER_DATABASE_URL"] = database_url  # the settings and workers read it
+    from api.server import notifier
     from api.server.server import serve as run_server
 
     open_database(database_url, create=True)
     bind_host, _, bind_port = bind.rpartition(":")
     address = f"{host or bind_host or '127.0.0.1'}:{port or bind_port or 8000}"
     click.echo(f"Serving {redact(database_url)} on http://{address}/", err=True)
-    run_server(address, workers)
+    dispatcher = notifier.start_beside_server(database_url)
+    try:
+        run_server(address, workers)
+    finally:
+        notifier.stop(dispatcher)
     return 0
 
 

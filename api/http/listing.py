@@ -182,6 +182,9 @@ def _page_size(req: falcon.Request) -> int:
     return DEFAULT_PAGE_SIZE if size <= 0 else min(size, MAX_PAGE_SIZE)
 
 
+MAX_PAGE = 10**12  # beyond any list; its offset still fits a 64-bit integer
+
+
 def _page_number(req: falcon.Request, pages: int | None) -> int:
     """The requested page; 404 below 1, or past `pages` when the total is known."""
     raw = last_param(req, "page") or "1"
@@ -191,7 +194,7 @@ def _page_number(req: falcon.Request, pages: int | None) -> int:
         page = int(raw)
     except ValueError:
         raise not_found("Invalid page.") from None
-    if page < 1 or (pages is not None and page > pages):
+    if page < 1 or page > MAX_PAGE or (pages is not None and page > pages):
         raise not_found("Invalid page.")
     return page
 

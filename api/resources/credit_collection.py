@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 import falcon
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, UnaryExpression
 
+from api.http import fields
 from api.http.common import Resource, parse_uuid
 from api.http.errors import not_found
+from api.http.forms import Field
 from api.http.listing import (
     STATEMENTS,
     ListQuery,
@@ -44,7 +47,9 @@ from api.http.schema import (
     ref,
 )
 from api.resources import history
+from ledger import thresholds
 from ledger.access import Principal
+from ledger.errors import RuleViolation
 from projections.queries import listed_count
 
 UUID_FILTER: Json = {"type": "string", "format": "uuid"}
@@ -111,6 +116,46 @@ def terms_schema() -> Json:
         "minimal_consumption_logic": ref("MinimalConsumptionLogicEnum"),
         "grace_coefficient": GRACE,
         "apply_as_minimal_consumption": BOOLEAN,
+    }
+
+
+THRESHOLD_PATTERN = (r"^(?:(?:100(?:\.0{1,5})?|[1-9]?[0-9](?:\.[0-9]{1,5})?)%"
+                     r"|(?:0|[1-9][0-9]{0,10})(?:\.[0-9]{1,5})?)$")
+_THRESHOLD = re.compile(THRESHOLD_PATTERN)
+
+
+def _thresholds(raw: Any) -> list[str]:
+    if not isinstance(raw, list):
+        raise fields.FieldError('Expected a list of items but got type "'
+                                f'{type(raw).__name__}".')
+    if len(raw) > thresholds.MAX_THRESHOLDS:
+        raise fields.FieldError(f"Ensure this field has no more than "
+                                f"{thresholds.MAX_THRESHOLDS} elements.")
+    for item in raw:
+        if not isinstance(item, str) or not _THRESHOLD.match(item):
+            raise fields.FieldError(f"{item!r} is not an amount (\"100.5\") or a percentage "
+                                    "of the granted value (\"10%\").")
+    try:
+        return thresholds.normalised(raw)
+    except RuleViolation as error:
+        raise fields.FieldError(error.message) from None
+
+
+THRESHOLDS = Field("low_balance_thresholds", fields.Typed(_thresholds, {
+    "type": "array", "maxItems": thresholds.MAX_THRESHOLDS,
+    "items": {"type": "string", "pattern": THRESHOLD_PATTERN}}),
+    description="Balances below which the credit's subscribers are told "
+                "(credit.balance_low): amounts, or percentages of the value granted so far; "
+                "0 is reported as credit.exhausted.")
+
+
+def alerting_schema() -> Json:
+    """The fields beyond upstream's credit: thresholds as stored, and the runway."""
+    return {
+        "low_balance_thresholds": THRESHOLDS.schema,
+        "runway_months": read_only(nullable({
+            "type": "number", "description": "The balance over the average monthly "
+            "consumption of the last (up to three) closed billing periods; null when none."})),
     }
 
 

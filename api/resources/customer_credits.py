@@ -47,7 +47,9 @@ from api.resources import history
 from api.resources.credit_collection import (
     CUSTOMER_FILTERS,
     SEARCH,
+    THRESHOLDS,
     CreditCollection,
+    alerting_schema,
     credit_routes,
     names,
     ordering_enum,
@@ -68,6 +70,7 @@ from projections.queries import (
     open_period_items,
     with_month_figures,
 )
+from projections.runway import with_runways
 from projections.tables import customer_credits, customers, offerings
 
 NOT_FOUND = "No CustomerCredit matches the given query."
@@ -105,7 +108,8 @@ UPDATE_FIELDS = [Field("value", fields.MONEY), Field("offerings", OFFERING_LINKS
                  Field("comment", fields.COMMENT,
                        description="Why the value is set (recorded on the grant)."),
                  Field(PROTECT, fields.boolean,
-                       description="Pool draws leave what project credits hold.")]
+                       description="Pool draws leave what project credits hold."),
+                 THRESHOLDS]
 CREATE_FIELDS = [UPDATE_FIELDS[0],
                  Field("customer", fields.hyperlink("/api/customers/"), required=True),
                  *UPDATE_FIELDS[1:]]
@@ -139,6 +143,7 @@ def served(offerings: Json) -> Json:
         "consumption_last_month": read_only(nullable(MONEY)),
         "withdrawable_balance": read_only(MONEY),
         PROTECT: {**BOOLEAN, "description": PROTECT_DESCRIPTION},
+        **alerting_schema(),
     }
     return obj(properties, list(properties))
 
@@ -210,7 +215,8 @@ class CustomerCredits(CreditCollection):
                 values["customer"], values.get("value", ZERO), Terms().updated(**values),
                 values.get("offerings", []), principal.actor,
                 comment=values.get("comment", ""),
-                protect_allocations=values.get(PROTECT, False))
+                protect_allocations=values.get(PROTECT, False),
+                thresholds=values.get(THRESHOLDS.name))
         self.settle_reads()
         resp.status = falcon.HTTP_201
         resp.media = self._answer(req, resp, principal, credit_id.hex, recorded, nested=False)
@@ -265,7 +271,8 @@ class CustomerCredits(CreditCollection):
             UUID(row.uuid), principal.actor, value=values.get("value"),
             terms={k: v for k, v in values.items() if k in TERM_NAMES},
             offering_ids=values.get("offerings"), expected_version=if_match(req),
-            comment=values.get("comment", ""), protect_allocations=values.get(PROTECT))
+            comment=values.get("comment", ""), protect_allocations=values.get(PROTECT),
+            thresholds=values.get(THRESHOLDS.name))
         self.settle_reads()
         resp.media = self._one(req, resp, principal, row.uuid, nested=False)
 
@@ -348,6 +355,7 @@ class CustomerCredits(CreditCollection):
     def _render(self, conn: Connection, req: falcon.Request, rows: list[Any],
                 nested: bool) -> list[dict[str, Any]]:
         views = customer_credit_views(rows, self.services.today())
+        with_runways(conn, views)
         return [customer_credit(base_url(req), view, nested) for view in views]
 
     def _filtered(self, req: falcon.Request, principal: Principal,

@@ -248,6 +248,7 @@ def project_credit_view(state: Any, org: Any, day: date) -> dict[str, Any]:
         "is_limited_by_organization_credit": spendable < state.value,
         "offerings": offerings_from_json(org.offerings),
         "minimal_consumption": minimal_consumption(_terms(state), day),
+        "runway_months": None,  # a pace of consumption is not part of a version
     }
 
 
@@ -262,6 +263,7 @@ def customer_credit_view(state: Any, day: date) -> dict[str, Any]:
         "consumption_last_month": None,
         "offerings": offerings_from_json(state.offerings),
         "minimal_consumption": minimal_consumption(_terms(state), day),
+        "runway_months": None,  # a pace of consumption is not part of a version
     }
 
 

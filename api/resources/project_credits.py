@@ -39,8 +39,10 @@ from api.resources import history
 from api.resources.credit_collection import (
     CUSTOMER_FILTERS,
     SEARCH,
+    THRESHOLDS,
     UUID_FILTER,
     CreditCollection,
+    alerting_schema,
     credit_routes,
     names,
     ordering_enum,
@@ -56,6 +58,7 @@ from projections.queries import (
     project_credit_views,
     with_organisation_figures,
 )
+from projections.runway import with_runways
 from projections.tables import project_credits, projects
 
 NOT_FOUND = "No ProjectCredit matches the given query."
@@ -90,6 +93,7 @@ FIELDS = [
     *TERM_FIELDS,
     Field(MARK_UNUSED, fields.boolean),
     Field("comment", fields.COMMENT, description="Why the value is set (recorded on the grant)."),
+    THRESHOLDS,
 ]
 
 
@@ -111,6 +115,7 @@ SERVED: Json = {
                             "description": "Owners, staff and support only."}),
     **terms_schema(),
     MARK_UNUSED: BOOLEAN,
+    **alerting_schema(),
 }
 
 
@@ -142,7 +147,7 @@ class ProjectCredits(CreditCollection):
             credit_id = self.services.ledger.create_project_credit(
                 values["project"], values.get("value", ZERO),
                 Terms().updated(**values), values.get(MARK_UNUSED, False), principal.actor,
-                comment=values.get("comment", ""))
+                comment=values.get("comment", ""), thresholds=values.get(THRESHOLDS.name))
         self.settle_reads()
         resp.status = falcon.HTTP_201
         resp.media = (self._one(req, resp, principal, credit_id.hex) if recorded is None
@@ -193,7 +198,7 @@ class ProjectCredits(CreditCollection):
             value=values.get("value"),
             terms={k: v for k, v in values.items() if k in TERM_NAMES},
             mark_unused=values.get(MARK_UNUSED), expected_version=if_match(req),
-            comment=values.get("comment", ""))
+            comment=values.get("comment", ""), thresholds=values.get(THRESHOLDS.name))
         self.settle_reads()
         resp.media = self._one(req, resp, principal, row.uuid)
 
@@ -213,6 +218,7 @@ class ProjectCredits(CreditCollection):
     def _render(self, conn: Connection, req: falcon.Request, principal: Principal,
                 rows: list[Any]) -> list[dict[str, Any]]:
         views = project_credit_views(conn, rows, self.services.today())
+        with_runways(conn, views)
         return [project_credit(base_url(req), view,
                                principal.sees_organisation_fields(view["row"].customer_uuid))
                 for view in views]

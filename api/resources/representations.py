@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -46,6 +47,12 @@ def _terms(row: Any, view: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def alerting(row: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """The fields beyond upstream's: thresholds as written and the runway in months."""
+    return {"low_balance_thresholds": json.loads(row.low_balance_thresholds or "[]"),
+            "runway_months": view.get("runway_months")}
+
+
 def project_credit(base: str, view: dict[str, Any], show_organisation: bool) -> dict[str, Any]:
     row = view["row"]
     terms = _terms(row, view)
@@ -73,6 +80,7 @@ def project_credit(base: str, view: dict[str, Any], show_organisation: bool) -> 
                                           "grace_coefficient", "apply_as_minimal_consumption")},
         "mark_unused_credit_as_spent_on_project_termination":
             row.mark_unused_credit_as_spent_on_project_termination,
+        **alerting(row, view),
     }
     if not show_organisation:
         for name in ORGANIZATION_SCOPED_FIELDS:
@@ -102,4 +110,5 @@ def customer_credit(base: str, view: dict[str, Any], nested_offerings: bool) -> 
         "consumption_last_month": money_or_none(view["consumption_last_month"]),
         "withdrawable_balance": format_money(row.withdrawable_balance),
         "protect_allocations": row.protect_allocations,
+        **alerting(row, view),
     }

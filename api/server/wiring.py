@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from api.http import idempotency
 from api.server import eventstore
 from ledger.application import Ledger
+from notifications import tables as notification_tables
 from projections import schema_version
 from projections.database import for_ddl, make_engine
 from projections.projector import Projector
@@ -139,6 +140,7 @@ def build_services(url: str | None = None, create_tables: bool = False,
         Projector(ledger, ddl).create_tables()
         schema_version.initialise(ddl)
         idempotency.metadata.create_all(ddl)
+        notification_tables.metadata.create_all(ddl)
     return Services(ledger=ledger, engine=engine, projector=projector, url=url, today=today)
 
 

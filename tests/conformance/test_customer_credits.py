@@ -70,6 +70,7 @@ def test_customer_credit_lifecycle(server: LedgerServer, staff: Staff,
         "grace_coefficient": "10", "apply_as_minimal_consumption": True,
         "allocated_to_projects": "0.00000", "consumption_last_month": None,
         "withdrawable_balance": "0.00000", "protect_allocations": False,
+        "low_balance_thresholds": [], "runway_months": None,  # ours, after upstream's
     }
     assert Decimal(body["minimal_consumption"]) == Decimal(90)
     credit_uuid = UUID(uuid)

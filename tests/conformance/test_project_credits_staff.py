@@ -90,6 +90,7 @@ def test_create_returns_upstreams_representation(
         "grace_coefficient": "25",
         "apply_as_minimal_consumption": True,
         "mark_unused_credit_as_spent_on_project_termination": True,
+        "low_balance_thresholds": [], "runway_months": None,  # ours, after upstream's
     }
     # a raw Decimal upstream ((100 - 25) / 100 * 80): any scale, same number
     assert Decimal(body["minimal_consumption"]) == Decimal(60)
@@ -323,3 +324,20 @@ def test_create_refusals(server: LedgerServer, staff: Staff,
     fits = project_credits_create.sync(client=staff_api, body=ProjectCreditRequest(
         project=free["url"], value="40"))
     assert fits.allocated_customer_credit == "100.00000"
+
+
+def test_the_client_parses_credits_with_thresholds_and_keeps_them_as_extras(
+        server: LedgerServer, staff: Staff, staff_api: AuthenticatedClient) -> None:
+    """Ours after upstream's fields: Waldur's client parses the credit and keeps them."""
+    org = staff.customer("Thresholds Inc")
+    project = staff.project(org, "Runway")
+    staff.customer_credit(org, "1000")
+    made = staff.project_credit(project, "200", low_balance_thresholds=["50%", "0"])
+    fetched = project_credits_retrieve.sync(UUID(made["uuid"]), client=staff_api)
+    assert fetched is not None and fetched.value == "200.00000"
+    assert fetched.additional_properties == {"low_balance_thresholds": ["50%", "0"],
+                                             "runway_months": None}
+    patched = project_credits_partial_update.sync(
+        UUID(made["uuid"]), client=staff_api, body=PatchedProjectCreditRequest(value="150"))
+    assert patched is not None
+    assert patched.additional_properties["low_balance_thresholds"] == ["50%", "0"]
