@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
 
 from ledger.errors import Conflict, NotFound
-from ledger.loading import load_many, remember
+from ledger.loading import CopyingRepository, load_many, remember
 from ledger.terms import Terms
 
 A = TypeVar("A", bound=Aggregate)
@@ -119,6 +119,15 @@ class LedgerBase(Application[UUID]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._saved = threading.local()
+
+    def construct_repository(self) -> CopyingRepository:
+        """Cached aggregates stay as cached (ledger.loading reads them without a lock)."""
+        plain = super().construct_repository()
+        return CopyingRepository(
+            event_store=plain.event_store, snapshot_store=plain.snapshot_store,
+            cache_maxsize=None if plain.cache is None else getattr(plain.cache, "maxsize", 0),
+            fastforward=plain.fastforward, fastforward_skipping=plain.fastforward_skipping,
+            deepcopy_from_cache=plain.deepcopy_from_cache)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
