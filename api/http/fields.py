@@ -21,7 +21,10 @@ TRUE_VALUES = {"t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE",
                "on", "On", "ON", "1", 1}
 FALSE_VALUES = {"f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE",
                 "off", "Off", "OFF", "0", 0}
-_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_DATE = re.compile(r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})$")
+# Python's int() and Decimal() also take other scripts' digits, "_" separators and spaces.
+INTEGER = r"^[0-9]{1,18}$"
+SIGNED_INTEGER = r"^-?[0-9]{1,18}$"
 _HEX = "[0-9a-fA-F]"
 _UUID_PATH = rf"({_HEX}{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})"
 # What str.strip() removes (every str.isspace() character), for the non-blank pattern.
@@ -39,6 +42,14 @@ class Typed:
 
     def __call__(self, raw: Any) -> Any:
         return self.parse(raw)
+
+
+def plain_integer(raw: str, signed: bool = False) -> int:
+    """An integer in ASCII digits (a leading "-" when ``signed``), nothing else; ValueError
+    otherwise."""
+    if re.fullmatch(SIGNED_INTEGER if signed else INTEGER, raw) is None:
+        raise ValueError(raw)
+    return int(raw)
 
 
 def schema_of(parser: Parser) -> Json:
