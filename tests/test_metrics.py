@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import falcon.testing
 import pytest
 from prometheus_client import REGISTRY
 
+from api.server import gunicorn_conf
+from tests.live import ROOT, free_port
 from tests.support import Directory
 
 
@@ -41,3 +48,43 @@ def test_metrics_can_require_a_bearer_token(directory: Directory,
     allowed = client.simulate_get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert allowed.status_code == 200
     assert "ledger_projector_lag_events 0.0" in allowed.text
+
+
+# --- issue 21 row 6: the metrics directory setting cannot delete other files -------------
+
+def test_an_unmarked_directory_with_other_files_is_refused_and_left_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PROMETHEUS_MULTIPROC_DIR pointed at the data folder: start-up stops, nothing goes."""
+    (tmp_path / "credit-ledger.db").write_text("the ledger")
+    (tmp_path / "counter_1.db").write_text("someone else's")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="holds files credit-ledger did not put there"):
+        gunicorn_conf.prepare_metrics_directory()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_1.db", "credit-ledger.db"]
+
+
+def test_a_marked_directory_loses_only_prometheus_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    gunicorn_conf.prepare_metrics_directory()  # made and marked
+    for name in ("counter_12.db", "gauge_livesum_12.db", "histogram_3.db", "notes.db",
+                 "counter_x.db"):
+        (folder / name).write_text("x")
+    gunicorn_conf.prepare_metrics_directory()  # the next start
+    assert sorted(p.name for p in folder.iterdir()) == [
+        gunicorn_conf.METRICS_MARK, "counter_x.db", "notes.db"]
+
+
+def test_gunicorn_refuses_to_start_on_a_data_folder(tmp_path: Path) -> None:
+    """The real start-up: exit with the reason, the database file still there."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ledger.db").write_text("the ledger")
+    settings = {**os.environ, "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path}/l.db",
+                "LEDGER_BIND": f"127.0.0.1:{free_port()}", "PROMETHEUS_MULTIPROC_DIR": str(data)}
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+                          cwd=ROOT, env=settings, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "holds files credit-ledger did not put there" in done.stderr
+    assert (data / "ledger.db").read_text() == "the ledger"
