@@ -260,8 +260,9 @@ def reopen_period(period: str, database_url: str) -> int:
     return 0
 
 
-def started_period(services: Services, text: str) -> Period:
-    """The API's rule: a period that has not started cannot be closed; name the next one."""
+def started_period(services: Services, text: str, closing: bool = True) -> Period:
+    """The API's rule: a period that has not started cannot be closed (nor reported); when
+    closing, name the next one."""
     from api.http.fields import FieldError
     from api.resources.consumptions import closed_periods, period_field
 
@@ -269,6 +270,8 @@ def started_period(services: Services, text: str) -> Period:
     try:
         return period_field(today)(text)
     except FieldError as error:
+        if not closing:
+            raise click.ClickException(" ".join(error.messages)) from None
         with services.engine.connect() as conn:
             closed = sorted(Period.parse(p) for p in closed_periods(conn))
         upcoming = closed[-1].next() if closed else today.previous()
@@ -325,9 +328,9 @@ def export_reconciliation(period: str, out: str, kind: str | None, bom: bool,
     from ledger.money import format_money
     from projections.reconciliation import reconcile
 
-    parsed = Period.parse(period)
     with ledger_services(database_url) as services:
         refuse_stale(services)
+        parsed = started_period(services, period, closing=False)
         services.projector.catch_up()
         with services.engine.connect() as conn:
             result = reconcile(conn, parsed, services.today())
