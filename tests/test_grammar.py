@@ -35,3 +35,99 @@ def test_a_page_size_not_in_ascii_digits_means_the_default(directory: Directory,
     plain = directory.client.simulate_get("/api/customers/", params={"page_size": "12"},
                                           headers=directory.staff)
     assert len(plain.json) == 12
+
+
+# --- row 7: consumption ids fit the URL path they are read and reversed at ----------------
+
+@pytest.mark.parametrize("item_id", ["a/b", "..", ".", "a b", " a", "a\n", "a%2Fb", "a?b",
+                                     "a#b", "é", "１", "a\x00b", ""])
+def test_a_consumption_id_that_cannot_be_a_path_segment_is_refused(
+        directory: Directory, item_id: str) -> None:
+    project = directory.project(directory.customer("Org"))
+    posted = directory.client.simulate_post("/api/consumptions/", headers=directory.staff,
+                                            json=[{"id": item_id, "project": project["url"],
+                                                   "amount": "1", "period": "2026-10"}])
+    assert posted.status_code == 400
+    assert list(posted.json[0]) == ["id"]
+    assert directory.services.ledger.find_consumption(item_id) is None
+
+
+def test_every_id_the_grammar_admits_can_be_read_and_reversed(directory: Directory) -> None:
+    org = directory.customer("Org")
+    directory.customer_credit(org, "100")
+    project = directory.project(org)
+    ids = ["c-5", "a.b", "...", "x~y_z", "u:1@h", "!$&'()*+,;=", "Z" * 255, 42]
+    posted = directory.client.simulate_post("/api/consumptions/", headers=directory.staff,
+                                            json=[{"id": item_id, "project": project["url"],
+                                                   "amount": "1", "period": "2026-10"}
+                                                  for item_id in ids])
+    assert posted.status_code == 201, posted.text
+    for item_id in map(str, ids):
+        read = directory.client.simulate_get(f"/api/consumptions/{item_id}/",
+                                             headers=directory.staff)
+        assert (read.status_code, read.json["id"]) == (200, item_id)
+        gone = directory.client.simulate_delete(f"/api/consumptions/{item_id}/",
+                                                headers=directory.staff)
+        assert gone.status_code == 204, item_id
+
+
+# --- row 9: numbers, periods, dates, uuids and ETags in ASCII, nothing around them --------
+
+LOOSE_NUMBERS = ["١٢٣", "１２３", "5_000", "+5", " 5 ", "5\n", "1e2", "0x10"]
+
+
+@pytest.mark.parametrize("amount", LOOSE_NUMBERS)
+def test_an_amount_python_would_read_is_refused(directory: Directory, amount: str) -> None:
+    org = directory.customer("Org")
+    created = directory.client.simulate_post("/api/customer-credits/", headers=directory.staff,
+                                             json={"customer": org["url"], "value": amount,
+                                                   "grace_coefficient": amount})
+    assert (created.status_code, created.json) == (400, {
+        "value": ["A valid number is required."],
+        "grace_coefficient": ["A valid number is required."]})
+    listed = directory.client.simulate_get("/api/customer-credits/", headers=directory.staff)
+    assert listed.json == []
+
+
+def test_an_integral_json_number_is_a_grace_coefficient(directory: Directory) -> None:
+    credit = directory.customer_credit(directory.customer("Org"), "10", grace_coefficient=5.0)
+    assert credit["grace_coefficient"] == "5"
+
+
+@pytest.mark.parametrize("period", ["2026-01\n", "２０２６-01", "2026-0１", " 2026-01"])
+def test_a_period_with_anything_around_or_other_digits_is_refused(directory: Directory,
+                                                                   period: str) -> None:
+    project = directory.project(directory.customer("Org"))
+    posted = directory.client.simulate_post("/api/consumptions/", headers=directory.staff,
+                                            json=[{"id": "a", "project": project["url"],
+                                                   "amount": "1", "period": period}])
+    assert (posted.status_code, posted.json) == (
+        400, [{"period": ["Enter a billing period as YYYY-MM."]}])
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("billing_period", "2026-10-01\n"), ("billing_period", " 2026-10-01"),
+    ("billing_period", "２０２６-10-01"), ("credit_uuid", "{" + "0" * 32 + "}"),
+    ("credit_uuid", "urn:uuid:" + "0" * 32), ("credit_uuid", "٠" * 32),
+    ("credit_uuid", " " + "0" * 32)])
+def test_filters_read_by_a_strict_grammar(directory: Directory, name: str, value: str) -> None:
+    listed = directory.client.simulate_get("/api/credit-transactions/", params={name: value},
+                                           headers=directory.staff)
+    assert listed.status_code == 400 and list(listed.json) == [name]
+
+
+@pytest.mark.parametrize("tag", ['"²"', '"١"', "7 7", '"7', "W/", '"-1"', '"' + "9" * 19 + '"'])
+def test_an_if_match_that_is_not_an_etag_of_ours_is_a_412(directory: Directory,
+                                                          tag: str) -> None:
+    credit = directory.customer_credit(directory.customer("Org"), "10")
+    changed = directory.client.simulate_patch(
+        f"/api/customer-credits/{credit['uuid']}/", json={"value": "20"},
+        headers={**directory.staff, "If-Match": tag})
+    assert (changed.status_code, changed.json) == (
+        412, {"detail": "If-Match must be an ETag this API gave out."})
+    etag = directory.client.simulate_get(f"/api/customer-credits/{credit['uuid']}/",
+                                         headers=directory.staff).headers["ETag"]
+    now = directory.client.simulate_patch(
+        f"/api/customer-credits/{credit['uuid']}/", json={"value": "20"},
+        headers={**directory.staff, "If-Match": etag})
+    assert (now.status_code, now.json["value"]) == (200, "20.00000")

@@ -25,6 +25,10 @@ _DATE = re.compile(r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})$")
 # Python's int() and Decimal() also take other scripts' digits, "_" separators and spaces.
 INTEGER = r"^[0-9]{1,18}$"
 SIGNED_INTEGER = r"^-?[0-9]{1,18}$"
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# The end of a schema pattern: "$" alone also matches before a final newline in Python's
+# re (and hypothesis, so schemathesis, appends one); ECMA reads both the same way.
+END = r"(?!\n)$"
 _HEX = "[0-9a-fA-F]"
 _UUID_PATH = rf"({_HEX}{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})"
 # What str.strip() removes (every str.isspace() character), for the non-blank pattern.
@@ -71,15 +75,19 @@ def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = No
     def parse(raw: Any) -> Decimal:
         if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
             raise FieldError("A valid number is required.")
-        text = str(raw).strip()
-        if len(text) > MAX_STRING_LENGTH:
-            raise FieldError("String value too large.")
+        if isinstance(raw, str):
+            if len(raw) > MAX_STRING_LENGTH:
+                raise FieldError("String value too large.")
+            if _DECIMAL.fullmatch(raw) is None:  # Decimal() also takes " 5", "+5", "5_000"
+                raise FieldError("A valid number is required.")
         try:
-            value = Decimal(text)
+            value = Decimal(raw if isinstance(raw, str) else str(raw))
         except DecimalException:
             raise FieldError("A valid number is required.") from None
         if not value.is_finite():
             raise FieldError("A valid number is required.")
+        if not isinstance(raw, str) and value == value.to_integral_value():
+            value = value.quantize(Decimal(1))  # JSON 5.0 is the integer 5 (JSON Schema)
         _check_precision(value, max_digits, decimal_places)
         if min_value is not None and value < min_value:
             raise FieldError(f"Ensure this value is greater than or equal to {min_value}.")
@@ -89,7 +97,7 @@ def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = No
     sign = "" if min_value is not None and min_value >= 0 else "-?"
     places = rf"(\.[0-9]{{1,{decimal_places}}})?" if decimal_places else ""
     text = {"type": "string", "format": "decimal",
-            "pattern": rf"^{sign}[0-9]{{1,{whole}}}{places}$"}
+            "pattern": rf"^{sign}0*[0-9]{{1,{whole}}}{places}{END}"}
     # DRF also takes a JSON number; integers are documented (floats work, but rounding
     # makes their limits inexpressible).
     number = {"type": "integer", "maximum": 10 ** whole - 1,
@@ -124,7 +132,7 @@ GRACE = decimal(3, 0)
 
 
 def _date(raw: Any) -> date:
-    match = _DATE.match(raw) if isinstance(raw, str) else None
+    match = _DATE.fullmatch(raw) if isinstance(raw, str) else None
     try:
         if match:
             return date(*(int(part) for part in match.groups()))
@@ -201,6 +209,39 @@ def string(max_length: int) -> Typed:
                          "description": "Text, not blank, without NUL characters."})
 
 
+# RFC 3986 pchar without percent-escapes: an id of this grammar is its own URL path
+# segment (ASCII letters and digits, - . _ ~ ! $ & ' ( ) * + , ; = : @), never "." or "..".
+_SEGMENT = r"^(?!\.\.?$)[A-Za-z0-9\-._~!$&'()*+,;=:@]{1,%d}" + END
+
+
+def path_segment(max_length: int) -> Typed:
+    """A caller's key that must be usable in a URL path as it is (GET/DELETE .../{id}/):
+    a "/" or ".." in it could be stored but never addressed."""
+    pattern = _SEGMENT % max_length
+    segment = re.compile(pattern)
+
+    def parse(raw: Any) -> str:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)
+        if not isinstance(raw, str):
+            raise FieldError("Not a valid string.")
+        if not raw:
+            raise FieldError("This field may not be blank.")
+        if len(raw) > max_length:
+            raise FieldError(f"Ensure this field has no more than {max_length} characters.")
+        if segment.fullmatch(raw) is None:
+            raise FieldError("Use only ASCII letters, digits and - . _ ~ ! $ & ' ( ) * + , ; "
+                             "= : @ (not . or .. alone): the id is part of the item's URL.")
+        return raw
+
+    number = {"type": "integer", "minimum": -(10 ** (max_length - 1) - 1),
+              "maximum": 10 ** max_length - 1}  # DRF takes a number as its text
+    return Typed(parse, {"anyOf": [{"type": "string", "pattern": pattern}, number],
+                         "description": "Fits a URL path segment as it is: ASCII letters, "
+                                        "digits and - . _ ~ ! $ & ' ( ) * + , ; = : @, at "
+                                        f"most {max_length}, not . or .."})
+
+
 def text(max_length: int) -> Typed:
     """A free-text field that may be blank (a comment): "" when only whitespace."""
     def parse(raw: Any) -> str:
@@ -226,13 +267,13 @@ def hyperlink(*route_prefixes: str) -> Typed:
     one of the routes. One regular expression is both the parser and the schema."""
     route = "(?:" + "|".join(re.escape(prefix) for prefix in route_prefixes) + ")"
     pattern = (rf"^(?:https?://[^/?#]*{route}{_UUID_PATH}/(?:[?#][\s\S]*)?"
-               rf"|{route}{_UUID_PATH}/)$")
+               rf"|{route}{_UUID_PATH}/){END}")
     link = re.compile(pattern)
 
     def parse(raw: Any) -> UUID:
         if not isinstance(raw, str):
             raise FieldError(f"Incorrect type. Expected URL string, received {_type_name(raw)}.")
-        match = link.match(raw)
+        match = link.fullmatch(raw)
         if match is None:
             raise FieldError("Invalid hyperlink - No URL match.")
         return UUID(match.group(1) or match.group(2))
@@ -248,7 +289,8 @@ def _type_name(raw: Any) -> str:
 
 
 def uuid_filter(raw: str) -> UUID:
-    try:
-        return UUID(raw.strip())
-    except ValueError:
-        raise FieldError("Enter a valid UUID.") from None
+    """Hex digits, 32 or dashed 8-4-4-4-12 (UUID() also takes braces, "urn:uuid:" and
+    other scripts' digits)."""
+    if re.fullmatch(_UUID_PATH, raw) is None:
+        raise FieldError("Enter a valid UUID.")
+    return UUID(raw)
