@@ -30,20 +30,20 @@ from api.server.wiring import Services, create_tables
 
 
 def create_app(services: Services) -> falcon.App:
-    """Middleware order matters: requests are observed first, bodies bounded, a database
-    outage answered at once, stale read models refused; callers are authenticated (and the
-    read models caught up, for callers with credentials only) before anything parses a
-    body."""
+    """Middleware order matters: requests are observed first, a database outage answered
+    at once, stale read models refused; callers are authenticated (and the read models
+    caught up, for callers with credentials only) before a body is read (bounded in size
+    and time; an anonymous caller's never) and before anything parses it."""
     services.ledger.observer = StoreMetrics()
     gate = OutageGate(services.url)
     middleware: list[Any] = [
         RequestObserver(),
-        BodyMiddleware(),
         gate,
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
         ReadModelGuard(services),
         AuthMiddleware(services.reads, services.projector.catch_up_patiently,
                        lambda: services.projector.log_end),
+        BodyMiddleware(),
         IdempotencyMiddleware(services.engine, services.ledger),
     ]
     app = falcon.App(middleware=middleware)

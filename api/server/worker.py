@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from gunicorn import glogging
+from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 HEAD_END = b"\r\n\r\n"
@@ -51,7 +52,7 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
         conn.served = getattr(conn, "served", 0) + 1
         if conn.served >= self.keepalive_requests:
             req.must_close = True
-        return bool(super().handle_request(req, conn))
+        return bool(super().handle_request(req, conn)) and body_consumed(req)
 
     def accept(self, listener: Any) -> None:
         try:
@@ -104,6 +105,19 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
             self.poller.unregister(conn.sock)
             self.nr_conns -= 1
             conn.close()
+
+
+def body_consumed(req: Any) -> bool:
+    """Whether the app read the whole body. gunicorn drains an unread body before the
+    next request on the connection, in a thread: a refused caller trickling its body
+    (a 401 before it is read, api/http/bodies.py) would hold that thread after all. Such a
+    connection is closed instead."""
+    reader = getattr(getattr(req, "body", None), "reader", None)
+    if isinstance(reader, LengthReader):
+        return reader.length == 0
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is None  # gunicorn drops the parser at the last chunk
+    return True
 
 
 class QuietAccessLogger(glogging.Logger):
