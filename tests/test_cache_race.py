@@ -12,7 +12,6 @@ import random
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -22,7 +21,7 @@ from ledger.credits import CustomerCredit
 from ledger.loading import load_many, peek
 from ledger.terms import Terms
 from tests.conftest import BACKENDS
-from tests.live import Live, backend_url, live_server, make_users
+from tests.live import Live, module_server
 
 
 def credit(services: Services, n: int) -> UUID:
@@ -98,14 +97,7 @@ def test_loads_racing_fetches_of_the_same_aggregate_never_fail(database_url: str
 @pytest.fixture(scope="module", params=BACKENDS)
 def live(request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    workdir: Path = tmp_path_factory.mktemp("race")
-    admin = request.getfixturevalue("postgres_database") if request.param != "sqlite" else ""
-    with backend_url(request.param, workdir, admin) as url:
-        headers = make_users(url, staff=True)
-        with live_server(url, workdir, workers=2) as server:
-            server.headers = headers
-            yield server
-            assert server.server_errors() == []
+    yield from module_server(request, tmp_path_factory, "race", {"staff": True})
 
 
 def test_concurrent_postings_to_overlapping_organisations_get_no_5xx(live: Live) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import BACKENDS
-from tests.live import Live, backend_url, live_server, make_users
+from tests.live import Live, module_server
 
 TRICKLERS = 8  # more than 2 workers x 2 threads
 
@@ -19,14 +19,8 @@ TRICKLERS = 8  # more than 2 workers x 2 threads
 @pytest.fixture(scope="module", params=BACKENDS)
 def live(request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    workdir = tmp_path_factory.mktemp("anonymous")
-    admin = request.getfixturevalue("postgres_database") if request.param != "sqlite" else ""
-    with backend_url(request.param, workdir, admin) as url:
-        headers = make_users(url, staff=True)
-        with live_server(url, workdir, LEDGER_BODY_TIMEOUT_SECONDS="30") as server:
-            server.headers = headers
-            yield server
-            assert server.server_errors() == []
+    yield from module_server(request, tmp_path_factory, "anonymous", {"staff": True},
+                             LEDGER_BODY_TIMEOUT_SECONDS="30")
 
 
 def trickle(live: Live, answers: list[tuple[bytes, float]], stop: threading.Event) -> None:
