@@ -131,3 +131,48 @@ def test_an_if_match_that_is_not_an_etag_of_ours_is_a_412(directory: Directory,
         f"/api/customer-credits/{credit['uuid']}/", json={"value": "20"},
         headers={**directory.staff, "If-Match": etag})
     assert (now.status_code, now.json["value"]) == (200, "20.00000")
+
+
+# --- row 10: what schemathesis found refused although the schema admitted it -------------
+
+def test_the_schema_says_an_adjustment_is_not_zero_and_has_a_comment(
+        directory: Directory) -> None:
+    import jsonschema
+
+    from api.resources.customer_credits import ADJUSTMENT_FIELDS
+
+    amount, comment = (jsonschema.Draft7Validator(field.schema) for field in ADJUSTMENT_FIELDS)
+    assert [amount.is_valid(v) for v in ("0", "0.00000", "-0", 0, "0.00001", "-3", 7)] == [
+        False, False, False, False, True, True, True]
+    assert [comment.is_valid(v) for v in ("", "  ", "a\x00", "why")] == [
+        False, False, False, True]
+    credit = directory.customer_credit(directory.customer("Org"), "10")
+    refused = directory.client.simulate_post(
+        f"/api/customer-credits/{credit['uuid']}/adjust_withdrawable/",
+        json={"amount": "0.00000", "comment": " "}, headers=directory.staff)
+    assert (refused.status_code, refused.json) == (400, {
+        "amount": ["Amount must not be zero."], "comment": ["A comment is required."]})
+
+
+@pytest.mark.parametrize("path", ["/api/reconciliation/", "/api/reconciliation/usage/"])
+def test_a_bad_bom_is_refused_even_for_json(directory: Directory, path: str) -> None:
+    answer = directory.client.simulate_get(path, params={"period": "2026-10", "bom": "null"},
+                                           headers=directory.staff)
+    assert (answer.status_code, answer.json) == (400, {"bom": ["Must be a valid boolean."]})
+    plain = directory.client.simulate_get(path, params={"period": "2026-10", "bom": "false"},
+                                          headers=directory.staff)
+    assert plain.status_code == 200 and isinstance(plain.json, dict) and plain.json
+
+
+def test_a_comment_with_nul_is_outside_the_schema_and_refused(directory: Directory) -> None:
+    import jsonschema
+
+    from api.http.fields import COMMENT
+
+    assert not jsonschema.Draft7Validator(COMMENT.schema).is_valid("a\x00b")
+    org = directory.customer("Org")
+    created = directory.client.simulate_post("/api/customer-credits/", headers=directory.staff,
+                                             json={"customer": org["url"], "value": "1",
+                                                   "comment": "a\x00b"})
+    assert (created.status_code, created.json) == (
+        400, {"comment": ["Null characters are not allowed."]})

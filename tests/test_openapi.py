@@ -61,6 +61,7 @@ LEDGER_RULES = (
     "The end date must be greater than today's date.",
     "End date must be the first day of the month.",
     "The sum of project credits cannot exceed the credit for organization.",
+    "Duplicate id in this request.",
 )
 
 

@@ -69,8 +69,10 @@ class FieldError(Exception):
         self.messages = list(messages)
 
 
-def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = None) -> Typed:
-    """DRF DecimalField: digit limits, then the minimum, then quantized."""
+def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = None,
+            zero_message: str = "") -> Typed:
+    """DRF DecimalField: digit limits, then the minimum, then quantized; with
+    ``zero_message``, zero is refused with it (and the schema leaves zero out)."""
 
     def parse(raw: Any) -> Decimal:
         if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
@@ -91,21 +93,40 @@ def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = No
         _check_precision(value, max_digits, decimal_places)
         if min_value is not None and value < min_value:
             raise FieldError(f"Ensure this value is greater than or equal to {min_value}.")
+        if zero_message and value == 0:
+            raise FieldError(zero_message)
         return value.quantize(Decimal(1).scaleb(-decimal_places))
 
     whole = max_digits - decimal_places
     sign = "" if min_value is not None and min_value >= 0 else "-?"
     places = rf"(\.[0-9]{{1,{decimal_places}}})?" if decimal_places else ""
-    text = {"type": "string", "format": "decimal",
-            "pattern": rf"^{sign}0*[0-9]{{1,{whole}}}{places}{END}"}
+    digits = rf"0*[0-9]{{1,{whole}}}{places}"
+    if zero_message:
+        digits = _nonzero_digits(whole, decimal_places)
+    text = {"type": "string", "format": "decimal", "pattern": rf"^{sign}{digits}{END}"}
     # DRF also takes a JSON number; integers are documented (floats work, but rounding
     # makes their limits inexpressible).
-    number = {"type": "integer", "maximum": 10 ** whole - 1,
-              "minimum": 0 if not sign else -(10 ** whole - 1)}
+    number: Json = {"type": "integer", "maximum": 10 ** whole - 1,
+                    "minimum": 0 if not sign else -(10 ** whole - 1)}
+    if zero_message:
+        number["not"] = {"enum": [0]}  # OpenAPI 3.0 has no const
     return Typed(parse, {
         "anyOf": [text, number],
         "description": f"A decimal string: at most {whole} digits before the point and "
-                       f"{decimal_places} after" + (", not negative." if not sign else ".")})
+                       f"{decimal_places} after" + (", not negative" if not sign else "")
+                       + (", not zero." if zero_message else ".")})
+
+
+def _nonzero_digits(whole: int, places: int) -> str:
+    """A pattern for the digits of a decimal that is not zero: a non-zero whole part, or a
+    zero one with a non-zero digit among at most ``places`` after the point."""
+    fraction = rf"(\.[0-9]{{1,{places}}})?" if places else ""
+    nonzero_whole = rf"0*[1-9][0-9]{{0,{whole - 1}}}{fraction}"
+    if not places:
+        return nonzero_whole
+    after = "|".join("0" * zeros + rf"[1-9][0-9]{{0,{places - 1 - zeros}}}"
+                     for zeros in range(places))
+    return rf"(?:{nonzero_whole}|0+\.(?:{after}))"
 
 
 def _check_precision(value: Decimal, max_digits: int, decimal_places: int) -> None:
@@ -242,8 +263,9 @@ def path_segment(max_length: int) -> Typed:
                                         f"most {max_length}, not . or .."})
 
 
-def text(max_length: int) -> Typed:
-    """A free-text field that may be blank (a comment): "" when only whitespace."""
+def text(max_length: int, blank_message: str = "") -> Typed:
+    """A free-text field (a comment): "" when only whitespace, which is refused with
+    ``blank_message`` when one is given."""
     def parse(raw: Any) -> str:
         if not isinstance(raw, str):
             raise FieldError("Not a valid string.")
@@ -253,10 +275,14 @@ def text(max_length: int) -> Typed:
             messages.insert(0, f"Ensure this field has no more than {max_length} characters.")
         if messages:
             raise FieldError(*messages)
+        if not found and blank_message:
+            raise FieldError(blank_message)
         return found
 
-    return Typed(parse, {"type": "string", "maxLength": max_length,
-                         "description": "Free text, may be blank."})
+    blank = not blank_message
+    pattern = r"^[^\x00]*$" if blank else rf"^[^\x00]*[^{_SPACE}\x00][^\x00]*$"
+    return Typed(parse, {"type": "string", "maxLength": max_length, "pattern": pattern,
+                         "description": "Free text" + (", may be blank." if blank else ".")})
 
 
 COMMENT = text(MAX_STRING_LENGTH)

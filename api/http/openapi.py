@@ -391,7 +391,8 @@ RESPONSES: Json = {
                                        "and customer, billing periods have started, "
                                        "expected consumption below the credit, a linear "
                                        "credit ends on the 1st of a later month, project "
-                                       "credits within the organisation's.",
+                                       "credits within the organisation's, item ids unique "
+                                       "within a consumption batch.",
                         "content": {"application/json": {"schema": {
                             "anyOf": [ref("ValidationError"), ref("Detail")]}}}},
     "Unauthorized": _detail_response("No token, or an invalid one.", {

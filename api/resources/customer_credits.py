@@ -269,19 +269,11 @@ class CustomerCredits(CreditCollection):
         return with_checks(UPDATE_FIELDS, offerings=check_offerings, end_date=check_end_date)
 
 
-def _adjustment(amount: Any) -> None:
-    if amount == 0:
-        raise fields.FieldError("Amount must not be zero.")
-
-
-def _required_comment(comment: str) -> None:
-    if not comment:
-        raise fields.FieldError("A comment is required.")
-
-
 ADJUSTMENT_FIELDS = [
-    Field("amount", fields.decimal(16, 5), required=True, check=_adjustment),
-    Field("comment", fields.COMMENT, required=True, check=_required_comment),
+    Field("amount", fields.decimal(16, 5, zero_message="Amount must not be zero."),
+          required=True),
+    Field("comment", fields.text(fields.MAX_STRING_LENGTH,
+                                 blank_message="A comment is required."), required=True),
 ]
 
 

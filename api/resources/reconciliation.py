@@ -88,7 +88,9 @@ def period_param(req: falcon.Request, today: date) -> Period:
 
 
 def format_param(req: falcon.Request) -> str:
-    """`format` wins; otherwise CSV only when the client prefers it to JSON."""
+    """`format` wins; otherwise CSV only when the client prefers it to JSON. A bad `bom`
+    is refused whatever the format."""
+    bom_param(req)
     if (chosen := last_param(req, "format")) is not None:
         if chosen not in FORMATS:
             raise validation_error({"format": [
