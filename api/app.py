@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import falcon
@@ -16,7 +17,7 @@ from api.http.read_model_guard import ReadModelGuard
 from api.resources.consumptions import BillingPeriods, Consumptions
 from api.resources.customer_credits import CustomerCredits
 from api.resources.directory import Customers, Offerings, Projects
-from api.resources.docs import add_docs_routes
+from api.resources.docs import add_docs_routes, route_label
 from api.resources.health import Health
 from api.resources.history import CreditHistory
 from api.resources.project_credits import ProjectCredits
@@ -36,8 +37,9 @@ def create_app(services: Services) -> falcon.App:
     and time; an anonymous caller's never) and before anything parses it."""
     services.ledger.observer = StoreMetrics()
     gate = OutageGate(services.url)
+    observer = RequestObserver()
     middleware: list[Any] = [
-        RequestObserver(),
+        observer,
         gate,
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
         ReadModelGuard(services),
@@ -87,7 +89,14 @@ def create_app(services: Services) -> falcon.App:
     app.add_route("/metrics", Metrics(services))
     add_docs_routes(app)
     answer_head_like_get(app)
+    observer.route = partial(route_template, app)
     return app
+
+
+def route_template(app: falcon.App, path: str) -> str | None:
+    """The route a path belongs to, for requests answered before routing (a 401)."""
+    found = app._router.find(path)
+    return found[3] if found is not None else route_label(path)
 
 
 def answer_head_like_get(app: falcon.App) -> None:

@@ -3,17 +3,23 @@ cost nothing (no body read, no metric label of their choosing)."""
 
 from __future__ import annotations
 
+import os
+import random
+import re
 import socket
+import string
 import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import BACKENDS
 from tests.live import Live, module_server
 
 TRICKLERS = 8  # more than 2 workers x 2 threads
+REQUESTS = int(os.environ.get("LEDGER_TEST_METHOD_REQUESTS", "2000"))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -73,3 +79,28 @@ def test_anonymous_trickled_bodies_neither_hold_threads_nor_stall_callers(live: 
         assert answer.startswith(b"HTTP/1.1 401"), answer
         assert answer.endswith(b'{"detail":"Authentication credentials were not provided."}')
         assert seconds < 5  # answered at once and hung up on, not drained
+
+
+def test_ten_thousand_made_up_methods_leave_metrics_small(live: Live) -> None:
+    """Anonymous requests with random methods and paths, from 4 clients: /metrics (open on
+    loopback) stays under 64 KB and names none of them."""
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(base_url=live.url, timeout=10) as client:
+            for n in range(REQUESTS // 4):
+                method = "".join(rng.choice(string.ascii_uppercase)
+                                 for _ in range(rng.randint(3, 10)))
+                client.request(method, f"/x{seed}-{n}/" if n % 2 else "/api/customers/")
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    scraped = httpx.get(live.url + "/metrics", timeout=10)
+    assert scraped.status_code == 200
+    assert len(scraped.content) < 64 * 1024
+    methods = set(re.findall(r'method="([^"]*)"', scraped.text))
+    assert "other" in methods and methods <= {"GET", "HEAD", "POST", "PUT", "PATCH",
+                                              "DELETE", "OPTIONS", "other"}
+    assert not re.search(r'route="/x', scraped.text)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 from uuid import uuid4
 
 import falcon
@@ -413,3 +414,19 @@ def test_docs_are_found_where_drf_users_look(client: falcon.testing.TestClient) 
     assert 'url: "../",' in there.text
     asset = client.simulate_get("/api/docs/static/swagger-ui-bundle.js")
     assert asset.status_code == 200
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("/", "api/docs/"), ("/api", "api/docs/"), ("/api/", "docs/"), ("/api/docs", "docs/")])
+def test_where_people_look_for_the_docs_redirects_there(client: falcon.testing.TestClient,
+                                                        path: str, location: str) -> None:
+    """Issue 21 row 15: relative Locations, so a reverse proxy's prefix is kept."""
+    answer = client.simulate_get(path)
+    assert (answer.status_code, answer.headers["Location"]) == (302, location)
+    assert urljoin(f"http://h{path}", location) == "http://h/api/docs/"
+    assert client.simulate_post(path).status_code == 405
+
+
+def test_the_docs_page_calls_no_external_validator(client: falcon.testing.TestClient) -> None:
+    page = client.simulate_get("/api/docs/").text
+    assert "validatorUrl: null" in page and "https://" not in page

@@ -7,12 +7,18 @@ behind a reverse proxy that mounts the service under a prefix.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import falcon
 from swagger_ui_bundle import swagger_ui_path
 
 DOCS_PATH = "/api/docs/"
 DRF_DOCS_PATH = "/api/schema/swagger-ui/"  # where drf-spectacular users look
 ASSETS_PATH = DOCS_PATH + "static"
+# Where people look for the docs without finding a route: redirected (relative Locations,
+# so a reverse proxy's prefix is kept).
+REDIRECTS = {"/": "api/docs/", "/api": "api/docs/", "/api/": "docs/", "/api/docs": "docs/"}
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -32,7 +38,8 @@ PAGE = """<!doctype html>
       deepLinking: true,
       docExpansion: "list",
       presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout"
+      layout: "BaseLayout",
+      validatorUrl: null
     });
   </script>
 </body>
@@ -55,7 +62,22 @@ class ApiDocs:
         resp.text = self.page
 
 
+def to_docs(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+    """A sink for REDIRECTS (no route of the API: not in its document)."""
+    if req.method not in ("GET", "HEAD"):
+        raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+    raise falcon.HTTPFound(REDIRECTS[req.path])
+
+
+def route_label(path: str) -> str | None:
+    """A metrics label for paths outside the router: the docs' assets and redirects."""
+    if path.startswith(ASSETS_PATH + "/"):
+        return ASSETS_PATH + "/{file}"
+    return path if path in REDIRECTS else None
+
+
 def add_docs_routes(app: falcon.App) -> None:
     app.add_route(DOCS_PATH, ApiDocs())
     app.add_route(DRF_DOCS_PATH, ApiDocs(assets="../../docs/static/", schema="../"))
     app.add_static_route(ASSETS_PATH, swagger_ui_path)
+    app.add_sink(to_docs, "^(?:" + "|".join(map(re.escape, REDIRECTS)) + ")$")

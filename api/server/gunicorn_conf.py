@@ -55,6 +55,7 @@ def on_starting(server: Any) -> None:
     If the database is down, workers start anyway and create the tables once it is back
     (and a stale read model is then refused with 503 until `credit-ledger rebuild`)."""
     prepare_metrics_directory()
+    os.environ["LEDGER_BOUND"] = " ".join(server.cfg.bind)  # /metrics: loopback only?
     from api.server.outage import TABLES_PENDING, create_tables_or_defer
     from api.server.wiring import create_tables
 
