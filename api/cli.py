@@ -14,6 +14,7 @@ line and exit 1 in `main`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -75,8 +76,14 @@ def database_boundary(url: str) -> Iterator[None]:
             f"Cannot use the database {redact(url)}: {reason[0]}") from None
 
 
-def open_database(url: str, create: bool = False) -> None:
-    """Refuse a missing SQLite file (or create it when `create`, and say so); make tables."""
+def to_stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def open_database(url: str, create: bool = False,
+                  say: Callable[[str], None] = to_stderr) -> None:
+    """Refuse a missing SQLite file (or create it when `create`, and `say` so); make
+    tables."""
     sqlite_path = parse_database_url(url).sqlite_path
     missing = sqlite_path is not None and not Path(sqlite_path).exists()
     if missing and not create:
@@ -86,7 +93,7 @@ def open_database(url: str, create: bool = False) -> None:
     with database_boundary(url):
         create_tables(url)
     if missing:
-        click.echo(f"Created database {sqlite_path}.", err=True)
+        say(f"Created database {sqlite_path}.")
 
 
 @contextmanager
@@ -163,12 +170,24 @@ def serve(database_url: str, bind: str, host: str | None, port: int | None,
     os.environ["LEDGER_DATABASE_URL"] = database_url  # the settings and workers read it
     from api.server.server import serve as run_server
 
-    open_database(database_url, create=True)
+    say = startup_line()
+    open_database(database_url, create=True, say=say)
     bind_host, _, bind_port = bind.rpartition(":")
     address = f"{host or bind_host or '127.0.0.1'}:{port or bind_port or 8000}"
-    click.echo(f"Serving {redact(database_url)} on http://{address}/", err=True)
+    say(f"Serving {redact(database_url)} on http://{address}/")
     run_server(address, workers)
     return 0
+
+
+def startup_line() -> Callable[[str], None]:
+    """How `serve` reports before gunicorn logs: a log record in JSON log mode (one format
+    on stderr for log collectors), else a line for the person at the terminal."""
+    from api.server.logs import configure_logging, log_format
+
+    if log_format() != "json":
+        return to_stderr
+    configure_logging()
+    return logging.getLogger("credit_ledger").info
 
 
 @cli.command()

@@ -84,8 +84,11 @@ def test_the_image_runs_as_a_user_and_its_command_serves_and_passes_its_health_c
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-    first_line = (tmp_path / "server.log").read_text().splitlines()[0]
-    assert first_line == f"Created database {tmp_path / 'credit-ledger.db'}."
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    first = json.loads(lines[0])  # LEDGER_LOG_FORMAT=json: every line, start-up's too
+    assert first["message"] == f"Created database {tmp_path / 'credit-ledger.db'}."
+    assert first["level"] == "info" and json.loads(lines[1])["message"].startswith("Serving ")
+    assert all(json.loads(line) for line in lines)
 
 
 def test_systemd_units_start_existing_commands() -> None:
