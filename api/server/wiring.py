@@ -147,7 +147,8 @@ def create_tables(url: str | None = None) -> None:
 
     On PostgreSQL, concurrent DDL (even `IF NOT EXISTS` / `CREATE OR REPLACE` on existing
     objects) fails with "tuple concurrently updated", e.g. two CLI commands at once or one
-    while the server starts; callers take turns on an advisory lock per schema.
+    while the server starts; callers take turns on an advisory lock per schema. The schema
+    of `?schema=NAME` is created if it does not exist.
     """
     database = parse_database_url(url or database_url())
     if database.sqlite_path is not None:
@@ -162,6 +163,9 @@ def create_tables(url: str | None = None) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": key})
             try:
+                if database.schema:  # `?schema=NAME` is made when missing
+                    quoted = conn.dialect.identifier_preparer.quote_identifier(database.schema)
+                    conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
                 build_services(url, create_tables=True).close()
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
