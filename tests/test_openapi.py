@@ -63,6 +63,7 @@ LEDGER_RULES = (
     "End date must be the first day of the month.",
     "The sum of project credits cannot exceed the credit for organization.",
     "Duplicate id in this request.",
+    "Reduction would exceed the withdrawable balance.",
 )
 
 

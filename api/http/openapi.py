@@ -392,7 +392,8 @@ RESPONSES: Json = {
                                        "expected consumption below the credit, a linear "
                                        "credit ends on the 1st of a later month, project "
                                        "credits within the organisation's, item ids unique "
-                                       "within a consumption batch.",
+                                       "within a consumption batch, a withdrawable "
+                                       "reduction within the balance.",
                         "content": {"application/json": {"schema": {
                             "anyOf": [ref("ValidationError"), ref("Detail")]}}}},
     "Unauthorized": _detail_response("No token, or an invalid one.", {
