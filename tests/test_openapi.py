@@ -64,6 +64,7 @@ LEDGER_RULES = (
     "The sum of project credits cannot exceed the credit for organization.",
     "Duplicate id in this request.",
     "Reduction would exceed the withdrawable balance.",
+    "Adjustment would make the credit value negative.",
 )
 
 

@@ -393,7 +393,7 @@ RESPONSES: Json = {
                                        "credit ends on the 1st of a later month, project "
                                        "credits within the organisation's, item ids unique "
                                        "within a consumption batch, a withdrawable "
-                                       "reduction within the balance.",
+                                       "adjustment within the balance and the credit.",
                         "content": {"application/json": {"schema": {
                             "anyOf": [ref("ValidationError"), ref("Detail")]}}}},
     "Unauthorized": _detail_response("No token, or an invalid one.", {
