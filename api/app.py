@@ -36,7 +36,7 @@ def create_app(services: Services) -> falcon.App:
     caught up, for callers with credentials only) before a body is read (bounded in size
     and time; an anonymous caller's never) and before anything parses it."""
     services.ledger.observer = StoreMetrics()
-    gate = OutageGate(services.url, services.answers)
+    gate = OutageGate(services.url, services.answers, services.drop_dead_connections)
     observer = RequestObserver()
     middleware: list[Any] = [
         observer,

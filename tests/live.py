@@ -160,3 +160,13 @@ def module_server(request: Any, tmp_path_factory: Any, name: str,
             server.headers = headers
             yield server
             assert server.server_errors() == []
+
+
+def postgres_server(postgres_database: str, workdir: Path) -> Iterator[Live]:
+    """A function fixture's body: a server on a fresh PostgreSQL schema with a staff user."""
+    with backend_url("postgresql", workdir, postgres_database) as url:
+        headers = make_users(url, staff=True)
+        with live_server(url, workdir) as server:
+            server.headers = headers
+            yield server
+            assert server.server_errors() == []

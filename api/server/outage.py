@@ -33,6 +33,7 @@ from api.http.errors import ApiError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
+RETRY_PAUSE_SECONDS = 0.2
 TABLES_PENDING = "LEDGER_TABLES_PENDING"
 UNAVAILABLE: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
@@ -59,11 +60,11 @@ reopens the gate when it answers.
     file), which must not turn other requests away.
     """
 
-    def __init__(self, database_url: str,
-                 reachable: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, database_url: str, reachable: Callable[[], bool] = lambda: False,
+                 lost: Callable[[], None] = lambda: None) -> None:
         self.enabled = database_url.startswith("postgres")
         self.closed_until = 0.0
-        self.reachable = reachable
+        self.reachable, self.lost = reachable, lost
 
     def register(self, app: falcon.App) -> None:
         for error in UNAVAILABLE:
@@ -80,6 +81,7 @@ reopens the gate when it answers.
     def handle(self, req: falcon.Request, resp: falcon.Response, error: Exception,
                params: dict[str, Any]) -> None:
         log.warning("database unavailable on %s %s: %s", req.method, req.path, error)
+        self.lost()  # other threads' next connections are tested before use
         if req.env.get(MAY_RETRY):
             req.env[CONNECTION_LOST] = True  # RetryOnConnectionLoss runs it again
         elif self.enabled and not self.reachable():
@@ -129,6 +131,7 @@ class RetryOnConnectionLoss:
             return body
         getattr(body, "close", lambda: None)()
         self.recover()
+        time.sleep(RETRY_PAUSE_SECONDS)  # the pools reconnect in the background
         environ[MAY_RETRY] = False
         stream = environ.get("wsgi.input")
         if isinstance(stream, io.BytesIO):  # the body, as read the first time (bodies.py)

@@ -76,12 +76,10 @@ class Services:
             return False
 
     def drop_dead_connections(self) -> None:
-        """After a lost connection: the event store's pool tests its idle connections and,
-        for a few seconds, each one it hands out (one in use elsewhere may come back
-        dead); the engine's pool was invalidated by SQLAlchemy already."""
-        if (pool := self._events_pool()) is not None:
-            self.events_check.lost()
-            pool.check()
+        """After a lost connection: for a few seconds the event store's pool tests each
+        connection it hands out and replaces dead ones (testing them all at once held
+        them from other threads); the engine's pool was invalidated by SQLAlchemy."""
+        self.events_check.lost()
 
     def _events_pool(self) -> Any:
         return getattr(getattr(self.ledger.recorder, "datastore", None), "pool", None)
