@@ -2,6 +2,7 @@
 #   docker build -t credit-ledger .
 #   docker run -p 8000:8000 -v ledger-data:/var/lib/credit-ledger credit-ledger
 # The same image runs the standalone projector: `credit-ledger project` (see compose.yaml).
+# The health check asks the port of LEDGER_BIND, so `-e LEDGER_BIND=0.0.0.0:9000` works.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -25,5 +26,5 @@ WORKDIR /var/lib/credit-ledger
 VOLUME ["/var/lib/credit-ledger"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('LEDGER_BIND', '0.0.0.0:8000').rpartition(':')[2]; sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=4).status != 200)"]
 CMD ["credit-ledger", "serve"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import falcon
@@ -18,7 +19,7 @@ from api.resources.audit import AuditHeadResource
 from api.resources.consumptions import BillingPeriods, Consumptions
 from api.resources.customer_credits import CustomerCredits
 from api.resources.directory import Customers, Offerings, Projects
-from api.resources.docs import ApiDocs, add_assets
+from api.resources.docs import ApiDocs, add_assets, route_label
 from api.resources.health import Health
 from api.resources.history import CustomerCreditHistory, ProjectCreditHistory
 from api.resources.journal import Journal
@@ -44,20 +45,21 @@ RESOURCE_TYPES: list[Any] = [
 
 
 def create_app(services: Services) -> falcon.App:
-    """Middleware order matters: requests are observed first, bodies bounded, a database
-    outage answered at once, stale read models refused; callers are authenticated (and the
-    read models caught up, for callers with credentials only) before anything parses a
-    body."""
+    """Middleware order matters: requests are observed first, a database outage answered
+    at once, stale read models refused; callers are authenticated (and the read models
+    caught up, for callers with credentials only) before a body is read (bounded in size
+    and time; an anonymous caller's never) and before anything parses it."""
     services.ledger.observer = StoreMetrics()
-    gate = OutageGate(services.url)
+    gate = OutageGate(services.url, services.answers, services.drop_dead_connections)
+    observer = RequestObserver()
     middleware: list[Any] = [
-        RequestObserver(),
-        BodyMiddleware(),
+        observer,
         gate,
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
         ReadModelGuard(services),
         AuthMiddleware(services.reads, services.projector.catch_up_patiently,
                        lambda: services.projector.log_end),
+        BodyMiddleware(),
         IdempotencyMiddleware(services.engine, services.ledger),
     ]
     app = falcon.App(middleware=middleware)
@@ -74,7 +76,14 @@ def create_app(services: Services) -> falcon.App:
         mount(app, made.get(resource_type) or resource_type(services))
     add_assets(app)
     answer_head_like_get(app)
+    observer.route = partial(route_template, app)
     return app
+
+
+def route_template(app: falcon.App, path: str) -> str | None:
+    """The route a path belongs to, for requests answered before routing (a 401)."""
+    found = app._router.find(path)
+    return found[3] if found is not None else route_label(path)
 
 
 def answer_head_like_get(app: falcon.App) -> None:

@@ -13,6 +13,12 @@ The cached object is never handed out or changed: it is copied, the copy is brou
 to date and cached in its place, and the caller gets a copy of that, as
 ``repository.get`` does, so a command whose save fails leaves the cache correct. After a
 successful save, the saved aggregates replace their cached copies (``remember``).
+
+A cached object is never changed once cached, by anyone: eventsourcing's own
+``Repository.get`` fast-forwards the cached object in place, which raced with this
+module's lock-free reads (a copy taken half-way, or a version read before the object moved
+on, replayed events it already had: OriginatorVersionError, a 500 under concurrent
+postings). ``CopyingRepository`` fast-forwards a copy instead.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from copy import deepcopy
 from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProjectorFunction,
+    Repository,
+    project_aggregate,
+)
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 
@@ -155,6 +167,30 @@ def newer_events(app: Application[UUID],
                 originator_id=row["originator_id"], originator_version=row["originator_version"],
                 topic=row["topic"], state=bytes(row["state"])))
     return found
+
+
+class CopyingRepository(Repository[UUID]):
+    """A repository whose cached aggregates are never changed in place (see the module
+    docstring): a cache hit is copied, the copy fast-forwarded and cached in its place."""
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None,
+            projector_func: ProjectorFunction[Any, Any] = project_aggregate,
+            fastforward_skipping: bool = False, deepcopy_from_cache: bool = True) -> Any:
+        if self.cache is None or version is not None or not self.fastforward:
+            return super().get(aggregate_id, version=version, projector_func=projector_func,
+                               fastforward_skipping=fastforward_skipping,
+                               deepcopy_from_cache=deepcopy_from_cache)
+        try:
+            cached = self.cache.get(aggregate_id)
+        except KeyError:
+            aggregate = self._reconstruct_aggregate(aggregate_id, None, projector_func)
+        else:
+            newer = self.event_store.get(originator_id=aggregate_id, gt=cached.version)
+            aggregate = projector_func(deepcopy(cached), newer)
+            if aggregate is None:
+                raise AggregateNotFoundError(aggregate_id)
+        self.cache.put(aggregate_id, aggregate)
+        return deepcopy(aggregate)
 
 
 class CopiedByContainers:

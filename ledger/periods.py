@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
+# ASCII digits only, nothing after: `\d` takes other scripts' digits and `$` a final "\n".
+_PATTERN = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 @dataclass(frozen=True, order=True)
@@ -19,7 +20,7 @@ class Period:
 
     @classmethod
     def parse(cls, text: str) -> Period:
-        match = _PATTERN.match(text)
+        match = _PATTERN.fullmatch(text)
         if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1:
             raise ValueError(f"Invalid period {text!r}: use YYYY-MM.")
         return cls(int(match.group(1)), int(match.group(2)))

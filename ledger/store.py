@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording,
 
 from ledger.errors import Conflict, KeyReused, NotFound
 from ledger.keys import CommandKey, KeyedCommand
-from ledger.loading import load_many, remember
+from ledger.loading import CopyingRepository, load_many, remember
 from ledger.periods import Period
 from ledger.terms import Terms
 
@@ -175,6 +175,15 @@ class LedgerBase(Application[UUID]):
             raise KeyReused("This Idempotency-Key was used with a different request.")
         self.use_key(None)
         return record
+
+    def construct_repository(self) -> CopyingRepository:
+        """Cached aggregates stay as cached (ledger.loading reads them without a lock)."""
+        plain = super().construct_repository()
+        return CopyingRepository(
+            event_store=plain.event_store, snapshot_store=plain.snapshot_store,
+            cache_maxsize=None if plain.cache is None else getattr(plain.cache, "maxsize", 0),
+            fastforward=plain.fastforward, fastforward_skipping=plain.fastforward_skipping,
+            deepcopy_from_cache=plain.deepcopy_from_cache)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -54,8 +54,10 @@ class User(Aggregate):
         self.roles.append([scope, scope_id.hex, role])
 
     def revoke(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:
-        if [scope, scope_id.hex, role] in self.roles:
-            self._revoked(scope=scope, scope_id=scope_id, role=role, actor=actor)
+        if [scope, scope_id.hex, role] not in self.roles:
+            raise RuleViolation(f"{self.username} does not hold the {scope} role {role} of "
+                                f"{scope_id}.", "role")
+        self._revoked(scope=scope, scope_id=scope_id, role=role, actor=actor)
 
     @event("RoleRevoked")
     def _revoked(self, scope: str, scope_id: UUID, role: str, actor: str) -> None:

@@ -199,9 +199,10 @@ class Projector:
         """Replay the whole log into shadow tables, then swap them in; returns events replayed.
 
         The live read models keep serving (and catching up) until the swap, which takes
-        the tracking lock, applies what arrived meanwhile and replaces the tables.
+        the tracking lock, applies what arrived meanwhile and replaces the tables. One
+        rebuild at a time: a second one waits for the first (`rebuild_lock`).
         """
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn, rebuild_lock(conn):
             shadow = Shadow.open(conn)
             try:
                 shadow.create_tables(conn)
@@ -215,20 +216,80 @@ class Projector:
                     total += len(applied)
                     progress(total)
                 shadow.create_indexes(conn)
-                with conn.begin():
-                    self._lock_position(conn)
-                    while applied := self._apply_next(conn, position, schema=shadow.name):
-                        position = applied[-1]
-                        total += len(applied)
-                    shadow.swap_in(conn)
-                    conn.execute(update(tracking).where(tracking.c.name == NAME)
-                                 .values(position=position))
-                    schema_version.record(conn)
+                position, total = self._swap_in(conn, shadow, position, total)
                 analyze(conn)
             finally:
                 shadow.close(conn)
         self.known_position = max(self.known_position, position)
         return total
+
+    def _swap_in(self, conn: Connection, shadow: Shadow, position: int,
+                 total: int) -> tuple[int, int]:
+        """Apply what arrived meanwhile and swap, in one short transaction. On PostgreSQL
+        its locks wait at most SWAP_LOCK_TIMEOUT: a reader holding one table while it
+        waits for another (behind the swap) would otherwise deadlock with it, and the
+        deadlock detector could pick the reader. The swap gives way and tries again."""
+        for attempt in range(SWAP_ATTEMPTS):
+            caught_up, added = position, 0
+            try:
+                with conn.begin():
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+                    self._lock_position(conn)
+                    while applied := self._apply_next(conn, caught_up, schema=shadow.name):
+                        caught_up = applied[-1]
+                        added += len(applied)
+                    shadow.swap_in(conn)
+                    conn.execute(update(tracking).where(tracking.c.name == NAME)
+                                 .values(position=caught_up))
+                    schema_version.record(conn)
+                return caught_up, total + added
+            except OperationalError as error:
+                if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                log.info("swap waited too long for readers (attempt %d); trying again",
+                         attempt + 1)
+                time.sleep(0.05 * (attempt % 10 + 1))
+        raise RuntimeError(f"The rebuilt read models could not be swapped in: readers held "
+                           f"the tables through {SWAP_ATTEMPTS} attempts.")
+
+
+SWAP_LOCK_TIMEOUT = "200ms"  # under PostgreSQL's deadlock_timeout (1 s)
+SWAP_ATTEMPTS = 200
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+@contextmanager
+def rebuild_lock(conn: Connection) -> Iterator[None]:
+    """One rebuild at a time per read-model schema (or SQLite file): they share the shadow,
+    which each starts by emptying. A second rebuild waits, and says so."""
+    if conn.dialect.name == "postgresql":
+        key = "SELECT hashtext('credit-ledger-rebuild:' || current_schema())"
+        with conn.begin():
+            got = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock(({key}))").scalar()
+        if not got:
+            log.warning("another rebuild of these read models is running; waiting for it")
+            with conn.begin():
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock(({key}))")
+        try:
+            yield
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            with conn.begin():
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock(({key}))")
+        return
+    import fcntl
+
+    database = conn.engine.url.database
+    assert database, "SQLite read models live in a file"
+    with open(f"{database}.rebuild.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another rebuild of these read models is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def apply_events(conn: Connection, events: list[tuple[Any, int]],

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -145,3 +146,27 @@ def backend_url(backend: str, workdir: Path, admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def module_server(request: Any, tmp_path_factory: Any, name: str,
+                  users: dict[str, bool], **env: str) -> Iterator[Live]:
+    """A module fixture's body: a server on the backend in request.param (a fresh SQLite
+    file or PostgreSQL schema) with `users` (name -> is_staff); no server error allowed."""
+    workdir = tmp_path_factory.mktemp(name)
+    admin = request.getfixturevalue("postgres_database") if request.param != "sqlite" else ""
+    with backend_url(request.param, workdir, admin) as url:
+        headers = make_users(url, **users)
+        with live_server(url, workdir, 2, **env) as server:
+            server.headers = headers
+            yield server
+            assert server.server_errors() == []
+
+
+def postgres_server(postgres_database: str, workdir: Path) -> Iterator[Live]:
+    """A function fixture's body: a server on a fresh PostgreSQL schema with a staff user."""
+    with backend_url("postgresql", workdir, postgres_database) as url:
+        headers = make_users(url, staff=True)
+        with live_server(url, workdir) as server:
+            server.headers = headers
+            yield server
+            assert server.server_errors() == []

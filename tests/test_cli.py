@@ -116,3 +116,67 @@ def test_serve_takes_bind_and_workers_from_the_environment_like_gunicorn_c(
     assert main(["serve"]) == 0
     assert main(["serve", "--port", "18398", "--workers", "1"]) == 0
     assert started == [("127.0.0.1:18399", 3), ("127.0.0.1:18398", 1)]
+
+
+# --- issue 21 rows 12 and 14 ---------------------------------------------------------------
+
+def test_users_create_retried_after_its_commit_landed_succeeds(
+        services: Services, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """eventsourcing re-sends an insert whose connection broke at commit; when the first
+    attempt landed, the re-send meets the user it created: that is success, not a clash."""
+    from eventsourcing.application import Application
+    from eventsourcing.persistence import IntegrityError
+
+    plain_save = Application.save
+
+    def landed_then_failed(self: Application, *objs: object, **kwargs: object) -> object:
+        plain_save(self, *objs, **kwargs)  # type: ignore[arg-type]
+        raise IntegrityError("duplicate key (the retry of a commit that landed)")
+
+    monkeypatch.setattr(Application, "save", landed_then_failed)
+    assert main(["users", "create", "root", "--staff"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    monkeypatch.setattr(Application, "save", plain_save)
+    assert main(["users", "create", "root"]) == 1
+    assert "User 'root' already exists." in capsys.readouterr().err
+    services.projector.catch_up()
+    import falcon.testing
+
+    from api.app import create_app
+
+    client = falcon.testing.TestClient(create_app(services))
+    assert client.simulate_get("/api/customers/", headers=auth(token)).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["", "  ", " root", "ro\tot", "root\n"])
+def test_users_create_refuses_a_blank_or_padded_name(
+        name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["users", "create", name]) == 1
+    assert "A user name may not" in capsys.readouterr().err
+    assert main(["users", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []
+
+
+def test_revoking_a_role_not_held_is_an_error(
+        directory: Directory, capsys: pytest.CaptureFixture[str]) -> None:
+    org = directory.customer("Org")
+    assert main(["users", "create", "alice"]) == 0
+    assert main(["roles", "revoke", "alice", "owner", "--customer", org["uuid"]]) == 1
+    assert f"alice does not hold the customer role owner of {org['uuid']}" in (
+        capsys.readouterr().err.replace("-", ""))
+    assert main(["roles", "grant", "alice", "owner", "--customer", org["uuid"]]) == 0
+    assert main(["roles", "revoke", "alice", "owner", "--customer", org["uuid"]]) == 0
+    assert "Revoked customer role owner" in capsys.readouterr().out
+    assert main(["roles", "revoke", "nobody", "owner", "--customer", org["uuid"]]) == 1
+    assert "No user named 'nobody'." in capsys.readouterr().err
+
+
+def test_export_of_a_month_that_has_not_started_is_an_error(
+        directory: Directory, tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    directory.customer_credit(directory.customer("Org"), "100")
+    assert main(["export", "reconciliation", "--period", "2099-01", "--out", "-"]) == 1
+    assert "Billing period 2099-01 has not started yet." in capsys.readouterr().err
+    assert main(["export", "reconciliation", "--period", "2026-01\n", "--out", "-"]) == 1
+    assert "Enter a billing period as YYYY-MM." in capsys.readouterr().err
+    assert main(["export", "reconciliation", "--period", "2025-01", "--out", "-"]) == 0

@@ -47,6 +47,9 @@ def test_compose_file_has_the_database_api_and_projector() -> None:
         assert url == "postgresql://ledger:ledger@db:5432/ledger"
     assert services["api"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["db"]["environment"]["POSTGRES_PASSWORD"] == "ledger"
+    # one image, built once (by api) and reused (issue 21 row 16)
+    assert services["api"]["build"] == "." and "build" not in services["projector"]
+    assert services["api"]["image"] == services["projector"]["image"] == "credit-ledger:local"
 
 
 def test_the_image_runs_as_a_user_and_its_command_serves_and_passes_its_health_check(
@@ -65,8 +68,7 @@ def test_the_image_runs_as_a_user_and_its_command_serves_and_passes_its_health_c
     command = json.loads(image["CMD"])
     assert command == ["credit-ledger", "serve"]
     health = json.loads(image["HEALTHCHECK"].split(" CMD ", 1)[1])
-    health = [part.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for part in health]
-    assert health[0] == "python"
+    assert health[0] == "python" and "127.0.0.1:8000" not in health[2]  # port of LEDGER_BIND
     with (tmp_path / "server.log").open("wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
@@ -76,14 +78,17 @@ def test_the_image_runs_as_a_user_and_its_command_serves_and_passes_its_health_c
         while not passed and time.monotonic() < deadline and server.poll() is None:
             time.sleep(0.3)
             check = subprocess.run([sys.executable, *health[1:]], capture_output=True,
-                                   timeout=10)
+                                   timeout=10, env=env)
             passed = check.returncode == 0
         assert passed, (tmp_path / "server.log").read_text()
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-    first_line = (tmp_path / "server.log").read_text().splitlines()[0]
-    assert first_line == f"Created database {tmp_path / 'credit-ledger.db'}."
+    lines = (tmp_path / "server.log").read_text().splitlines()
+    first = json.loads(lines[0])  # LEDGER_LOG_FORMAT=json: every line, start-up's too
+    assert first["message"] == f"Created database {tmp_path / 'credit-ledger.db'}."
+    assert first["level"] == "info" and json.loads(lines[1])["message"].startswith("Serving ")
+    assert all(json.loads(line) for line in lines)
 
 
 def test_systemd_units_start_existing_commands() -> None:

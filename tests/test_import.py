@@ -271,3 +271,35 @@ def test_the_cli_command_imports(database_url: str, source: Source,
     assert "credits/s" in captured.out
     assert main(["import", "waldur", "--url", source.url, "--token", "wrong"]) == 2
     assert "answered 401" in capsys.readouterr().err
+
+
+# --- issue 21 row 11: a source whose pagination loops ends the import with an error --------
+
+def looping_source(next_of: Callable[[httpx.URL], str], items: list[Any]) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=items, headers={
+            "X-Result-Count": "1", "Link": f'<{next_of(request.url)}>; rel="next"'})
+    return httpx.MockTransport(answer)
+
+
+@pytest.mark.parametrize("next_of", [
+    lambda url: str(url),  # the page itself
+    lambda url: "http://w/api/marketplace-public-offerings/?page=2" if url.params.get(
+        "page") != "2" else "http://w/api/marketplace-public-offerings/?page_size=300"])
+def test_a_next_link_seen_before_ends_the_import_with_an_error(
+        services: Services, next_of: Callable[[httpx.URL], str]) -> None:
+    offering = {"uuid": uuid4().hex, "name": "VM", "type": "OpenStack.Instance"}
+    out, err = io.StringIO(), io.StringIO()
+    client = httpx.Client(transport=looping_source(next_of, [offering]))
+    code = importer.run(services, "http://w", "t", out, err, client)
+    assert code == 2
+    assert "was already read: the source's next links loop" in err.getvalue()
+
+
+def test_an_empty_page_with_a_next_link_ends_the_import(services: Services) -> None:
+    pages = iter(range(1, 10**6))
+    out, err = io.StringIO(), io.StringIO()
+    client = httpx.Client(transport=looping_source(
+        lambda url: f"http://w/api/x/?page={next(pages)}", []))
+    assert importer.run(services, "http://w", "t", out, err, client) == 2
+    assert "the source's pages never end" in err.getvalue()

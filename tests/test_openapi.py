@@ -8,10 +8,12 @@ content types, headers and bodies are the documented ones.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 from uuid import uuid4
 
 import falcon
@@ -43,7 +45,7 @@ from tests.conftest import BACKENDS
 from tests.live import Live, backend_url, live_server
 from tests.support import Clock, Directory
 
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = int(os.environ.get("LEDGER_TEST_SCHEMATHESIS_EXAMPLES", "8"))
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # Rules that need the ledger's state or the clock (a linked object exists and is live, one
 # credit per project/customer, a period has started, terms against the credit's value): the
@@ -63,6 +65,9 @@ LEDGER_RULES = (
     # Webhook targets: where a host name points is known only by resolving it.
     "a loopback, private or reserved address: not allowed.",
     "does not resolve.",
+    "Duplicate id in this request.",
+    "Reduction would exceed the withdrawable balance.",
+    "Adjustment would make the credit value negative.",
 )
 
 
@@ -352,18 +357,23 @@ def test_minimal_consumption_is_a_plain_decimal(directory: Directory) -> None:
 
 HEX = "0123456789abcdef" * 2
 AGREEMENT = [
-    (fields.MONEY, ["0", "12.5", "99999999999.99999", 300],
-     ["-1", "1.123456", "123456789012", "abc", "", True, None]),
-    (fields.GRACE, ["-10", "999", 25], ["1000", "1.5", "x"]),
+    (fields.MONEY, ["0", "12.5", "99999999999.99999", 300, "000000000000001"],
+     ["-1", "1.123456", "123456789012", "abc", "", True, None, "١٢٣", "１２３", "5_000", "+5",
+      " 5 ", "5\n", "1e3", ".5", "5.", "Infinity", "NaN"]),
+    (fields.GRACE, ["-10", "999", 25, 5.0], ["1000", "1.5", "x", "+5", "-", "٥"]),
+    (fields.path_segment(9), ["a", "c-5", "...", "a.b", "!$&'()*+,", ";=:@", 7],
+     ["", ".", "..", "a/b", "a b", "a\n", "é", "a%20", "1234567890", True, None]),
     (fields.string(5), ["a", " a ", "abcde", 7], [" ", "", "a\x00", "abcdef", True, []]),
     (fields.hyperlink("/api/projects/"),
      [f"/api/projects/{HEX}/", f"http://h:1/api/projects/{HEX}/?x=1",
       f"https://[x/api/projects/{HEX.upper()}/"],
      [f"/api/projects/{HEX}", f"/api/customers/{HEX}/", f"http://h/api/projects/{'-' * 36}/",
       "https://0.com", 5]),
-    (fields.PERIOD, ["2026-01", "0001-12"], ["2026-13", "0000-01", "2026-1", "202611"]),
+    (fields.PERIOD, ["2026-01", "0001-12"], ["2026-13", "0000-01", "2026-1", "202611",
+                                              "2026-01\n", "２０２６-01", " 2026-01"]),
     (fields.choice("fixed", "linear"), ["fixed"], ["Fixed", "", 1]),
-    (fields.date_field, ["2026-12-01"], ["2026-13-01", "01.12.2026", 20261201]),
+    (fields.date_field, ["2026-12-01"], ["2026-13-01", "01.12.2026", 20261201, "2026-12-01\n",
+                                         "２０２６-12-01"]),
 ]
 
 
@@ -410,3 +420,19 @@ def test_docs_are_found_where_drf_users_look(client: falcon.testing.TestClient) 
     assert 'url: "../",' in there.text
     asset = client.simulate_get("/api/docs/static/swagger-ui-bundle.js")
     assert asset.status_code == 200
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("/", "api/docs/"), ("/api", "api/docs/"), ("/api/", "docs/"), ("/api/docs", "docs/")])
+def test_where_people_look_for_the_docs_redirects_there(client: falcon.testing.TestClient,
+                                                        path: str, location: str) -> None:
+    """Issue 21 row 15: relative Locations, so a reverse proxy's prefix is kept."""
+    answer = client.simulate_get(path)
+    assert (answer.status_code, answer.headers["Location"]) == (302, location)
+    assert urljoin(f"http://h{path}", location) == "http://h/api/docs/"
+    assert client.simulate_post(path).status_code == 405
+
+
+def test_the_docs_page_calls_no_external_validator(client: falcon.testing.TestClient) -> None:
+    page = client.simulate_get("/api/docs/").text
+    assert "validatorUrl: null" in page and "https://" not in page

@@ -63,8 +63,14 @@ def database_boundary(url: str) -> Iterator[None]:
             f"Cannot use the database {redact(url)}: {reason[0]}") from None
 
 
-def open_database(url: str, create: bool = False) -> None:
-    """Refuse a missing SQLite file (or create it when `create`, and say so); make tables."""
+def to_stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def open_database(url: str, create: bool = False,
+                  say: Callable[[str], None] = to_stderr) -> None:
+    """Refuse a missing SQLite file (or create it when `create`, and `say` so); make
+    tables."""
     sqlite_path = parse_database_url(url).sqlite_path
     missing = sqlite_path is not None and not Path(sqlite_path).exists()
     if missing and not create:
@@ -74,7 +80,7 @@ def open_database(url: str, create: bool = False) -> None:
     with database_boundary(url):
         create_tables(url)
     if missing:
-        click.echo(f"Created database {sqlite_path}.", err=True)
+        say(f"Created database {sqlite_path}.")
 
 
 @contextmanager

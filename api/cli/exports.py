@@ -7,7 +7,7 @@ import sys
 import click
 
 from api.cli.base import cli, database_option, ledger_services, refuse_stale
-from ledger.periods import Period
+from api.cli.periods import started_period
 
 
 @cli.group()
@@ -38,9 +38,9 @@ def export_reconciliation(period: str, out: str, kind: str | None, bom: bool, li
     from ledger.money import format_money
     from projections.reconciliation import reconcile
 
-    parsed = Period.parse(period)
     with ledger_services(database_url) as services:
         refuse_stale(services)
+        parsed = started_period(services, period, closing=False)
         services.projector.catch_up()
         with services.engine.connect() as conn:
             result = reconcile(conn, parsed, services.today())

@@ -161,13 +161,17 @@ class WaldurSource:
 
     def pages(self, path: str) -> Iterator[tuple[list[Any], int]]:
         """Each page's items and the collection's total (X-Result-Count)."""
+        first = f"{self.base}/api/{path}/?page_size={PAGE_SIZE}"
+        seen = {first}
         with ThreadPoolExecutor(max_workers=1) as fetcher:
-            pending: Future[Page] | None = fetcher.submit(
-                self._get, f"{self.base}/api/{path}/?page_size={PAGE_SIZE}")
+            pending: Future[Page] | None = fetcher.submit(self._get, first)
             while pending is not None:
                 started = time.perf_counter()
                 items, total, next_url = pending.result()
                 self.seconds_waiting += time.perf_counter() - started
+                if next_url is not None:
+                    _check_next(next_url, seen, items)
+                    seen.add(next_url)
                 pending = fetcher.submit(self._get, next_url) if next_url else None
                 yield items, total
 
@@ -193,6 +197,14 @@ class WaldurSource:
             return None
         parts = urlsplit(url)
         return f"{self.base}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def _check_next(next_url: str, seen: set[str], items: list[Any]) -> None:
+    """A source whose pages link back, or go on empty, would be read forever."""
+    if next_url in seen:
+        raise SourceError(f"{next_url} was already read: the source's next links loop")
+    if not items:
+        raise SourceError(f"an empty page links to {next_url}: the source's pages never end")
 
 
 class Run:

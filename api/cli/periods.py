@@ -74,8 +74,9 @@ def reopen_period(period: str, database_url: str) -> int:
     return 0
 
 
-def started_period(services: Services, text: str) -> Period:
-    """The API's rule: a period that has not started cannot be closed; name the next one."""
+def started_period(services: Services, text: str, closing: bool = True) -> Period:
+    """The API's rule: a period that has not started cannot be closed (nor reported); when
+    closing, name the next one."""
     from api.http.fields import FieldError
     from api.resources.consumptions import period_field
 
@@ -83,6 +84,8 @@ def started_period(services: Services, text: str) -> Period:
     try:
         return period_field(today)(text)
     except FieldError as error:
+        if not closing:
+            raise click.ClickException(" ".join(error.messages)) from None
         upcoming = services.ledger.next_to_close()
         hint = (f" The next period to close is {upcoming}."
                 if upcoming is not None and upcoming <= today else "")

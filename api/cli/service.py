@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable
 
 import click
 
@@ -15,6 +17,7 @@ from api.cli.base import (
     open_database,
     progress_bar,
     refuse_stale,
+    to_stderr,
 )
 from api.server.wiring import redact
 
@@ -35,16 +38,28 @@ def serve(database_url: str, bind: str, host: str | None, port: int | None,
     from api.server import notifier
     from api.server.server import serve as run_server
 
-    open_database(database_url, create=True)
+    say = startup_line()
+    open_database(database_url, create=True, say=say)
     bind_host, _, bind_port = bind.rpartition(":")
     address = f"{host or bind_host or '127.0.0.1'}:{port or bind_port or 8000}"
-    click.echo(f"Serving {redact(database_url)} on http://{address}/", err=True)
+    say(f"Serving {redact(database_url)} on http://{address}/")
     dispatcher = notifier.start_beside_server(database_url)
     try:
         run_server(address, workers)
     finally:
         notifier.stop(dispatcher)
     return 0
+
+
+def startup_line() -> Callable[[str], None]:
+    """How `serve` reports before gunicorn logs: a log record in JSON log mode (one format
+    on stderr for log collectors), else a line for the person at the terminal."""
+    from api.server.logs import configure_logging, log_format
+
+    if log_format() != "json":
+        return to_stderr
+    configure_logging()
+    return logging.getLogger("credit_ledger").info
 
 
 @cli.command()

@@ -13,8 +13,9 @@ from ledger.access import Principal
 from ledger.users import hash_token
 from projections.tables import user_roles, users
 
-# served to anyone, without catching the read models up (metrics has its own bearer token)
-PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/", "/metrics")
+# served to anyone, without catching the read models up (/metrics decides for itself: a
+# staff token, its own bearer token, or anyone on loopback; api/server/metrics.py)
+PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/")
 CACHE_SIZE = 10000
 
 

@@ -7,6 +7,11 @@ holds a worker thread that long at most (gunicorn's poller only shields the wait
 headers; a buffering proxy in front shields the body too). The bytes are kept on
 `req.context.body` (the idempotency check hashes them without parsing) and put back as the
 request's stream for Falcon's media handling.
+
+Only an authenticated caller's body is read (this middleware runs after authentication):
+an anonymous write with a body is a 401 at once, so trickling bodies without a token
+cannot hold worker threads; the worker then closes the connection rather than drain the
+unread body (api/server/worker.py).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 
 import falcon
 
-from api.http.errors import ApiError
+from api.http.auth import PUBLIC_PATHS
+from api.http.errors import ApiError, not_authenticated
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
@@ -57,8 +63,11 @@ class BodyMiddleware:
         if length is not None and length > self.limit:
             raise too_large(self.limit)
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
-        if length is None and not chunked:
+        if (length is None or length == 0) and not chunked:
             return
+        if (getattr(req.context, "principal", None) is None
+                and not req.path.startswith(PUBLIC_PATHS)):
+            raise not_authenticated()
         data = self.read(req, self.limit + 1 if length is None else length)
         if len(data) > self.limit:
             raise too_large(self.limit)

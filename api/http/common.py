@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -83,10 +84,11 @@ def if_match(req: falcon.Request) -> int | None:
     header = req.get_header("If-Match")
     if header is None or header.strip() == "*":
         return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    # "7", W/"7" or a bare 7, in ASCII digits (str.isdigit() also takes "²", which int() refuses)
+    tag = re.fullmatch(r'(?:W/)?"([0-9]{1,18})"|([0-9]{1,18})', header.strip())
+    if tag is None:
         raise ApiError(412, {"detail": "If-Match must be an ETag this API gave out."})
-    return int(tag)
+    return int(tag.group(1) or tag.group(2))
 
 
 def set_etag(resp: falcon.Response, version: int) -> None:

@@ -15,11 +15,13 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from api.http.errors import not_found, validation_error
+from api.http.fields import plain_integer
 from api.http.statement_cache import StatementCache
 
 DEFAULT_PAGE_SIZE = 10
 _UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 MAX_PAGE_SIZE = 300
+MAX_PAGE = 10**9  # beyond any real list; keeps the offset inside a 64-bit integer
 UNFILTERED = frozenset({"page", "page_size", "o"})
 TOTAL = "result_count_"  # the column a page's total rides along in
 
@@ -176,7 +178,7 @@ def params_key(req: falcon.Request) -> tuple[tuple[str, Any], ...]:
 
 def _page_size(req: falcon.Request) -> int:
     try:
-        size = int(last_param(req, "page_size") or DEFAULT_PAGE_SIZE)
+        size = plain_integer(last_param(req, "page_size") or str(DEFAULT_PAGE_SIZE))
     except ValueError:
         return DEFAULT_PAGE_SIZE
     return DEFAULT_PAGE_SIZE if size <= 0 else min(size, MAX_PAGE_SIZE)
@@ -186,12 +188,13 @@ MAX_PAGE = 10**12  # beyond any list; its offset still fits a 64-bit integer
 
 
 def _page_number(req: falcon.Request, pages: int | None) -> int:
-    """The requested page; 404 below 1, or past `pages` when the total is known."""
+    """The requested page; 404 unless ASCII digits, below 1 or above MAX_PAGE, or past
+    `pages` when the total is known (DRF's "Invalid page.")."""
     raw = last_param(req, "page") or "1"
     if raw == "last" and pages is not None:
         return pages
     try:
-        page = int(raw)
+        page = plain_integer(raw)
     except ValueError:
         raise not_found("Invalid page.") from None
     if page < 1 or page > MAX_PAGE or (pages is not None and page > pages):

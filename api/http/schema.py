@@ -73,7 +73,7 @@ def offering_schema(description: str) -> Json:
 
 def query(name: str, schema: Json, description: str = "", required: bool = False) -> Json:
     """A query parameter; an optional one sent empty counts as absent (Django's QueryDict)."""
-    param: Json = {"in": "query", "name": name, "schema": schema}
+    param: Json = {"in": "query", "name": name, "schema": _without_nul(schema)}
     if description:
         param["description"] = description
     if required:
@@ -81,6 +81,16 @@ def query(name: str, schema: Json, description: str = "", required: bool = False
     else:
         param["allowEmptyValue"] = True
     return param
+
+
+def _without_nul(schema: Json) -> Json:
+    """Every query parameter refuses NUL (400, api.http.listing.last_param): free strings
+    say so."""
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [_without_nul(option) for option in schema["anyOf"]]}
+    if schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+        return {**schema, "pattern": r"^[^\x00]*$"}
+    return schema
 
 
 def path(name: str, schema: Json) -> Json:
@@ -137,7 +147,9 @@ RESPONSES: Json = {
                                        "and customer, billing periods have started, "
                                        "expected consumption below the credit, a linear "
                                        "credit ends on the 1st of a later month, project "
-                                       "credits within the organisation's.",
+                                       "credits within the organisation's, item ids unique "
+                                       "within a consumption batch, a withdrawable "
+                                       "adjustment within the balance and the credit.",
                         "content": {"application/json": {"schema": {
                             "anyOf": [ref("ValidationError"), ref("Detail")]}}}},
     "Unauthorized": _detail_response("No token, or an invalid one.", {

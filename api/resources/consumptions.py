@@ -70,7 +70,7 @@ def period_field(today_period: Period) -> fields.Parser:
 # One item of a batch; whether its project and offering exist (and the project is live)
 # and whether its period has started are checked per request (_fields).
 ITEM_FIELDS = [
-    Field("id", fields.string(255), required=True,
+    Field("id", fields.path_segment(255), required=True,
           description="The caller's key; posting it again draws nothing more."),
     Field("project", fields.hyperlink("/api/projects/"), required=True),
     Field("offering", fields.hyperlink("/api/marketplace-public-offerings/",

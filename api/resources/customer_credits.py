@@ -115,19 +115,11 @@ CREATE_FIELDS = [UPDATE_FIELDS[0],
                  *UPDATE_FIELDS[1:]]
 
 
-def _adjustment(amount: Any) -> None:
-    if amount == 0:
-        raise fields.FieldError("Amount must not be zero.")
-
-
-def _required_comment(comment: str) -> None:
-    if not comment:
-        raise fields.FieldError("A comment is required.")
-
-
 ADJUSTMENT_FIELDS = [
-    Field("amount", fields.decimal(16, 5), required=True, check=_adjustment),
-    Field("comment", fields.COMMENT, required=True, check=_required_comment),
+    Field("amount", fields.decimal(16, 5, zero_message="Amount must not be zero."),
+          required=True),
+    Field("comment", fields.text(fields.MAX_STRING_LENGTH,
+                                 blank_message="A comment is required."), required=True),
 ]
 FILTERS = [*CUSTOMER_FILTERS, SEARCH]
 PROTECT_DESCRIPTION = ("Pool draws for projects without a project credit leave what project "

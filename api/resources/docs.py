@@ -7,6 +7,9 @@ behind a reverse proxy that mounts the service under a prefix.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import falcon
 from swagger_ui_bundle import swagger_ui_path
 
@@ -16,6 +19,9 @@ from api.http.schema import operation, text_response
 DOCS_PATH = "/api/docs/"
 DRF_DOCS_PATH = "/api/schema/swagger-ui/"  # where drf-spectacular users look
 ASSETS_PATH = DOCS_PATH + "static"
+# Where people look for the docs without finding a route: redirected (relative Locations,
+# so a reverse proxy's prefix is kept).
+REDIRECTS = {"/": "api/docs/", "/api": "api/docs/", "/api/": "docs/", "/api/docs": "docs/"}
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -35,7 +41,8 @@ PAGE = """<!doctype html>
       deepLinking: true,
       docExpansion: "list",
       presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout"
+      layout: "BaseLayout",
+      validatorUrl: null
     });
   </script>
 </body>
@@ -75,7 +82,21 @@ class ApiDocs:
         resp.content_type = falcon.MEDIA_HTML
         resp.text = self.drf_page
 
+def to_docs(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+    """A sink for REDIRECTS (no route of the API: not in its document)."""
+    if req.method not in ("GET", "HEAD"):
+        raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+    raise falcon.HTTPFound(REDIRECTS[req.path])
+
+
+def route_label(path: str) -> str | None:
+    """A metrics label for paths outside the router: the docs' assets and redirects."""
+    if path.startswith(ASSETS_PATH + "/"):
+        return ASSETS_PATH + "/{file}"
+    return path if path in REDIRECTS else None
+
 
 def add_assets(app: falcon.App) -> None:
-    """Swagger UI's own files, from the installed package."""
+    """Swagger UI's own files, from the installed package, and the redirects to the docs."""
     app.add_static_route(ASSETS_PATH, swagger_ui_path)
+    app.add_sink(to_docs, "^(?:" + "|".join(map(re.escape, REDIRECTS)) + ")$")

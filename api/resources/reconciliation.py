@@ -140,7 +140,9 @@ def required_period(raw: str | None, today: date, name: str) -> Period:
 
 
 def format_param(req: falcon.Request) -> str:
-    """`format` wins; otherwise CSV only when the client prefers it to JSON."""
+    """`format` wins; otherwise CSV only when the client prefers it to JSON. A bad `bom`
+    is refused whatever the format."""
+    bom_param(req)
     if (chosen := last_param(req, "format")) is not None:
         return choice(chosen, FORMATS, "format")
     preferred = req.client_prefers(["application/json", "text/csv"])

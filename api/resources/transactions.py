@@ -48,7 +48,7 @@ from projections.transactions import DISPLAY
 NOT_FOUND = "No CreditTransaction matches the given query."
 ORDERING = {"created": tx.c.created, "billing_period": tx.c.billing_period}
 DEFAULT_ORDER: list[ColumnElement[Any]] = [tx.c.created.desc(), tx.c.position.desc()]
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def visible(principal: Principal) -> Select[Any]:
@@ -68,8 +68,8 @@ def date_filter(req: falcon.Request, name: str) -> date | None:
     if raw is None:
         return None
     try:
-        if _DATE.match(raw.strip()):
-            return date.fromisoformat(raw.strip())
+        if _DATE.fullmatch(raw):
+            return date.fromisoformat(raw)
     except ValueError:
         pass
     raise validation_error({name: ["Enter a valid date."]})

@@ -15,6 +15,7 @@ locks). In production put a buffering reverse proxy in front (README: nginx).
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 wsgi_app = "api.server.wsgi:app"
@@ -54,6 +55,7 @@ def on_starting(server: Any) -> None:
     If the database is down, workers start anyway and create the tables once it is back
     (and a stale read model is then refused with 503 until `credit-ledger rebuild`)."""
     prepare_metrics_directory()
+    os.environ["LEDGER_BOUND"] = " ".join(server.cfg.bind)  # /metrics: loopback only?
     from api.server.outage import TABLES_PENDING, create_tables_or_defer
     from api.server.wiring import create_tables
 
@@ -80,10 +82,18 @@ def on_exit(server: Any) -> None:
 made_metrics_directory: list[str] = []
 
 
+METRICS_MARK = ".credit-ledger-metrics"
+# prometheus_client's own file names in a multiprocess directory (values.py, mmap_key).
+METRICS_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_[0-9]+\.db")
+
+
 def prepare_metrics_directory() -> None:
     """Workers share their samples through files; a fresh start begins from empty files.
 
-    Must run before prometheus_client is imported in the master, since workers inherit it.
+    Only a directory this service made (or found empty) and marked is cleaned, and only of
+    prometheus_client's own files: the setting pointed at a data folder must not delete
+    anything there. Must run before prometheus_client is imported in the master, since
+    workers inherit it.
     """
     import tempfile
     from pathlib import Path
@@ -92,9 +102,18 @@ def prepare_metrics_directory() -> None:
     if not folder:
         folder = tempfile.mkdtemp(prefix="credit-ledger-metrics-")
         made_metrics_directory.append(folder)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for stale in Path(folder).glob("*.db"):
-        stale.unlink()
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    if (path / METRICS_MARK).exists():
+        for stale in path.iterdir():
+            if METRICS_FILE.fullmatch(stale.name):
+                stale.unlink()
+    elif any(path.iterdir()):
+        raise SystemExit(f"PROMETHEUS_MULTIPROC_DIR={folder} holds files credit-ledger did "
+                         "not put there; name an empty or new directory for the metrics.")
+    else:
+        (path / METRICS_MARK).write_text("metric files of credit-ledger workers; emptied "
+                                         "of them at each start\n")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 

@@ -6,13 +6,16 @@ a scrape, answered by any one worker, reads them all. Projector position and lag
 from the database at scrape time, so every worker tells the same truth. Without the
 directory (tests, a bare WSGI server) the process's own registry is served.
 
-Optional protection: with LEDGER_METRICS_TOKEN set, a scrape needs
-`Authorization: Bearer <that token>`.
+Who may read it: a staff user's token, or LEDGER_METRICS_TOKEN as `Authorization: Bearer`;
+anyone else only while the service listens on loopback alone and no metrics token is set.
+Labels are bounded whatever callers send: methods outside HTTP's own and paths no route
+matches fold into one label each (api/server/observe.py).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -103,6 +106,28 @@ class ProjectorCollector(Collector):
                                 "applied to the read models.", value=max(head - position, 0))
 
 
+def loopback_only(addresses: str) -> bool:
+    """Whether every address the service listens on (gunicorn binds, space-separated:
+    HOST:PORT, [IPv6]:PORT, unix:PATH) is reachable from this machine alone."""
+    for address in addresses.split():
+        if address.startswith(("unix:", "fd://")):
+            continue
+        host = address.rpartition(":")[0].strip("[]") if ":" in address else address
+        if host == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return False
+        except ValueError:  # a host name (or "0.0.0.0"-like wildcard spelled otherwise)
+            return False
+    return True
+
+
+def listening_on() -> str:
+    """The addresses gunicorn bound (set by its on_starting hook), else LEDGER_BIND."""
+    return os.environ.get("LEDGER_BOUND") or os.environ.get("LEDGER_BIND", "127.0.0.1:8000")
+
+
 class Metrics:
     """GET /metrics in Prometheus text format."""
 
@@ -115,9 +140,10 @@ class Metrics:
     def __init__(self, services: Services) -> None:
         self.projector = ProjectorCollector(services)
         self.token = os.environ.get("LEDGER_METRICS_TOKEN", "")
+        self.open = not self.token and loopback_only(listening_on())
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._check_token(req)
+        self._check_access(req)
         registry = CollectorRegistry()
         registry.register(self.projector)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -128,11 +154,13 @@ class Metrics:
         resp.content_type = CONTENT_TYPE_LATEST
         resp.data = body
 
-    def _check_token(self, req: falcon.Request) -> None:
-        if not self.token:
+    def _check_access(self, req: falcon.Request) -> None:
+        principal = getattr(req.context, "principal", None)
+        if self.open or (principal is not None and principal.is_staff):
             return
         keyword, _, given = (req.get_header("Authorization") or "").partition(" ")
-        if keyword.lower() != "bearer" or not hmac.compare_digest(given.strip(), self.token):
-            raise ApiError(401, {"detail": "A valid metrics bearer token is required."},
-                           {"WWW-Authenticate": "Bearer"})
+        if (not self.token or keyword.lower() != "bearer"
+                or not hmac.compare_digest(given.strip().encode(), self.token.encode())):
+            raise ApiError(401, {"detail": "A staff token, or the metrics bearer token, is "
+                                           "required."}, {"WWW-Authenticate": "Bearer"})
 

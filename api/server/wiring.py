@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from sqlalchemy import Engine
@@ -48,6 +50,7 @@ class Services:
     url: str
     today: Callable[[], date] = field(default=today_utc)
     reads: Engine = field(init=False)
+    events_check: CheckAfterLoss = field(init=False)
 
     def __post_init__(self) -> None:
         """`reads` is for requests that only read: on PostgreSQL without BEGIN/ROLLBACK
@@ -55,10 +58,51 @@ class Services:
         self.reads = self.engine
         if self.engine.dialect.name == "postgresql":
             self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.events_check = CheckAfterLoss()
+        if (pool := self._events_pool()) is not None:
+            pool._check = self.events_check  # psycopg_pool's check, called on checkout
 
     def close(self) -> None:
         self.ledger.close()
         self.engine.dispose()
+
+    def answers(self) -> bool:
+        """Whether the database answers a query now (a connection lost under a request
+        invalidates the engine's pool, so this one is fresh)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure means: it does not answer
+            return False
+
+    def drop_dead_connections(self) -> None:
+        """After a lost connection: for a few seconds the event store's pool tests each
+        connection it hands out and replaces dead ones (testing them all at once held
+        them from other threads); the engine's pool was invalidated by SQLAlchemy."""
+        self.events_check.lost()
+
+    def _events_pool(self) -> Any:
+        return getattr(getattr(self.ledger.recorder, "datastore", None), "pool", None)
+
+
+class CheckAfterLoss:
+    """A psycopg_pool `check` that tests a connection before use only shortly after a
+    connection was lost: no round trip per request in steady use."""
+
+    SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self.lost_at = -self.SECONDS
+
+    def lost(self) -> None:
+        self.lost_at = time.monotonic()
+
+    def __call__(self, conn: Any) -> None:
+        if time.monotonic() - self.lost_at < self.SECONDS:
+            from psycopg_pool import ConnectionPool
+
+            ConnectionPool.check_connection(conn)
 
 
 @dataclass(frozen=True)
@@ -149,7 +193,8 @@ def create_tables(url: str | None = None) -> None:
 
     On PostgreSQL, concurrent DDL (even `IF NOT EXISTS` / `CREATE OR REPLACE` on existing
     objects) fails with "tuple concurrently updated", e.g. two CLI commands at once or one
-    while the server starts; callers take turns on an advisory lock per schema.
+    while the server starts; callers take turns on an advisory lock per schema. The schema
+    of `?schema=NAME` is created if it does not exist.
     """
     database = parse_database_url(url or database_url())
     if database.sqlite_path is not None:
@@ -164,6 +209,9 @@ def create_tables(url: str | None = None) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": key})
             try:
+                if database.schema:  # `?schema=NAME` is made when missing
+                    quoted = conn.dialect.identifier_preparer.quote_identifier(database.schema)
+                    conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
                 build_services(url, create_tables=True).close()
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})

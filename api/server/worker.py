@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import selectors
+import threading
 import time
 from collections import deque
 from functools import partial
 from typing import Any
 
 from gunicorn import glogging
+from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 HEAD_END = b"\r\n\r\n"
@@ -39,6 +41,7 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.heads: deque[TConn] = deque()
+        self.serving = threading.local()  # the gunicorn request each thread serves
         self.head_timeout = header_timeout()
         self.keepalive_requests = keepalive_requests()
 
@@ -51,7 +54,27 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
         conn.served = getattr(conn, "served", 0) + 1
         if conn.served >= self.keepalive_requests:
             req.must_close = True
-        return bool(super().handle_request(req, conn))
+        self.serving.req = req
+        try:
+            return bool(super().handle_request(req, conn))
+        finally:
+            self.serving.req = None
+
+    def load_wsgi(self) -> None:
+        """The app, wrapped: an answer given without reading the whole body says
+        `Connection: close` and the connection is closed after it (body_consumed)."""
+        super().load_wsgi()
+        app: Any = self.wsgi  # type: ignore[has-type]
+        serving = self.serving
+
+        def closing_unread(environ: dict[str, Any], start_response: Any) -> Any:
+            result = app(environ, start_response)
+            req = getattr(serving, "req", None)
+            if req is not None and not body_consumed(req):
+                req.must_close = True  # read by gunicorn when it writes the headers
+            return result
+
+        self.wsgi = closing_unread
 
     def accept(self, listener: Any) -> None:
         try:
@@ -104,6 +127,19 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
             self.poller.unregister(conn.sock)
             self.nr_conns -= 1
             conn.close()
+
+
+def body_consumed(req: Any) -> bool:
+    """Whether the app read the whole body. gunicorn drains an unread body before the
+    next request on the connection, in a thread: a refused caller trickling its body
+    (a 401 before it is read, api/http/bodies.py) would hold that thread after all. Such a
+    connection is closed instead."""
+    reader = getattr(getattr(req, "body", None), "reader", None)
+    if isinstance(reader, LengthReader):
+        return reader.length == 0
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is None  # gunicorn drops the parser at the last chunk
+    return True
 
 
 class QuietAccessLogger(glogging.Logger):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from api.app import create_app
 from api.server.logs import configure_logging
+from api.server.outage import RetryOnConnectionLoss
 from api.server.wiring import build_services
 
 configure_logging()
-app = create_app(build_services())
+services = build_services()
+app = RetryOnConnectionLoss(create_app(services), services.drop_dead_connections)
