@@ -16,7 +16,8 @@ from api.http.openapi import OpenApiSchema
 from api.http.read_model_guard import ReadModelGuard
 from api.http.routes import mount
 from api.resources.audit import AuditHeadResource
-from api.resources.consumptions import BillingPeriods, Consumptions
+from api.resources.billing_periods import BillingPeriods
+from api.resources.consumptions import Consumptions
 from api.resources.customer_credits import CustomerCredits
 from api.resources.directory import Customers, Offerings, Projects
 from api.resources.docs import ApiDocs, add_assets, route_label

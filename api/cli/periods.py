@@ -77,8 +77,7 @@ def reopen_period(period: str, database_url: str) -> int:
 def started_period(services: Services, text: str, closing: bool = True) -> Period:
     """The API's rule: a period that has not started cannot be closed (nor reported); when
     closing, name the next one."""
-    from api.http.fields import FieldError
-    from api.resources.consumptions import period_field
+    from api.http.fields import FieldError, period_field
 
     today = Period.of(services.today())
     try:

@@ -334,3 +334,24 @@ def _period(raw: Any) -> Period:
 PERIOD = Typed(_period, {"type": "string",
                          "pattern": r"^(?!0000)[0-9]{4}-(0[1-9]|1[0-2])" + END,
                          "description": "A month, YYYY-MM."})
+
+
+def started_by(today_period: Period) -> Callable[[Period], None]:
+    """A period check that needs the clock: months that have not started are refused."""
+    def check(period: Period) -> None:
+        if period > today_period:
+            raise FieldError(f"Billing period {period} has not started yet.")
+
+    return check
+
+
+def period_field(today_period: Period) -> Parser:
+    """A period that has started (path parameters, the CLI): format, then the clock."""
+    check = started_by(today_period)
+
+    def parse(raw: Any) -> Period:
+        period: Period = PERIOD(raw)
+        check(period)
+        return period
+
+    return parse

@@ -364,6 +364,8 @@ class CustomerCredits(CreditCollection):
         return query.order_by(*self._order(req))
 
     def _fields(self, conn: Connection, creating: bool) -> list[Field]:
+        # Why at the edge: the ledger refuses these too (NotFound, rules in ledger/); the
+        # read model is asked first only so that the 400 names the field, as DRF does.
         def check_customer(customer_id: UUID) -> None:
             if conn.execute(select(customers.c.uuid)
                             .where(customers.c.uuid == customer_id.hex)).first() is None:

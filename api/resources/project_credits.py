@@ -244,6 +244,8 @@ class ProjectCredits(CreditCollection):
 
     def _fields(self, conn: Connection, principal: Principal,
                 credit_uuid: str | None) -> list[Field]:
+        # Why at the edge: the ledger refuses these too (NotFound, rules in ledger/); the
+        # read model is asked first only so that the 400 names the field, as DRF does.
         def check_project(project_id: UUID) -> None:
             project = conn.execute(select(projects).where(projects.c.uuid == project_id.hex))
             found = project.first()

@@ -18,7 +18,7 @@ import falcon
 
 from api.http.common import Resource
 from api.http.errors import validation_error
-from api.http.fields import FieldError
+from api.http.fields import FieldError, period_field
 from api.http.listing import last_param
 from api.http.routes import Route
 from api.http.schema import (
@@ -40,7 +40,6 @@ from api.http.schema import (
     text_response,
 )
 from api.http.spreadsheet import csv_text, json_ready
-from api.resources.consumptions import period_field
 from ledger.money import format_money
 from ledger.periods import Period
 from projections.reconciliation import (
