@@ -16,6 +16,7 @@ from api.http.read_model_guard import ReadModelGuard
 from api.http.routes import mount
 from api.resources.audit import AuditHeadResource
 from api.resources.consumptions import BillingPeriods, Consumptions
+from api.resources.credit_months import CustomerCreditMonths
 from api.resources.customer_credits import CustomerCredits
 from api.resources.directory import Customers, Offerings, Projects
 from api.resources.docs import ApiDocs, add_assets
@@ -37,7 +38,7 @@ RESOURCE_TYPES: list[Any] = [
     Health, ProjectCredits, CustomerCredits, Customers, Projects, Offerings, Consumptions,
     BillingPeriods, CreditTransactions, ProjectCreditHistory, CustomerCreditHistory,
     Reconciliation, CreditStatement, Journal, AuditHeadResource, OpenApiSchema, Metrics,
-    ApiDocs,
+    ApiDocs, CustomerCreditMonths,
 ]
 
 

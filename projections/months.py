@@ -1,0 +1,151 @@
+"""An organisation's months in one answer: what the console's chart and month table draw.
+
+Each month is the organisation credit's row of the month's reconciliation (opening, a
+column per movement kind, closing; projections/reconciliation.py's attribution and
+columns), with each project credit's balance at the month's end beside it. A month's end is
+the first instant of the next month, what `?as_of=` answers there; for the current month
+that instant is still to come, so its end is today's balance.
+
+Two grouped queries answer any number of months and credits: the last version of each
+credit in each month (a month is a bucket of `created`), and the organisation credit's
+movements summed per month and kind. A chart of a year stays one request, however many
+projects the organisation has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, select
+
+from ledger.money import ZERO
+from ledger.periods import Period
+from projections.reconciliation import Figures, column_of, instant, iso_utc
+from projections.tables import (
+    billing_periods,
+    credit_transactions,
+    credit_versions,
+    projects,
+)
+
+v = credit_versions
+tx = credit_transactions
+
+
+@dataclass
+class ProjectLine:
+    """A project credit's balance at each month's end (None: it did not exist yet)."""
+
+    uuid: str
+    project_uuid: str
+    project_name: str
+    month_ends: list[Decimal | None] = field(default_factory=list)
+
+
+@dataclass
+class Months:
+    """The months from first to last, oldest first."""
+
+    periods: list[Period]
+    closed: list[bool]
+    organisation: list[Figures]
+    projects: list[ProjectLine]
+
+    def as_dict(self, money: Any) -> dict[str, Any]:
+        return {
+            "months": [{"month": str(period), "closed": closed,
+                        "opening_at": iso_utc(instant(period)),
+                        "closing_at": iso_utc(instant(period.next())),
+                        **figures.as_dict(money)}
+                       for period, closed, figures in zip(
+                           self.periods, self.closed, self.organisation, strict=True)],
+            "project_credits": [{
+                "uuid": line.uuid, "project_uuid": line.project_uuid,
+                "project_name": line.project_name,
+                "month_ends": [None if end is None else money(end) for end in line.month_ends]}
+                for line in self.projects],
+        }
+
+
+def last_months(today_period: Period, count: int) -> list[Period]:
+    """`count` months ending with `today_period`, oldest first."""
+    found = [today_period]
+    while len(found) < count:
+        found.insert(0, found[0].previous())
+    return found
+
+
+def months(conn: Connection, credit_uuid: str, customer_uuid: str,
+           periods: list[Period]) -> Months:
+    """The organisation credit's months and its projects' month-end balances."""
+    edges = [instant(period) for period in periods] + [instant(periods[-1].next())]
+    ends = _balances_at_edges(conn, customer_uuid, edges)
+    organisation = [Figures(opening=_value(ends.get(credit_uuid), i),
+                            closing=_value(ends.get(credit_uuid), i + 1))
+                    for i in range(len(periods))]
+    for bucket, event_type, signed, amount in conn.execute(_movements(credit_uuid, edges)):
+        organisation[bucket - 1].movements[column_of(event_type, Decimal(signed))] += amount
+    closed = {period: is_closed for period, is_closed in conn.execute(
+        select(billing_periods.c.period, billing_periods.c.closed))}
+    names = _project_names(conn, customer_uuid)
+    lines = [ProjectLine(uuid, project_uuid, names.get(project_uuid, ""),
+                         [_balance(versions, i) for i in range(1, len(edges))])
+             for uuid, (project_uuid, versions) in ends.items() if uuid != credit_uuid
+             and project_uuid is not None]
+    lines.sort(key=lambda line: (line.project_name, line.uuid))
+    return Months(periods, [bool(closed.get(str(period))) for period in periods],
+                  organisation, lines)
+
+
+Versions = tuple[str | None, dict[int, tuple[Decimal, bool]]]
+
+
+def _bucket(column: Any, edges: list[datetime]) -> Any:
+    """0 for at or before the first edge, i for after edge i-1 and at or before edge i."""
+    return case(*((column <= edge, i) for i, edge in enumerate(edges)))
+
+
+def _balances_at_edges(conn: Connection, customer_uuid: str,
+                       edges: list[datetime]) -> dict[str, Versions]:
+    """Per credit of the customer: its project, and its last version in each bucket."""
+    bucket = _bucket(v.c.created, edges).label("bucket")
+    last = (select(v.c.uuid, bucket, func.max(v.c.version).label("version"))
+            .where(v.c.customer_uuid == customer_uuid, v.c.created <= edges[-1])
+            .group_by(v.c.uuid, bucket).subquery())
+    query = (select(last.c.uuid, last.c.bucket, v.c.project_uuid, v.c.value, v.c.deleted)
+             .join(v, and_(v.c.uuid == last.c.uuid, v.c.version == last.c.version)))
+    found: dict[str, Versions] = {}
+    for uuid, at, project_uuid, value, deleted in conn.execute(query):
+        found.setdefault(uuid, (project_uuid, {}))[1][at] = (value, deleted)
+    return found
+
+
+def _balance(versions: dict[int, tuple[Decimal, bool]], edge: int) -> Decimal | None:
+    """The value of the latest version at or before the edge (None: none yet)."""
+    latest = max((at for at in versions if at <= edge), default=None)
+    return None if latest is None else versions[latest][0]
+
+
+def _value(credit: Versions | None, edge: int) -> Decimal:
+    """A balance as the reconciliation shows it: 0 before the credit existed."""
+    found = None if credit is None else _balance(credit[1], edge)
+    return ZERO if found is None else found
+
+
+def _movements(credit_uuid: str, edges: list[datetime]) -> Any:
+    """(month bucket, event type, sign, sum) of the credit's transactions in the months."""
+    bucket = _bucket(tx.c.created, edges)
+    sign = case((tx.c.amount < 0, -1), else_=1)
+    return (select(bucket, tx.c.event_type, sign, func.sum(tx.c.amount))
+            .where(tx.c.credit_uuid == credit_uuid, tx.c.created > edges[0],
+                   tx.c.created <= edges[-1])
+            .group_by(bucket, tx.c.event_type, sign))
+
+
+def _project_names(conn: Connection, customer_uuid: str) -> dict[str, str]:
+    return {uuid: name or "" for uuid, name in conn.execute(
+        select(projects.c.uuid, projects.c.name).where(
+            projects.c.customer_uuid == customer_uuid))}
