@@ -15,6 +15,7 @@ from api.http.openapi import OpenApiSchema
 from api.http.read_model_guard import ReadModelGuard
 from api.http.routes import mount
 from api.resources.audit import AuditHeadResource
+from api.resources.console import Console, ConsoleHeaders, add_console_assets
 from api.resources.consumptions import BillingPeriods, Consumptions
 from api.resources.credit_months import CustomerCreditMonths
 from api.resources.customer_credits import CustomerCredits
@@ -38,7 +39,7 @@ RESOURCE_TYPES: list[Any] = [
     Health, ProjectCredits, CustomerCredits, Customers, Projects, Offerings, Consumptions,
     BillingPeriods, CreditTransactions, ProjectCreditHistory, CustomerCreditHistory,
     Reconciliation, CreditStatement, Journal, AuditHeadResource, OpenApiSchema, Metrics,
-    ApiDocs, CustomerCreditMonths,
+    ApiDocs, CustomerCreditMonths, Console,
 ]
 
 
@@ -51,6 +52,7 @@ def create_app(services: Services) -> falcon.App:
     gate = OutageGate(services.url)
     middleware: list[Any] = [
         RequestObserver(),
+        ConsoleHeaders(),
         BodyMiddleware(),
         gate,
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
@@ -68,10 +70,11 @@ def create_app(services: Services) -> falcon.App:
     gate.register(app)
 
     made = {Health: Health(services, gate.open), OpenApiSchema: OpenApiSchema(),
-            ApiDocs: ApiDocs(), Metrics: Metrics(services)}
+            ApiDocs: ApiDocs(), Console: Console(), Metrics: Metrics(services)}
     for resource_type in RESOURCE_TYPES:
         mount(app, made.get(resource_type) or resource_type(services))
     add_assets(app)
+    add_console_assets(app)
     answer_head_like_get(app)
     return app
 

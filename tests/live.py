@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -145,3 +146,11 @@ def backend_url(backend: str, workdir: Path, admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def fresh_backend(request: Any, workdir: Path) -> Iterator[str]:
+    """The database of a backend-parametrized fixture (`request.param`), made fresh."""
+    admin = request.getfixturevalue("postgres_database") if request.param != "sqlite" else ""
+    with backend_url(request.param, workdir, admin) as url:
+        yield url

