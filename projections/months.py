@@ -83,24 +83,23 @@ def months(conn: Connection, credit_uuid: str, customer_uuid: str,
     """The organisation credit's months and its projects' month-end balances."""
     edges = [instant(period) for period in periods] + [instant(periods[-1].next())]
     ends = _balances_at_edges(conn, customer_uuid, edges)
-    organisation = [Figures(opening=_value(ends.get(credit_uuid), i),
-                            closing=_value(ends.get(credit_uuid), i + 1))
+    _, own = ends.get(credit_uuid, (None, [None] * len(edges)))
+    organisation = [Figures(opening=own[i] or ZERO, closing=own[i + 1] or ZERO)
                     for i in range(len(periods))]
     for bucket, event_type, signed, amount in conn.execute(_movements(credit_uuid, edges)):
         organisation[bucket - 1].movements[column_of(event_type, Decimal(signed))] += amount
     closed = {period: is_closed for period, is_closed in conn.execute(
         select(billing_periods.c.period, billing_periods.c.closed))}
     names = _project_names(conn, customer_uuid)
-    lines = [ProjectLine(uuid, project_uuid, names.get(project_uuid, ""),
-                         [_balance(versions, i) for i in range(1, len(edges))])
-             for uuid, (project_uuid, versions) in ends.items() if uuid != credit_uuid
+    lines = [ProjectLine(uuid, project_uuid, names.get(project_uuid, ""), balances[1:])
+             for uuid, (project_uuid, balances) in ends.items() if uuid != credit_uuid
              and project_uuid is not None]
     lines.sort(key=lambda line: (line.project_name, line.uuid))
     return Months(periods, [bool(closed.get(str(period))) for period in periods],
                   organisation, lines)
 
 
-Versions = tuple[str | None, dict[int, tuple[Decimal, bool]]]
+Balances = tuple[str | None, list[Decimal | None]]
 
 
 def _bucket(column: Any, edges: list[datetime]) -> Any:
@@ -109,30 +108,30 @@ def _bucket(column: Any, edges: list[datetime]) -> Any:
 
 
 def _balances_at_edges(conn: Connection, customer_uuid: str,
-                       edges: list[datetime]) -> dict[str, Versions]:
-    """Per credit of the customer: its project, and its last version in each bucket."""
+                       edges: list[datetime]) -> dict[str, Balances]:
+    """Per credit of the customer: its project, and its balance at each edge (the value
+    of its latest version at or before it; None before its first)."""
     bucket = _bucket(v.c.created, edges).label("bucket")
     last = (select(v.c.uuid, bucket, func.max(v.c.version).label("version"))
             .where(v.c.customer_uuid == customer_uuid, v.c.created <= edges[-1])
             .group_by(v.c.uuid, bucket).subquery())
-    query = (select(last.c.uuid, last.c.bucket, v.c.project_uuid, v.c.value, v.c.deleted)
+    query = (select(last.c.uuid, last.c.bucket, v.c.project_uuid, v.c.value)
              .join(v, and_(v.c.uuid == last.c.uuid, v.c.version == last.c.version)))
-    found: dict[str, Versions] = {}
-    for uuid, at, project_uuid, value, deleted in conn.execute(query):
-        found.setdefault(uuid, (project_uuid, {}))[1][at] = (value, deleted)
-    return found
+    found: dict[str, tuple[str | None, dict[int, Decimal]]] = {}
+    for uuid, at, project_uuid, value in conn.execute(query):
+        found.setdefault(uuid, (project_uuid, {}))[1][at] = value
+    return {uuid: (project_uuid, _carried(by_bucket, len(edges)))
+            for uuid, (project_uuid, by_bucket) in found.items()}
 
 
-def _balance(versions: dict[int, tuple[Decimal, bool]], edge: int) -> Decimal | None:
-    """The value of the latest version at or before the edge (None: none yet)."""
-    latest = max((at for at in versions if at <= edge), default=None)
-    return None if latest is None else versions[latest][0]
-
-
-def _value(credit: Versions | None, edge: int) -> Decimal:
-    """A balance as the reconciliation shows it: 0 before the credit existed."""
-    found = None if credit is None else _balance(credit[1], edge)
-    return ZERO if found is None else found
+def _carried(by_bucket: dict[int, Decimal], edges: int) -> list[Decimal | None]:
+    """Each edge's balance: the last bucket's value carried forward to the next."""
+    balances: list[Decimal | None] = []
+    current = None
+    for edge in range(edges):
+        current = by_bucket.get(edge, current)
+        balances.append(current)
+    return balances
 
 
 def _movements(credit_uuid: str, edges: list[datetime]) -> Any:

@@ -8,6 +8,8 @@ too. The screenshots the README links are saved from the SQLite run.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from ledger.periods import Period
 from tests.conftest import BACKENDS
 from tests.console_world import HOSTILE, build_world
 from tests.live import Live, fresh_backend, live_server
@@ -231,6 +234,26 @@ def test_the_chart_draws_as_of_balances_and_the_table_is_the_reconciliation(
     assert_nothing_escaped(watch)
 
 
+def test_an_owner_downloads_a_months_statement(console: Console, browser: Any,
+                                               watch: Watch) -> None:
+    page = open_page(browser, watch)
+    sign_in(page, console, "owner", f"/console/customers/{console.world['org']}/")
+    month = f"{Period.of(date.today()).previous().previous()}"
+    page.wait_for_selector("#months")
+    page.select_option("#statement-month", month)
+    page.wait_for_selector("#statement table")
+    with page.expect_download() as started:
+        page.click("#statement button")
+    rows = list(csv.DictReader(io.StringIO(Path(started.value.path()).read_text(
+        encoding="utf-8-sig"))))
+    statement = console.api("owner", f"/api/customer-credits/{console.world['org_credit']}"
+                                     "/statement/", period=month)
+    assert [(row["scope"], row["amount"]) for row in rows] == [
+        (line["credit"], line["amount"]) for line in statement["lines"]]
+    assert page.locator("#statement tbody tr").count() == len(statement["lines"]) > 0
+    assert_nothing_escaped(watch)
+
+
 @pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["laptop", "phone"])
 def test_pages_fit_the_screen(console: Console, browser: Any, watch: Watch,
                               size: tuple[int, int]) -> None:
@@ -245,6 +268,9 @@ def test_pages_fit_the_screen(console: Console, browser: Any, watch: Watch,
     sign_in(page, console, "staff")
     for name, (path, ready) in pages.items():
         page.goto(console.live.url + path)
+        if name == "organisation":  # its statement is loaded when a month is chosen
+            page.wait_for_selector("#months")
+            page.select_option("#statement-month", index=2)
         page.wait_for_selector(ready)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= size[0], (name, width)

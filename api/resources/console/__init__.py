@@ -14,8 +14,9 @@ from pathlib import Path
 
 import falcon
 
+from api.http.common import parse_uuid
 from api.http.routes import Route
-from api.http.schema import Json, operation, param_ref, text_response
+from api.http.schema import Json, errors, operation, param_ref, text_response
 
 CONSOLE_PATH = "/console/"
 STATIC = Path(__file__).parent / "static"
@@ -34,9 +35,10 @@ def shell(depth: int) -> str:
 
 
 def page_route(path: str, operation_id: str, summary: str, suffix: str | None) -> Route:
-    item: Json = {"get": operation(operation_id, "console", summary,
-                             {"200": text_response("text/html", "The console's page")},
-                             public=True)}
+    responses = {"200": text_response("text/html", "The console's page")}
+    if "{uuid}" in path:
+        responses.update(errors(404))
+    item: Json = {"get": operation(operation_id, "console", summary, responses, public=True)}
     if "{uuid}" in path:
         item["parameters"] = [param_ref("Uuid")]
     return Route(path, item, suffix=suffix)
@@ -69,9 +71,11 @@ class Console:
         self.send(resp, 0)
 
     def on_get_customer(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        parse_uuid(uuid)  # an address no page has is a 404
         self.send(resp, 2)
 
     def on_get_credit(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        parse_uuid(uuid)
         self.send(resp, 2)
 
     def on_get_periods(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -343,16 +343,19 @@
   }
 
   function statementSection(credit, months) {
-    const choices = months.months.slice().reverse();
-    const latestClosed = (choices.find((m) => m.closed) || choices[0]).month;
-    const select = el("select", {id: "statement-month"}, choices.map((m) =>
-      el("option", {value: m.month, selected: m.month === latestClosed},
-         m.month + (m.closed ? " (closed)" : ""))));
+    // Loaded when a month is chosen: a month of a large organisation has thousands of lines.
+    const select = el("select", {id: "statement-month"},
+      el("option", {value: ""}, "Choose a month"),
+      months.months.slice().reverse().map((m) => el("option", {value: m.month},
+                                                    m.month + (m.closed ? " (closed)" : ""))));
     const body = el("div", {});
-    const csv = el("button", {type: "button", class: "secondary"}, "Download CSV");
+    const csv = el("button", {type: "button", class: "secondary", disabled: true},
+                   "Download CSV");
     csv.addEventListener("click", () => download(`customer-credits/${credit.uuid}/statement/`, {
       period: select.value, format: "csv"}, `statement-${select.value}.csv`).catch(failed));
     async function load() {
+      csv.disabled = !select.value;
+      if (!select.value) return body.replaceChildren();
       try {
         const {data} = await api(`customer-credits/${credit.uuid}/statement/`,
                                  {period: select.value});
@@ -370,8 +373,7 @@
       }
     }
     select.addEventListener("change", load);
-    load();
-    return el("section", {id: "statement"}, el("h2", {}, "Statement"),
+    return el("section", {id: "statement"}, el("h2", {}, "Statement of a month"),
       el("div", {class: "controls"}, el("label", {htmlFor: "statement-month"}, "Month", select),
          csv), body);
   }
