@@ -333,7 +333,7 @@
   function monthTable(months) {
     const rows = months.months.slice().reverse().map((m) => el("tr", {
       class: m.closed ? "closed" : "", "data-month": m.month},
-      el("td", {class: "month"}, m.month), el("td", {}, m.closed ? "closed" : "open"),
+      el("td", {}, m.month), el("td", {}, m.closed ? "closed" : "open"),
       moneyCell(m.opening), COLUMNS.map(([name]) => moneyCell(m[name])), moneyCell(m.closing),
       el("td", {}, m.ties_out ? "yes" : "NO")));
     return el("section", {id: "months-section"},
@@ -453,7 +453,7 @@
         page_size: PAGE_SIZE});
       return {count: count(headers), headers: [["Item"], ["Period"], ["Posted", true],
         ["From project", true], ["From organisation", true], ["Uncovered", true], ["Reversed"]],
-        rows: data.map((item) => el("tr", {}, cell(item.id, false), el("td", {}, item.period),
+        rows: data.map((item) => el("tr", {}, el("td", {}, item.id), el("td", {}, item.period),
           moneyCell(item.amount), moneyCell(item.drawn_from_project_credit),
           moneyCell(item.drawn_from_customer_credit), moneyCell(item.uncovered),
           el("td", {}, item.reversed ? "yes" : "no")))};
