@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import BigInteger, Connection, and_, case, func, select, type_coerce
 
 from ledger.money import ZERO
 from ledger.periods import Period
@@ -28,6 +28,7 @@ from projections.tables import (
     billing_periods,
     credit_transactions,
     credit_versions,
+    project_credits,
     projects,
 )
 
@@ -37,12 +38,13 @@ tx = credit_transactions
 
 @dataclass
 class ProjectLine:
-    """A project credit's balance at each month's end (None: it did not exist yet)."""
+    """A project credit's balance at each month's end, as the wire shows money (None: it
+    did not exist yet)."""
 
     uuid: str
     project_uuid: str
     project_name: str
-    month_ends: list[Decimal | None] = field(default_factory=list)
+    month_ends: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Months:
             "project_credits": [{
                 "uuid": line.uuid, "project_uuid": line.project_uuid,
                 "project_name": line.project_name,
-                "month_ends": [None if end is None else money(end) for end in line.month_ends]}
+                "month_ends": line.month_ends}
                 for line in self.projects],
         }
 
@@ -82,24 +84,25 @@ def months(conn: Connection, credit_uuid: str, customer_uuid: str,
            periods: list[Period]) -> Months:
     """The organisation credit's months and its projects' month-end balances."""
     edges = [instant(period) for period in periods] + [instant(periods[-1].next())]
-    ends = _balances_at_edges(conn, customer_uuid, edges)
-    _, own = ends.get(credit_uuid, (None, [None] * len(edges)))
-    organisation = [Figures(opening=own[i] or ZERO, closing=own[i + 1] or ZERO)
+    ends = _units_at_edges(conn, customer_uuid, edges)
+    own = ends.pop(credit_uuid, [None] * len(edges))
+    organisation = [Figures(opening=_decimal(own[i]), closing=_decimal(own[i + 1]))
                     for i in range(len(periods))]
     for bucket, event_type, signed, amount in conn.execute(_movements(credit_uuid, edges)):
         organisation[bucket - 1].movements[column_of(event_type, Decimal(signed))] += amount
     closed = {period: is_closed for period, is_closed in conn.execute(
         select(billing_periods.c.period, billing_periods.c.closed))}
-    names = _project_names(conn, customer_uuid)
-    lines = [ProjectLine(uuid, project_uuid, names.get(project_uuid, ""), balances[1:])
-             for uuid, (project_uuid, balances) in ends.items() if uuid != credit_uuid
-             and project_uuid is not None]
+    lines = [ProjectLine(uuid, project_uuid, name or "",
+                         [None if units is None else units_text(units)
+                          for units in ends[uuid][1:]])
+             for uuid, project_uuid, name in conn.execute(
+                 select(project_credits.c.uuid, project_credits.c.project_uuid,
+                        projects.c.name)
+                 .join(projects, projects.c.uuid == project_credits.c.project_uuid)
+                 .where(project_credits.c.customer_uuid == customer_uuid)) if uuid in ends]
     lines.sort(key=lambda line: (line.project_name, line.uuid))
     return Months(periods, [bool(closed.get(str(period))) for period in periods],
                   organisation, lines)
-
-
-Balances = tuple[str | None, list[Decimal | None]]
 
 
 def _bucket(column: Any, edges: list[datetime]) -> Any:
@@ -107,31 +110,43 @@ def _bucket(column: Any, edges: list[datetime]) -> Any:
     return case(*((column <= edge, i) for i, edge in enumerate(edges)))
 
 
-def _balances_at_edges(conn: Connection, customer_uuid: str,
-                       edges: list[datetime]) -> dict[str, Balances]:
-    """Per credit of the customer: its project, and its balance at each edge (the value
-    of its latest version at or before it; None before its first)."""
+def _units_at_edges(conn: Connection, customer_uuid: str,
+                    edges: list[datetime]) -> dict[str, list[int | None]]:
+    """Per credit of the customer, its balance at each edge (the value of its latest
+    version at or before it; None before its first), in stored units of 10^-5: a year of
+    a thousand projects is thousands of values, read without a Decimal each."""
     bucket = _bucket(v.c.created, edges).label("bucket")
     last = (select(v.c.uuid, bucket, func.max(v.c.version).label("version"))
-            .where(v.c.customer_uuid == customer_uuid, v.c.created <= edges[-1])
+            .where(v.c.is_org.in_((True, False)),  # the by-customer index leads with is_org
+                   v.c.customer_uuid == customer_uuid, v.c.created <= edges[-1])
             .group_by(v.c.uuid, bucket).subquery())
-    query = (select(last.c.uuid, last.c.bucket, v.c.project_uuid, v.c.value)
+    query = (select(last.c.uuid, last.c.bucket, type_coerce(v.c.value, BigInteger))
              .join(v, and_(v.c.uuid == last.c.uuid, v.c.version == last.c.version)))
-    found: dict[str, tuple[str | None, dict[int, Decimal]]] = {}
-    for uuid, at, project_uuid, value in conn.execute(query):
-        found.setdefault(uuid, (project_uuid, {}))[1][at] = value
-    return {uuid: (project_uuid, _carried(by_bucket, len(edges)))
-            for uuid, (project_uuid, by_bucket) in found.items()}
+    found: dict[str, dict[int, int]] = {}
+    for uuid, at, units in conn.execute(query):
+        found.setdefault(uuid, {})[at] = units
+    return {uuid: _carried(by_bucket, len(edges)) for uuid, by_bucket in found.items()}
 
 
-def _carried(by_bucket: dict[int, Decimal], edges: int) -> list[Decimal | None]:
+def _carried(by_bucket: dict[int, int], edges: int) -> list[int | None]:
     """Each edge's balance: the last bucket's value carried forward to the next."""
-    balances: list[Decimal | None] = []
+    balances: list[int | None] = []
     current = None
     for edge in range(edges):
         current = by_bucket.get(edge, current)
         balances.append(current)
     return balances
+
+
+def _decimal(units: int | None) -> Decimal:
+    """A balance as the reconciliation shows it: 0 before the credit existed."""
+    return ZERO if units is None else Decimal(units).scaleb(-5)
+
+
+def units_text(units: int) -> str:
+    """Stored units as the wire shows money ('300.00000'), as format_money would."""
+    whole, fraction = divmod(abs(units), 100000)
+    return f"{'-' if units < 0 else ''}{whole}.{fraction:05d}"
 
 
 def _movements(credit_uuid: str, edges: list[datetime]) -> Any:
@@ -142,9 +157,3 @@ def _movements(credit_uuid: str, edges: list[datetime]) -> Any:
             .where(tx.c.credit_uuid == credit_uuid, tx.c.created > edges[0],
                    tx.c.created <= edges[-1])
             .group_by(bucket, tx.c.event_type, sign))
-
-
-def _project_names(conn: Connection, customer_uuid: str) -> dict[str, str]:
-    return {uuid: name or "" for uuid, name in conn.execute(
-        select(projects.c.uuid, projects.c.name).where(
-            projects.c.customer_uuid == customer_uuid))}
