@@ -254,6 +254,27 @@ def test_an_owner_downloads_a_months_statement(console: Console, browser: Any,
     assert_nothing_escaped(watch)
 
 
+def test_staff_download_a_closed_months_exports(console: Console, browser: Any,
+                                                watch: Watch) -> None:
+    """The periods page's downloads are the API's files, byte for byte."""
+    page = open_page(browser, watch)
+    month = f"{Period.of(date.today()).previous().previous()}"
+    sign_in(page, console, "staff", f"/console/periods/?period={month}")
+    page.wait_for_selector("#totals")
+    headers = {"Authorization": f"Token {console.world['tokens']['staff']}"}
+    for button, path, params in (
+            ("Reconciliation CSV", "/api/reconciliation/csv/", {"period": month}),
+            ("Journal CSV", "/api/journal/", {"through": month, "format": "csv"})):
+        with page.expect_download() as started:
+            page.get_by_role("button", name=button).click()
+        served = httpx.get(console.live.url + path, params=params, headers=headers)
+        assert Path(started.value.path()).read_bytes() == served.content, button
+    journal = list(csv.reader(io.StringIO(served.text.lstrip("\ufeff"))))
+    assert journal[0] == ["date", "transaction_id", "account", "debit", "credit", "currency",
+                          "reference"] and len(journal) > 10
+    assert_nothing_escaped(watch)
+
+
 @pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["laptop", "phone"])
 def test_pages_fit_the_screen(console: Console, browser: Any, watch: Watch,
                               size: tuple[int, int]) -> None:
