@@ -17,7 +17,9 @@ from api.http.read_model_guard import ReadModelGuard
 from api.http.routes import mount
 from api.resources.audit import AuditHeadResource
 from api.resources.billing_periods import BillingPeriods
+from api.resources.console import Console, ConsoleHeaders, add_console_assets
 from api.resources.consumptions import Consumptions
+from api.resources.credit_months import CustomerCreditMonths
 from api.resources.customer_credits import CustomerCredits
 from api.resources.directory import Customers, Offerings, Projects
 from api.resources.docs import ApiDocs, add_assets, route_label
@@ -41,7 +43,7 @@ RESOURCE_TYPES: list[Any] = [
     Health, ProjectCredits, CustomerCredits, Customers, Projects, Offerings, Consumptions,
     BillingPeriods, CreditTransactions, ProjectCreditHistory, CustomerCreditHistory,
     Reconciliation, CreditStatement, Journal, AuditHeadResource, Webhooks, Notifications,
-    OpenApiSchema, Metrics, ApiDocs,
+    OpenApiSchema, Metrics, ApiDocs, CustomerCreditMonths, Console,
 ]
 
 
@@ -55,6 +57,7 @@ def create_app(services: Services) -> falcon.App:
     observer = RequestObserver()
     middleware: list[Any] = [
         observer,
+        ConsoleHeaders(),
         gate,
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
         ReadModelGuard(services),
@@ -72,10 +75,11 @@ def create_app(services: Services) -> falcon.App:
     gate.register(app)
 
     made = {Health: Health(services, gate.open), OpenApiSchema: OpenApiSchema(),
-            ApiDocs: ApiDocs(), Metrics: Metrics(services)}
+            ApiDocs: ApiDocs(), Console: Console(), Metrics: Metrics(services)}
     for resource_type in RESOURCE_TYPES:
         mount(app, made.get(resource_type) or resource_type(services))
     add_assets(app)
+    add_console_assets(app)
     answer_head_like_get(app)
     observer.route = partial(route_template, app)
     return app

@@ -170,3 +170,11 @@ def postgres_server(postgres_database: str, workdir: Path) -> Iterator[Live]:
             server.headers = headers
             yield server
             assert server.server_errors() == []
+
+
+@contextmanager
+def fresh_backend(request: Any, workdir: Path) -> Iterator[str]:
+    """The database of a backend-parametrized fixture (`request.param`), made fresh."""
+    admin = request.getfixturevalue("postgres_database") if request.param != "sqlite" else ""
+    with backend_url(request.param, workdir, admin) as url:
+        yield url

@@ -15,7 +15,7 @@ from projections.tables import user_roles, users
 
 # served to anyone, without catching the read models up (/metrics decides for itself: a
 # staff token, its own bearer token, or anyone on loopback; api/server/metrics.py)
-PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/")
+PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/", "/console/")
 CACHE_SIZE = 10000
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
+from sqlalchemy import Connection
 
 from api.http.common import Resource, parse_uuid
 from api.http.errors import not_found, permission_denied
@@ -40,6 +41,7 @@ from api.resources.reconciliation import (
     period_param,
     send_csv,
 )
+from ledger.access import Principal
 from projections.reconciliation import COLUMNS
 from projections.statements import Statement, statement
 from projections.tables import customer_credits
@@ -78,6 +80,18 @@ LINE = obj({
     "item_id", "billing_period", "amount", "balance_after", "description"])
 
 
+def owned_credit(conn: Connection, principal: Principal, credit_uuid: str) -> Any:
+    """The organisation credit, for staff, support and its organisation's owners: 404 for
+    whoever cannot see it, 403 for whoever sees it without owning the organisation."""
+    row = conn.execute(customer_credit_candidates(principal).where(
+        customer_credits.c.uuid == credit_uuid)).first()
+    if row is None:
+        raise not_found(CUSTOMER_NOT_FOUND)
+    if not (principal.sees_everything or principal.is_owner(row.customer_uuid)):
+        raise permission_denied()
+    return row
+
+
 class CreditStatement(Resource):
     routes = [Route("/api/customer-credits/{uuid}/statement/", {
         "parameters": [param_ref("Uuid")],
@@ -104,12 +118,7 @@ class CreditStatement(Resource):
         principal = self.principal(req)
         credit_uuid = parse_uuid(uuid, CUSTOMER_NOT_FOUND).hex
         with self.services.reads.connect() as conn:
-            row = conn.execute(customer_credit_candidates(principal).where(
-                customer_credits.c.uuid == credit_uuid)).first()
-            if row is None:
-                raise not_found(CUSTOMER_NOT_FOUND)
-            if not (principal.sees_everything or principal.is_owner(row.customer_uuid)):
-                raise permission_denied()
+            row = owned_credit(conn, principal, credit_uuid)
             kind = format_param(req)
             period = period_param(req, self.services.today())
             found = statement(conn, credit_uuid, row.customer_uuid, period)
