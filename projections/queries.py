@@ -81,7 +81,7 @@ class Offering:
 
 
 def offerings_from_json(text: str) -> list[Offering]:
-    return [Offering(*item) for item in json.loads(text)]
+    return [] if text == "[]" else [Offering(*item) for item in json.loads(text)]
 
 
 def creditable_cost(conn: Connection, rows: list[Any], period: Period,
