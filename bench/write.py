@@ -14,11 +14,18 @@ Batches (1,000 items over 100 projects, 10 projects per organisation):
 Subject   ``ledger-batch``: post_consumption(1,000 items), item k for project k % 100.
 Baseline  ``bare-batch``:   1,000 new minimal aggregates (one event each) in one ``save()``.
 
+``--imported N`` runs the batch roles on an imported-shaped data set instead of a fresh one:
+N organisations, each with one project, an organisation credit and a project credit,
+recorded as ``import waldur`` records them (bench.import_rate's records, not analysed, as
+right after an import), before the measured process starts; ``ledger-batch`` then posts over
+100 of those projects, one per organisation, spread over the set.
+
 Each measurement runs in a fresh process on a fresh database for ``--seconds`` after a
 warm-up; rounds alternate the order. Run from the repository root:
 
     python -m bench.write [--backend postgresql] [--seconds 3] [--rounds 3] [--json PATH]
                           [--roles ledger-batch,bare-batch] [--profile [ROLE]]
+                          [--imported N]
 """
 
 from __future__ import annotations
@@ -119,10 +126,30 @@ def timed_loop(call: Any, seconds: float, max_calls: int, profile: bool) -> Timi
     return Timing(latencies, elapsed, cpu_seconds, text)
 
 
+def seed_imported(url: str, organisations: int) -> list[UUID]:
+    """Record an imported-shaped data set (as ``import waldur`` does) with services of its
+    own, closed before measuring, so the measured process starts cold like a fresh server;
+    returns 100 of its projects, spread over the set."""
+    from api.server.wiring import build_services
+    from bench.import_rate import record_all, records
+    from ledger.importing import Importer
+
+    kinds = records(organisations)
+    services = build_services(url, create_tables=True)
+    try:
+        record_all(Importer(services.ledger, "import:bench"), kinds, 1200)
+    finally:
+        services.close()
+    projects = [record.uuid for record in kinds[2]]
+    return projects[::max(1, len(projects) // BATCH_PROJECTS)][:BATCH_PROJECTS]
+
+
 def child(args: argparse.Namespace) -> None:
     role, url = args.child, args.url
+    imported = (seed_imported(url, args.imported)
+                if args.imported and role.startswith("ledger") else None)
     if role.startswith("ledger"):
-        call, max_id, close = ledger_subject(role, url)
+        call, max_id, close = ledger_subject(role, url, imported)
     else:
         call, max_id, close = bare_subject(role, url)
     items_per_call = BATCH_ITEMS if role.endswith("batch") else 1
@@ -148,8 +175,10 @@ def child(args: argparse.Namespace) -> None:
     })
 
 
-def ledger_subject(role: str, url: str) -> tuple[Any, Any, Any]:
-    """post_consumption of one item, or of 1,000 items over 100 projects, per call."""
+def ledger_subject(role: str, url: str,
+                   imported: list[UUID] | None = None) -> tuple[Any, Any, Any]:
+    """post_consumption of one item, or of 1,000 items over 100 projects, per call (the
+    imported data set's projects if given)."""
     from api.server.wiring import build_services
     from bench.seed import ACTOR, current_period, funded_project, funded_projects, item
 
@@ -160,7 +189,7 @@ def ledger_subject(role: str, url: str) -> tuple[Any, Any, Any]:
 
         Ledger.snapshotting_intervals = {CustomerCredit: int(interval),
                                          ProjectCredit: int(interval)}
-    services = build_services(url, create_tables=True)
+    services = build_services(url, create_tables=imported is None)
     ledger = services.ledger
     period = current_period()
     if role == "ledger":
@@ -169,7 +198,7 @@ def ledger_subject(role: str, url: str) -> tuple[Any, Any, Any]:
         def call(i: int) -> None:
             ledger.post_consumption([item(f"item-{i}", funded.project_id, period)], ACTOR)
     else:
-        projects = funded_projects(ledger, BATCH_PROJECTS, PROJECTS_PER_ORG)
+        projects = imported or funded_projects(ledger, BATCH_PROJECTS, PROJECTS_PER_ORG)
 
         def call(i: int) -> None:
             ledger.post_consumption(
@@ -216,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="what-if: extra environment for the measured processes, e.g. "
                              "LEDGER_AGGREGATE_CACHE_MAXSIZE=1000, PYTHONOPTIMIZE=1, "
                              "BENCH_SNAPSHOT_INTERVAL=20")
+    parser.add_argument("--imported", type=int, default=0, metavar="N",
+                        help="batch roles on an imported-shaped data set of N organisations "
+                             "(2N credits), seeded before each measured run (not timed)")
     args = parser.parse_args(argv)
+    if args.imported:
+        args.roles = ",".join(r for r in args.roles.split(",") if r.endswith("batch"))
     child_env = dict(item.split("=", 1) for item in args.child_env)
     if args.child:
         child(args)
@@ -228,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         with temp_database(args.backend, args.pg_url) as url:
             result = run_child("bench.write", args.profile, url,
-                               ["--seconds", str(args.seconds), "--profile"], child_env)
+                               ["--seconds", str(args.seconds), "--profile",
+                                "--imported", str(args.imported)], child_env)
         print(result["profile"])
         return 0
 
@@ -241,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             with temp_database(args.backend, args.pg_url) as url:
                 result = run_child("bench.write", role, url,
                                    ["--seconds", str(args.seconds),
-                                    "--max-calls", str(args.max_calls)], child_env)
+                                    "--max-calls", str(args.max_calls),
+                                    "--imported", str(args.imported)], child_env)
             result.pop("profile", None)
             runs[role].append(result)
             print(f"round {round_no + 1} {role:12s} {result['items_per_s']:8.0f} items/s",
@@ -261,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
               "ledger": "Ledger.post_consumption", "bare-batch": "bare 1,000-event save",
               "ledger-batch": "post_consumption 1,000"}
     what_if = f" {child_env}" if child_env else ""
+    if args.imported:
+        what_if += f", imported data set of {args.imported:,} organisations"
     print_table(
         f"Write path, {args.backend}{what_if}, median of {args.rounds} rounds x "
         f"{args.seconds:g} s (ratio = subject / its baseline: bare save, or bare 1,000-event "
@@ -283,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{env_info['loadavg_after'][0]:.2f} (on {env_info['cpus']} CPUs)")
     write_json(args.json, {"benchmark": "write", "environment": env_info,
                            "settings": {"seconds": args.seconds, "rounds": args.rounds,
+                                        "imported": args.imported,
                                         "roles": roles, "child_env": child_env},
                            "summary": summary, "runs": runs})
     return 0

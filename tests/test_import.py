@@ -303,3 +303,25 @@ def test_an_empty_page_with_a_next_link_ends_the_import(services: Services) -> N
         lambda url: f"http://w/api/x/?page={next(pages)}", []))
     assert importer.run(services, "http://w", "t", out, err, client) == 2
     assert "the source's pages never end" in err.getvalue()
+
+
+def analysed_tables(services: Services) -> set[str]:
+    """The tables the planner has statistics for (PostgreSQL: analysed in this schema)."""
+    with services.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            return {row[0] for row in conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1")}
+        return {row[0] for row in conn.exec_driver_sql(
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+            "AND last_analyze IS NOT NULL")}
+
+
+def test_an_import_ends_with_planner_statistics(services: Services, source: Source) -> None:
+    """Right after a bulk load the planner would take the tables for empty and scan all of
+    a table for one page (issue 18); the import analyses them before it returns."""
+    assert run_import(services, source).code == 0
+
+    analysed = analysed_tables(services)
+
+    assert {"project_credits", "customer_credits"} <= analysed
+    if services.engine.dialect.name == "postgresql":
+        assert "ledger_events" in analysed

@@ -299,6 +299,7 @@ def run(services: Services, url: str, token: str, out: TextIO | None = None,
           "source.", file=out, flush=True)
     projected = services.projector.catch_up(lambda n: print(f"projected events: {n}", file=err))
     print(f"Projected {projected} events in {time.perf_counter() - finished:.1f} s.", file=out)
+    services.projector.analyze()
     return 1 if tally.total(REJECTED) or tally.total(DIFFERS) else 0
 
 

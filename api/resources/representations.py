@@ -12,6 +12,7 @@ from projections.queries import Offering
 from projections.reconciliation import iso_utc
 
 ORGANIZATION_SCOPED_FIELDS = ("customer_credit", "allocated_customer_credit", "offerings")
+NONE = (None, "", "[]")  # most credits set no thresholds: no JSON to parse per row
 
 
 def link(base: str, collection: str, uuid: str) -> str:
@@ -49,13 +50,13 @@ def _terms(row: Any, view: dict[str, Any]) -> dict[str, Any]:
 
 def alerting(row: Any, view: dict[str, Any]) -> dict[str, Any]:
     """The fields beyond upstream's: thresholds as written and the runway in months."""
-    return {"low_balance_thresholds": json.loads(row.low_balance_thresholds or "[]"),
+    thresholds = row.low_balance_thresholds
+    return {"low_balance_thresholds": json.loads(thresholds) if thresholds not in NONE else [],
             "runway_months": view.get("runway_months")}
 
 
 def project_credit(base: str, view: dict[str, Any], show_organisation: bool) -> dict[str, Any]:
     row = view["row"]
-    terms = _terms(row, view)
     body: dict[str, Any] = {
         "uuid": row.uuid,
         "url": link(base, "project-credits", row.uuid),
@@ -75,9 +76,7 @@ def project_credit(base: str, view: dict[str, Any], show_organisation: bool) -> 
         "is_limited_by_organization_credit": view["is_limited_by_organization_credit"],
         "offerings": [offering(base, o, "marketplace-public-offerings")
                       for o in view["offerings"]],
-        **{name: terms[name] for name in ("end_date", "expected_consumption",
-                                          "minimal_consumption", "minimal_consumption_logic",
-                                          "grace_coefficient", "apply_as_minimal_consumption")},
+        **_terms(row, view),
         "mark_unused_credit_as_spent_on_project_termination":
             row.mark_unused_credit_as_spent_on_project_termination,
         **alerting(row, view),
