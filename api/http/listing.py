@@ -56,6 +56,19 @@ def last_param(req: falcon.Request, name: str) -> str | None:
     return value if value else None
 
 
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def boolean_param(req: falcon.Request, name: str) -> bool | None:
+    """A boolean filter as django-filter reads one; absent (or empty) is None."""
+    raw = last_param(req, name)
+    if raw is None:
+        return None
+    if raw.lower() not in BOOLEANS:
+        raise validation_error({name: ["Must be a valid boolean."]})
+    return BOOLEANS[raw.lower()]
+
+
 @dataclass(frozen=True)
 class ListQuery:
     """What a list pages over: the filtered rows in `order`; a select of the count the

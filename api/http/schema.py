@@ -51,6 +51,8 @@ URI = {"type": "string", "format": "uri"}
 DATE = {"type": "string", "format": "date"}
 DATETIME = {"type": "string", "format": "date-time"}
 HEX_UUID = {"type": "string", "pattern": HEX_UUID_PATTERN}
+# A uuid as a filter or path accepts hyphens too (Waldur's StringUUID).
+UUID_FILTER: Json = {"type": "string", "format": "uuid"}
 MONEY = {"type": "string", "format": "decimal", "pattern": MONEY_PATTERN,
          "description": "Money: a decimal string with 5 places."}
 GRACE = fields.GRACE.schema
@@ -111,7 +113,7 @@ PARAMETERS: Json = {
     # DRF takes anything here: what is not a positive integer means the default.
     "PageSize": query("page_size", {"anyOf": [INTEGER, STRING]},
                       "Number of results to return per page (default 10, at most 300)."),
-    "Uuid": path("uuid", {"type": "string", "format": "uuid"}),
+    "Uuid": path("uuid", UUID_FILTER),
     "AsOf": query("as_of", DATETIME, "The state at that moment, by replaying the events."),
     # Any value that is not the credit's current ETag is a 412 (RFC 9110), so any string
     # is a well-formed If-Match.

@@ -16,7 +16,7 @@ from sqlalchemy import Select, or_, select
 
 from api.http.common import apply_uuid_filter
 from api.http.errors import validation_error
-from api.http.listing import ListQuery, last_param, narrowed
+from api.http.listing import ListQuery, boolean_param, last_param, narrowed
 from api.http.schema import (
     BOOLEAN,
     DATETIME,
@@ -26,6 +26,7 @@ from api.http.schema import (
     PAGINATION,
     PERIOD,
     STRING,
+    UUID_FILTER,
     Json,
     array,
     errors,
@@ -43,7 +44,6 @@ from ledger.periods import Period
 from projections.tables import consumptions
 
 item = consumptions.c
-BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 NOT_FOUND = "No consumption item matches the given query."
 
 
@@ -73,15 +73,6 @@ def listed(req: falcon.Request, principal: Principal) -> ListQuery:
     return ListQuery(query.order_by(*order), narrow=narrowed(req), order=order)
 
 
-def boolean_param(req: falcon.Request, name: str) -> bool | None:
-    raw = last_param(req, name)
-    if raw is None:
-        return None
-    if raw.lower() not in BOOLEANS:
-        raise validation_error({name: ["Must be a valid boolean."]})
-    return BOOLEANS[raw.lower()]
-
-
 def representation(row: Any) -> dict[str, Any]:
     return {
         "id": row.item_id, "customer_uuid": row.customer_uuid,
@@ -95,7 +86,6 @@ def representation(row: Any) -> dict[str, Any]:
     }
 
 
-UUID_FILTER: Json = {"type": "string", "format": "uuid"}
 FILTERS = [query("customer_uuid", UUID_FILTER), query("project_uuid", UUID_FILTER),
            query("offering_uuid", UUID_FILTER), query("period", PERIOD),
            query("reversed", BOOLEAN),

@@ -33,6 +33,7 @@ from api.http.schema import (
     MONEY,
     PAGINATION,
     STRING,
+    UUID_FILTER,
     Json,
     array,
     errors,
@@ -52,7 +53,6 @@ from ledger.access import Principal
 from ledger.errors import RuleViolation
 from projections.queries import listed_count
 
-UUID_FILTER: Json = {"type": "string", "format": "uuid"}
 CUSTOMER_FILTERS = [query("customer_name", STRING), query("customer_slug", STRING),
                     query("customer_uuid", UUID_FILTER)]
 SEARCH = query("query", STRING, "Names, slugs and uuids contain (case-insensitive)")

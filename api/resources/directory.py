@@ -24,6 +24,7 @@ from api.http.schema import (
     PAGINATION,
     STRING,
     URI,
+    UUID_FILTER,
     Json,
     array,
     errors,
@@ -203,7 +204,7 @@ class Projects(_Directory):
     collection = "projects"
     not_found_message = "No Project matches the given query."
     routes = directory_routes("projects", "projects", "Project", "ProjectRequest",
-                              [query("customer_uuid", {"type": "string", "format": "uuid"})],
+                              [query("customer_uuid", UUID_FILTER)],
                               delete=TERMINATE)
     schemas = {
         "Project": obj({

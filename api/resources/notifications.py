@@ -20,6 +20,7 @@ from api.http.schema import (
     LIST_HEADERS,
     PAGINATION,
     STRING,
+    UUID_FILTER,
     Json,
     array,
     errors,
@@ -39,7 +40,7 @@ from notifications.tables import notifications
 
 TAG = "notifications"
 FILTERS = [
-    query("customer_uuid", {"type": "string", "format": "uuid"}),
+    query("customer_uuid", UUID_FILTER),
     query("type", STRING, "One of: " + ", ".join(TYPES)),
     query("since", DATETIME, "Created after this moment (exclusive; ISO 8601, UTC if no "
                              "zone)"),

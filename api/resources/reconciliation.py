@@ -19,7 +19,7 @@ import falcon
 from api.http.common import Resource
 from api.http.errors import validation_error
 from api.http.fields import FieldError, period_field
-from api.http.listing import last_param
+from api.http.listing import boolean_param, last_param
 from api.http.routes import Route
 from api.http.schema import (
     BOOLEAN,
@@ -54,7 +54,6 @@ from projections.reconciliation import (
 )
 
 FORMATS = ("json", "csv")
-BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 LABELS = ("kind", "uuid", "customer_uuid", "customer_name", "project_uuid", "project_name")
 FIGURES = ("opening", *COLUMNS, "closing", "ties_out")
 REPORT_LINES = ("credits", "billing_periods", "totals")
@@ -149,12 +148,8 @@ def format_param(req: falcon.Request) -> str:
 
 
 def bom_param(req: falcon.Request) -> bool:
-    raw = last_param(req, "bom")
-    if raw is None:
-        return True
-    if raw.lower() not in BOOLEANS:
-        raise validation_error({"bom": ["Must be a valid boolean."]})
-    return BOOLEANS[raw.lower()]
+    found = boolean_param(req, "bom")
+    return True if found is None else found
 
 
 def send_csv(req: falcon.Request, resp: falcon.Response, rows: Iterator[list[Any]],

@@ -26,7 +26,7 @@ from api.http.schema import (
     MONEY,
     PAGINATION,
     STRING,
-    Json,
+    UUID_FILTER,
     array,
     errors,
     json_response,
@@ -160,7 +160,6 @@ def transaction(row: Any, principal: Principal) -> dict[str, Any]:
     }
 
 
-UUID_FILTER: Json = {"type": "string", "format": "uuid"}
 MOMENT_NOTE = "(ISO 8601; UTC without a zone)"
 FILTERS = [
     query("credit_uuid", UUID_FILTER), query("customer_uuid", UUID_FILTER),

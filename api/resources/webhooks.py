@@ -31,6 +31,7 @@ from api.http.schema import (
     PAGINATION,
     STRING,
     URI,
+    UUID_FILTER,
     Json,
     array,
     errors,
@@ -109,7 +110,7 @@ DELIVERY = obj({
 }, ["uuid", "notification_id", "type", "state", "attempts", "created", "next_attempt_at"])
 TAG = "webhooks"
 UUID_PARAMS = [param_ref("Uuid")]
-DELIVERY_PARAMS = [*UUID_PARAMS, path("delivery_uuid", {"type": "string", "format": "uuid"})]
+DELIVERY_PARAMS = [*UUID_PARAMS, path("delivery_uuid", UUID_FILTER)]
 
 
 def webhook(row: Any, base: str) -> dict[str, Any]:
