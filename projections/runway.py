@@ -18,23 +18,25 @@ from projections.tables import billing_periods, credit_months
 MONTHS = 3
 
 
+def last_closed_periods(conn: Connection, count: int = MONTHS) -> list[str]:
+    found = conn.execute(select(billing_periods.c.period).where(billing_periods.c.closed)
+                         .order_by(billing_periods.c.period.desc()).limit(count))
+    return list(found.scalars())
+
+
 def runways(conn: Connection, balances: Iterable[tuple[str, Decimal]]) -> dict[str, float | None]:
-    """Each credit's runway in months (2 places), by credit uuid: one query for a page (the
-    last closed periods and their count ride along as subqueries). A credit that drew
-    nothing in them has no row, and no runway."""
+    """Each credit's runway in months (2 places), by credit uuid."""
     balances = list(balances)
-    drawn: dict[str, tuple[Decimal, int]] = {}
-    if balances:
-        recent = (select(billing_periods.c.period).where(billing_periods.c.closed)
-                  .order_by(billing_periods.c.period.desc()).limit(MONTHS).subquery())
-        months = select(func.count()).select_from(recent).scalar_subquery()
+    periods = last_closed_periods(conn)
+    drawn: dict[str, Decimal] = {}
+    if periods and balances:
         rows = conn.execute(
-            select(credit_months.c.credit_uuid, func.sum(credit_months.c.drawn), months)
+            select(credit_months.c.credit_uuid, func.sum(credit_months.c.drawn))
             .where(credit_months.c.credit_uuid.in_([uuid for uuid, _ in balances]),
-                   credit_months.c.period.in_(select(recent.c.period)))
+                   credit_months.c.period.in_(periods))
             .group_by(credit_months.c.credit_uuid))
-        drawn = {uuid: (Decimal(total or 0), count) for uuid, total, count in rows}
-    return {uuid: runway(balance, *drawn.get(uuid, (Decimal(0), 0)))
+        drawn = {uuid: Decimal(total or 0) for uuid, total in rows}
+    return {uuid: runway(balance, drawn.get(uuid, Decimal(0)), len(periods))
             for uuid, balance in balances}
 
 
