@@ -18,20 +18,25 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Executable,
+    Select,
     Table,
+    any_,
     bindparam,
     delete,
+    func,
     insert,
     select,
     tuple_,
 )
 from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from projections.tables import metadata
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]
 LOAD_CHUNK = 500
+ARRAY_CHUNK = 5000
 COPY_FROM = 50  # rows: below this a multi-row INSERT is as quick
 
 
@@ -62,6 +67,35 @@ def copy_processors(table: Table, dialect: Dialect) -> tuple[tuple[int, Callable
     found = ((index, column.type.bind_processor(dialect))
              for index, column in enumerate(table.columns))
     return tuple((index, process) for index, process in found if process is not None)
+
+
+def by_list(table: Table, chunk: list[Key]) -> Select[Any]:
+    """`key IN (...)`: one bound parameter per key part."""
+    columns = [table.c[name] for name in primary_key(table)]
+    condition = (columns[0].in_([key[0] for key in chunk]) if len(columns) == 1
+                 else tuple_(*columns).in_(chunk))
+    return select(table).where(condition)
+
+
+def by_arrays(table: Table, chunk: list[Key]) -> tuple[Select[Any], dict[str, list[Any]]]:
+    """PostgreSQL: the keys as one array per key column, whatever their number. The
+    statement's text stays the same, so the driver parses it once (a 500-key `IN` list
+    cost psycopg milliseconds to split, each time: issue 18's rebuild), and the server
+    probes the primary key once per key."""
+    names = primary_key(table)
+    params = {f"keys_{name}": [key[index] for key in chunk] for index, name in enumerate(names)}
+    return array_lookup(table), params
+
+
+@cache
+def array_lookup(table: Table) -> Select[Any]:
+    names = primary_key(table)
+    columns = [table.c[name] for name in names]
+    arrays = [bindparam(f"keys_{name}", type_=ARRAY(table.c[name].type)) for name in names]
+    if len(columns) == 1:
+        return select(table).where(columns[0] == any_(arrays[0]))
+    keys = func.unnest(*arrays).table_valued(*names).render_derived(name="wanted")
+    return select(table).where(tuple_(*columns).in_(select(*keys.c)))
 
 
 class Changes:
@@ -96,12 +130,13 @@ class Changes:
         rows = self.rows[table]
         wanted = [key for key in dict.fromkeys(keys) if key not in rows]
         names = primary_key(table)
-        columns = [table.c[name] for name in names]
-        for start in range(0, len(wanted), LOAD_CHUNK):
-            chunk = wanted[start:start + LOAD_CHUNK]
-            condition = (columns[0].in_([key[0] for key in chunk]) if len(columns) == 1
-                         else tuple_(*columns).in_(chunk))
-            for found in self._execute(select(table).where(condition)).mappings():
+        by_array = self.conn.dialect.name == "postgresql"
+        size = ARRAY_CHUNK if by_array else LOAD_CHUNK
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start:start + size]
+            statement, params = (by_arrays(table, chunk) if by_array
+                                 else (by_list(table, chunk), None))
+            for found in self._execute(statement, params).mappings():
                 rows[tuple(found[name] for name in names)] = dict(found)
             for key in chunk:
                 rows.setdefault(key, None)
