@@ -98,6 +98,20 @@ def array_lookup(table: Table) -> Select[Any]:
     return select(table).where(tuple_(*columns).in_(select(*keys.c)))
 
 
+@cache
+def array_update(table: Table, columns: tuple[str, ...]) -> Executable:
+    """UPDATE table SET columns FROM unnest(one array per key and column), by key."""
+    names = primary_key(table)
+    labels = [f"key_{name}" for name in names] + [f"new_{column}" for column in columns]
+    types = [table.c[name].type for name in names] + [table.c[column].type for column in columns]
+    arrays = [bindparam(label, type_=ARRAY(kind)) for label, kind in zip(labels, types,
+                                                                         strict=True)]
+    new = func.unnest(*arrays).table_valued(*labels).render_derived(name="new")
+    return (sql_update(table)
+            .where(*(table.c[name] == new.c[f"key_{name}"] for name in names))
+            .values({column: new.c[f"new_{column}"] for column in columns}))
+
+
 class Changes:
     """Rows of one batch: what was loaded, inserted, updated, deleted and counted."""
 
@@ -246,6 +260,9 @@ class Changes:
             statement = (sql_update(table)
                          .where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
                          .values({column: bindparam(column) for column in sorted(columns)}))
+            if len(keys) >= COPY_FROM and self.conn.dialect.name == "postgresql":
+                self._update_by_arrays(table, sorted(columns), keys)
+                continue
             params = []
             for key in keys:
                 row = self.rows[table][key]
@@ -253,6 +270,17 @@ class Changes:
                 params.append({**{column: row[column] for column in columns},
                                **{f"key_{n}": part for n, part in zip(names, key, strict=True)}})
             self._execute(statement, params)
+
+    def _update_by_arrays(self, table: Table, columns: list[str], keys: list[Key]) -> None:
+        """PostgreSQL: many rows' new values in one UPDATE ... FROM unnest(arrays), one
+        array per column, instead of a statement per row."""
+        names = primary_key(table)
+        rows = [self.row(table, *key) for key in keys]
+        params: dict[str, list[Any]] = {
+            f"key_{name}": [key[index] for key in keys] for index, name in enumerate(names)}
+        for column in columns:
+            params[f"new_{column}"] = [row[column] for row in rows]
+        self._execute(array_update(table, tuple(columns)), params)
 
     def _flush_deleted(self, table: Table) -> None:
         keys = self.deleted.pop(table, set())

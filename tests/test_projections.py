@@ -160,3 +160,37 @@ def test_counts_are_kept_not_scanned(directory: Directory, services: Services) -
         kept: dict[str, int] = dict(
             conn.execute(select(counters.c.name, counters.c.value)).tuples().all())
     assert kept == {"project_credits.listed": 2, "customer_credits.listed": 1}
+
+
+def test_bulk_batches_write_what_single_events_write(services: Services) -> None:
+    """A batch big enough for the bulk statements (PostgreSQL: loads and updates bound as
+    one array per column, inserts by COPY) leaves the rows one-event batches leave. The
+    organisations are registered first and funded after, as `import waldur` records them,
+    so the funding batch updates rows an earlier batch wrote."""
+    from ledger.credits import CustomerCredit, ProjectCredit
+    from ledger.directory import Customer, Project
+
+    registered = [(customer := Customer(name=f"Org {n}", slug=f"org-{n}", actor="test"),
+                   Project(name=f"P {n}", slug=f"p-{n}", customer_id=customer.id, actor="test"))
+                  for n in range(80)]
+    services.ledger.save(*(aggregate for pair in registered for aggregate in pair))
+    services.projector.catch_up()
+    funded: list[object] = []
+    for n, (customer, project) in enumerate(registered):
+        org = CustomerCredit(customer_id=customer.id, value=Decimal(1000 + n),
+                             terms=Terms().as_kwargs(), offering_ids=[], actor="test")
+        customer.attach_credit(org.id, "test")
+        credit = ProjectCredit(project_id=project.id, customer_id=customer.id,
+                               value=Decimal(n) / 7, terms=Terms().as_kwargs(),
+                               mark_unused_credit_as_spent_on_project_termination=False,
+                               actor="test")
+        project.attach_credit(credit.id, "test")
+        org.sync_allocation(credit, "test")
+        funded += [customer, project, org, credit]
+    services.ledger.save(*funded)
+    services.projector.catch_up()  # one batch: 80 organisations' rows updated at once
+    in_bulk = read_model_rows(services.engine)
+    assert len(in_bulk["customer_credits"]) == 80
+    services.projector.batch_size = 1
+    services.projector.rebuild()
+    assert read_model_rows(services.engine) == in_bulk
