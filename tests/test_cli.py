@@ -180,3 +180,51 @@ def test_export_of_a_month_that_has_not_started_is_an_error(
     assert main(["export", "reconciliation", "--period", "2026-01\n", "--out", "-"]) == 1
     assert "Enter a billing period as YYYY-MM." in capsys.readouterr().err
     assert main(["export", "reconciliation", "--period", "2025-01", "--out", "-"]) == 0
+
+
+def test_close_period_projects_alongside_on_postgresql(
+        directory: Directory, services: Services, clock: Clock, database_url: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A large close on PostgreSQL projects in a second process while it settles; the read
+    models it leaves are exactly what replaying the log builds."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a second projecting process is for PostgreSQL only")
+    from api.cli import periods
+
+    monkeypatch.setattr(periods, "PROJECT_ALONGSIDE_FROM", 2)
+    clock.today = date(2025, 1, 10)
+    for name in ("A", "B", "C"):
+        directory.customer_credit(directory.customer(name), "100", expected_consumption="10")
+    clock.today = date(2025, 2, 3)
+    assert main(["close-period", "2025-01"]) == 0
+    out, err = capsys.readouterr()
+    assert "settled 3 customers" in out and "follower stopped" not in err
+    values = sorted(c["value"] for c in directory.client.simulate_get(
+        "/api/customer-credits/", headers=directory.staff).json)
+    assert values == ["90.00000"] * 3
+    after_close = read_model_rows(services.engine)
+    assert main(["rebuild"]) == 0
+    assert read_model_rows(services.engine) == after_close
+
+
+def test_the_follower_catches_up_until_told_to_stop(
+        directory: Directory, services: Services, database_url: str) -> None:
+    import threading
+
+    from api.cli.periods import follow_log
+
+    services.ledger.register_customer("Org", "org", actor="test")
+    assert services.projector.pending()
+    done = threading.Event()
+    follower = threading.Thread(target=follow_log, args=(database_url, done))
+    follower.start()
+    try:
+        for _ in range(100):
+            if not services.projector.pending():
+                break
+            done.wait(0.05)
+        assert not services.projector.pending()
+    finally:
+        done.set()
+        follower.join(timeout=10)
+    assert not follower.is_alive()
