@@ -24,10 +24,29 @@ def last_closed_periods(conn: Connection, count: int = MONTHS) -> list[str]:
     return list(found.scalars())
 
 
-def runways(conn: Connection, balances: Iterable[tuple[str, Decimal]]) -> dict[str, float | None]:
+class ClosedPeriods:
+    """The last closed periods, read once per log position: they change only through events,
+    so while the log still ends where it did (and the read models are caught up to it,
+    which is what the request's catch-up saw) the answer cannot have changed."""
+
+    def __init__(self) -> None:
+        self._read: tuple[int, list[str]] | None = None
+
+    def at(self, conn: Connection, log_end: int) -> list[str]:
+        read = self._read
+        if read is not None and read[0] == log_end >= 0:
+            return read[1]
+        periods = last_closed_periods(conn)
+        if log_end >= 0:
+            self._read = (log_end, periods)
+        return periods
+
+
+def runways(conn: Connection, balances: Iterable[tuple[str, Decimal]],
+            periods: list[str] | None = None) -> dict[str, float | None]:
     """Each credit's runway in months (2 places), by credit uuid."""
     balances = list(balances)
-    periods = last_closed_periods(conn)
+    periods = last_closed_periods(conn) if periods is None else periods
     drawn: dict[str, Decimal] = {}
     if periods and balances:
         rows = conn.execute(
@@ -48,8 +67,9 @@ def runway(balance: Decimal, drawn: Decimal, months: int) -> float | None:
     return float(months_left.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
-def with_runways(conn: Connection, views: list[dict[str, Any]]) -> None:
+def with_runways(conn: Connection, views: list[dict[str, Any]],
+                 periods: list[str] | None = None) -> None:
     """Add `runway_months` to each credit view (one query for the page)."""
-    found = runways(conn, [(view["row"].uuid, view["row"].value) for view in views])
+    found = runways(conn, [(view["row"].uuid, view["row"].value) for view in views], periods)
     for view in views:
         view["runway_months"] = found[view["row"].uuid]

@@ -351,6 +351,13 @@ def test_runway_is_the_balance_over_the_average_of_the_last_closed_months(
     org_credit = directory.client.simulate_get("/api/customer-credits/",
                                                headers=directory.staff).json[0]
     assert org_credit["runway_months"] == round(800 / 60, 2)
+    # each read answers for the months closed as of that read, however they changed
+    directory.post("/api/billing-periods/2026-11/close/", None)
+    shown = directory.client.simulate_get(path_of(credit), headers=directory.staff).json
+    assert shown["runway_months"] == round(100 * 3 / (30 + 60 + 20), 2)
+    directory.post("/api/billing-periods/2026-11/reopen/", None)
+    shown = directory.client.simulate_get(path_of(credit), headers=directory.staff).json
+    assert shown["runway_months"] == 1.67
 
 
 def test_termination_and_periods_are_notified_and_since_is_exclusive(

@@ -48,10 +48,12 @@ from api.http.schema import (
     ref,
 )
 from api.resources import history
+from api.server.wiring import Services
 from ledger import thresholds
 from ledger.access import Principal
 from ledger.errors import RuleViolation
 from projections.queries import listed_count
+from projections.runway import ClosedPeriods
 
 CUSTOMER_FILTERS = [query("customer_name", STRING), query("customer_slug", STRING),
                     query("customer_uuid", UUID_FILTER)]
@@ -177,6 +179,10 @@ class CreditCollection(Resource):
     routes: list[Route]
     schemas: Json  # the OpenAPI components this collection owns
 
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.closed_periods = ClosedPeriods()  # the runway's months, per log position
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
         if history.wants_as_of(req):
@@ -225,15 +231,19 @@ class CreditCollection(Resource):
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=True)
 
-    def _visible_row(self, principal: Principal, uuid: str) -> Any:
+    def _visible_row(self, principal: Principal, uuid: str,
+                     conn: Connection | None = None) -> Any:
         """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
         credit_uuid = parse_uuid(uuid, self.not_found_message).hex
         key = (type(self).__name__, "one", credit_uuid, self.services.today(),
                visibility_key(principal))
         statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal).where(
             self.table.c.uuid == credit_uuid).subquery("one")))
-        with self.services.reads.connect() as conn:
+        if conn is not None:
             row = conn.execute(statement).first()
+        else:
+            with self.services.reads.connect() as own:
+                row = own.execute(statement).first()
         if row is None:
             raise not_found(self.not_found_message)
         return row

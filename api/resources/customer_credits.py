@@ -336,9 +336,9 @@ class CustomerCredits(CreditCollection):
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str, nested: bool) -> Any:
-        row = self._visible_row(principal, credit_uuid)
-        set_etag(resp, row.version)
-        with self.services.reads.connect() as conn:
+        with self.services.reads.connect() as conn:  # one connection: row and runway
+            row = self._visible_row(principal, credit_uuid, conn)
+            set_etag(resp, row.version)
             return self._render(conn, req, [row], nested)[0]
 
     def _decorate(self, rows: Subquery) -> Select[Any]:
@@ -347,7 +347,7 @@ class CustomerCredits(CreditCollection):
     def _render(self, conn: Connection, req: falcon.Request, rows: list[Any],
                 nested: bool) -> list[dict[str, Any]]:
         views = customer_credit_views(rows, self.services.today())
-        with_runways(conn, views)
+        with_runways(conn, views, self.closed_periods.at(conn, self.services.projector.log_end))
         return [customer_credit(base_url(req), view, nested) for view in views]
 
     def _filtered(self, req: falcon.Request, principal: Principal,

@@ -210,15 +210,15 @@ class ProjectCredits(CreditCollection):
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str) -> Any:
-        row = self._visible_row(principal, credit_uuid)
-        set_etag(resp, row.version)
-        with self.services.reads.connect() as conn:
+        with self.services.reads.connect() as conn:  # one connection: row and runway
+            row = self._visible_row(principal, credit_uuid, conn)
+            set_etag(resp, row.version)
             return self._render(conn, req, principal, [row])[0]
 
     def _render(self, conn: Connection, req: falcon.Request, principal: Principal,
                 rows: list[Any]) -> list[dict[str, Any]]:
         views = project_credit_views(conn, rows, self.services.today())
-        with_runways(conn, views)
+        with_runways(conn, views, self.closed_periods.at(conn, self.services.projector.log_end))
         return [project_credit(base_url(req), view,
                                principal.sees_organisation_fields(view["row"].customer_uuid))
                 for view in views]
