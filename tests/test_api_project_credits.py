@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
+from api.server.wiring import Services
 from tests.support import PROJECT_CREDIT_FIELDS, Directory
 
 
@@ -219,6 +223,47 @@ def test_filters_ordering_and_pagination(directory: Directory, world: dict[str, 
     assert (head.status_code, head.headers["X-Result-Count"], head.text) == (200, "3", "")
     invalid = client.simulate_get("/api/project-credits/", params={"page": "4"}, headers=staff)
     assert (invalid.status_code, invalid.json) == (404, {"detail": "Invalid page."})
+
+
+def test_filtered_pages_sort_like_unfiltered_ones(directory: Directory, services: Services,
+                                                  world: dict[str, Any]) -> None:
+    """A filtered page sorts on keys no index supplies (so PostgreSQL filters first, issue
+    18); the order, missing end dates included, is the unfiltered list's."""
+    for project, value, end in ((world["alpha"], "300", None), (world["beta"], "100",
+                                 "2027-03-01"), (world["gamma"], "200", "2027-01-01")):
+        directory.project_credit(project, value, **({"end_date": end} if end else {}))
+    statements: list[str] = []
+
+    def names(**params: str) -> list[str]:
+        found = directory.client.simulate_get("/api/project-credits/", params=params,
+                                              headers=directory.staff)
+        assert found.status_code == 200, found.text
+        return [row["project_name"] for row in found.json]
+
+    with capture_statements(services.engine, statements):
+        for order in ("end_date", "-end_date", "-value", "project_name"):
+            assert names(o=order, customer_slug="org") == names(o=order), order
+        second = names(o="-end_date", customer_slug="org", page_size="1", page="2")
+        assert second == names(o="-end_date")[1:2]
+    pages = [s for s in statements if "LIMIT" in s and "project_credits.created" in s]
+    narrowed = [s for s in pages if "OVER ()" in s]  # the window count: filters given
+    assert narrowed and len(narrowed) < len(pages)
+    coalesced = "COALESCE(project_credits.created, project_credits.created)"
+    if services.engine.dialect.name == "postgresql":
+        assert all(coalesced in s for s in narrowed)
+    assert not any(coalesced in s for s in pages if s not in narrowed)
+
+
+@contextmanager
+def capture_statements(engine: Any, into: list[str]) -> Iterator[None]:
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        into.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_filtered_pages_count_in_the_page_query(directory: Directory,

@@ -11,8 +11,11 @@ from urllib.parse import urlencode
 
 import falcon
 from sqlalchemy import ColumnElement, Connection, Select, Subquery, UnaryExpression, func, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import operators
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from api.http.errors import not_found, validation_error
 from api.http.fields import plain_integer
@@ -147,6 +150,9 @@ class _Statements:
             statement = query.rows
             if with_total:
                 statement = statement.add_columns(_total(query).label(TOTAL))
+                if _counts_in_window(query) and query.order:
+                    statement = statement.order_by(None).order_by(
+                        *(_sorted_after_filtering(key) for key in query.order))
             statement = statement.limit(size).offset((page - 1) * size)
             if query.decorate is None:
                 return statement
@@ -160,9 +166,45 @@ def _total(query: ListQuery) -> ColumnElement[Any]:
     count subquery with a plan of its own."""
     if query.maintained_total is not None:
         return query.maintained_total.scalar_subquery()
-    if query.narrow:
+    if _counts_in_window(query):
         return func.count().over()
     return _count_of(query.rows).scalar_subquery()
+
+
+def _counts_in_window(query: ListQuery) -> bool:
+    return query.narrow and query.maintained_total is None
+
+
+class after_filtering(FunctionElement[Any]):  # noqa: N801 (a SQL function's name)
+    """A sort key no index can supply (on PostgreSQL, ``COALESCE(key, key)``).
+
+    A window count reads every row the filters match, but PostgreSQL prices
+    ``LIMIT`` over it as if the scan could stop early: at 100,000 credits it walked the
+    `created` index, filtering out 99,880 rows, to answer `project_name=0999` (64 ms)
+    instead of taking the 120 matches from the trigram index and sorting them (1.2 ms).
+    """
+
+    inherit_cache = True
+
+    def __init__(self, key: ColumnElement[Any]) -> None:
+        super().__init__(key)
+        self.type = key.type
+
+
+@compiles(after_filtering)
+def _the_key_itself(element: after_filtering, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(after_filtering, "postgresql")
+def _the_key_coalesced(element: after_filtering, compiler: SQLCompiler, **kw: Any) -> str:
+    key = compiler.process(element.clauses, **kw)
+    return f"COALESCE({key}, {key})"
+
+
+def _sorted_after_filtering(key: UnaryExpression[Any]) -> UnaryExpression[Any]:
+    wrapped = after_filtering(key.element)
+    return wrapped.desc() if key.modifier is operators.desc_op else wrapped.asc()
 
 
 def _count_of(rows: Select[Any]) -> Select[Any]:
