@@ -43,10 +43,9 @@ class ClosedPeriods:
 
 
 def runways(conn: Connection, balances: Iterable[tuple[str, Decimal]],
-            periods: list[str] | None = None) -> dict[str, float | None]:
-    """Each credit's runway in months (2 places), by credit uuid."""
+            periods: list[str]) -> dict[str, float | None]:
+    """Each credit's runway in months (2 places) over `periods`, by credit uuid."""
     balances = list(balances)
-    periods = last_closed_periods(conn) if periods is None else periods
     drawn: dict[str, Decimal] = {}
     if periods and balances:
         rows = conn.execute(
@@ -67,8 +66,7 @@ def runway(balance: Decimal, drawn: Decimal, months: int) -> float | None:
     return float(months_left.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
-def with_runways(conn: Connection, views: list[dict[str, Any]],
-                 periods: list[str] | None = None) -> None:
+def with_runways(conn: Connection, views: list[dict[str, Any]], periods: list[str]) -> None:
     """Add `runway_months` to each credit view (one query for the page)."""
     found = runways(conn, [(view["row"].uuid, view["row"].value) for view in views], periods)
     for view in views:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 
 import pytest
 
 from api.cli import main
+from api.cli.periods import follow_log
 from api.server.wiring import Services
 from tests.support import Clock, Directory, auth, read_model_rows
 
@@ -209,10 +211,6 @@ def test_close_period_projects_alongside_on_postgresql(
 
 def test_the_follower_catches_up_until_told_to_stop(
         directory: Directory, services: Services, database_url: str) -> None:
-    import threading
-
-    from api.cli.periods import follow_log
-
     services.ledger.register_customer("Org", "org", actor="test")
     assert services.projector.pending()
     done = threading.Event()

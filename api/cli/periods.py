@@ -21,7 +21,7 @@ from api.cli.base import (
     progress_bar,
     refuse_stale,
 )
-from api.server.wiring import Services
+from api.server.wiring import Services, build_services
 from ledger.periods import Period
 
 
@@ -135,8 +135,6 @@ def projecting_alongside(services: Services, organisations: int) -> Iterator[Non
 
 def follow_log(database_url: str, done: Event) -> None:
     """Catch the read models up until `done` is set (in the second process)."""
-    from api.server.wiring import build_services
-
     services = build_services(database_url)
     try:
         while not done.is_set():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import falcon
@@ -53,7 +54,7 @@ from ledger import thresholds
 from ledger.access import Principal
 from ledger.errors import RuleViolation
 from projections.queries import listed_count
-from projections.runway import ClosedPeriods
+from projections.runway import ClosedPeriods, with_runways
 
 CUSTOMER_FILTERS = [query("customer_name", STRING), query("customer_slug", STRING),
                     query("customer_uuid", UUID_FILTER)]
@@ -231,6 +232,10 @@ class CreditCollection(Resource):
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         self._update(req, resp, uuid, partial=True)
 
+    def _with_runways(self, conn: Connection, views: list[dict[str, Any]]) -> None:
+        """Each view's runway, over the months closed as of this request's log position."""
+        with_runways(conn, views, self.closed_periods.at(conn, self.services.projector.log_end))
+
     def _visible_row(self, principal: Principal, uuid: str,
                      conn: Connection | None = None) -> Any:
         """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
@@ -239,11 +244,8 @@ class CreditCollection(Resource):
                visibility_key(principal))
         statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal).where(
             self.table.c.uuid == credit_uuid).subquery("one")))
-        if conn is not None:
-            row = conn.execute(statement).first()
-        else:
-            with self.services.reads.connect() as own:
-                row = own.execute(statement).first()
+        with nullcontext(conn) if conn is not None else self.services.reads.connect() as reading:
+            row = reading.execute(statement).first()
         if row is None:
             raise not_found(self.not_found_message)
         return row

@@ -70,7 +70,6 @@ from projections.queries import (
     open_period_items,
     with_month_figures,
 )
-from projections.runway import with_runways
 from projections.tables import customer_credits, customers, offerings
 
 NOT_FOUND = "No CustomerCredit matches the given query."
@@ -347,7 +346,7 @@ class CustomerCredits(CreditCollection):
     def _render(self, conn: Connection, req: falcon.Request, rows: list[Any],
                 nested: bool) -> list[dict[str, Any]]:
         views = customer_credit_views(rows, self.services.today())
-        with_runways(conn, views, self.closed_periods.at(conn, self.services.projector.log_end))
+        self._with_runways(conn, views)
         return [customer_credit(base_url(req), view, nested) for view in views]
 
     def _filtered(self, req: falcon.Request, principal: Principal,

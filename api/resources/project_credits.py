@@ -58,7 +58,6 @@ from projections.queries import (
     project_credit_views,
     with_organisation_figures,
 )
-from projections.runway import with_runways
 from projections.tables import project_credits, projects
 
 NOT_FOUND = "No ProjectCredit matches the given query."
@@ -218,7 +217,7 @@ class ProjectCredits(CreditCollection):
     def _render(self, conn: Connection, req: falcon.Request, principal: Principal,
                 rows: list[Any]) -> list[dict[str, Any]]:
         views = project_credit_views(conn, rows, self.services.today())
-        with_runways(conn, views, self.closed_periods.at(conn, self.services.projector.log_end))
+        self._with_runways(conn, views)
         return [project_credit(base_url(req), view,
                                principal.sees_organisation_fields(view["row"].customer_uuid))
                 for view in views]

@@ -87,7 +87,8 @@ def moment_filter(req: falcon.Request, name: str) -> datetime | None:
 
 
 def listed(req: falcon.Request, principal: Principal) -> ListQuery:
-    return ListQuery(filtered(req, principal), narrow=narrowed(req))
+    keys = order(req)
+    return ListQuery(filtered(req, principal).order_by(*keys), narrow=narrowed(req), order=keys)
 
 
 def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
@@ -110,7 +111,7 @@ def filtered(req: falcon.Request, principal: Principal) -> Select[Any]:
         query = query.where(tx.c.created >= moment)
     if (moment := moment_filter(req, "created_to")) is not None:
         query = query.where(tx.c.created < moment)
-    return query.order_by(*order(req))
+    return query
 
 
 def order(req: falcon.Request) -> list[Any]:
