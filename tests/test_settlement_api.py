@@ -9,6 +9,7 @@ from typing import Any
 
 import falcon.testing
 import pytest
+from sqlalchemy import event
 
 from api.app import create_app
 from api.server.wiring import Services, build_services
@@ -326,3 +327,34 @@ def test_month_fields_follow_posted_consumption(directory: Directory, clock: Clo
             get(directory, qc)["consumption_last_month"]) == ("30.00000", "0.00000")
     clock.today = date(2025, 4, 3)
     assert get(directory, pc)["consumption_last_month"] is None
+
+
+def test_a_batch_looks_its_projects_up_in_one_query(directory: Directory,
+                                                    services: Services) -> None:
+    """Each item's project is checked (unknown, terminated), but with one query for the
+    batch, not one per project (issue 18: 50 projects cost 50 round trips)."""
+    org = directory.customer("Org")
+    live = [directory.project(org, f"P{n}") for n in range(3)]
+    ended = directory.project(org, "Ended")
+    directory.customer_credit(org, "100")
+    assert directory.client.simulate_delete(f"/api/projects/{ended['uuid']}/",
+                                            headers=directory.staff).status_code == 204
+    unknown = {"url": "/api/projects/" + "0" * 32 + "/"}
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(services.reads, "before_cursor_execute", record)
+    try:
+        refused = directory.client.simulate_post(
+            "/api/consumptions/", headers=directory.staff,
+            json=[item(f"i{n}", p, "1") for n, p in enumerate([*live, ended, unknown])])
+    finally:
+        event.remove(services.reads, "before_cursor_execute", record)
+    assert (refused.status_code, refused.json) == (400, [
+        {}, {}, {}, {"project": ["The project is terminated."]},
+        {"project": ["Invalid hyperlink - Object does not exist."]}])
+    assert len([s for s in statements if "FROM projects" in s]) == 1
+    accepted = post_items(directory, *[item(f"j{n}", p, "1") for n, p in enumerate(live)])
+    assert [r["project_uuid"] for r in accepted] == [p["uuid"] for p in live]

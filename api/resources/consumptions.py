@@ -169,7 +169,7 @@ class Consumptions(Resource):
         if len(body) > MAX_ITEMS:
             raise validation_error(
                 {"non_field_errors": [f"Ensure this list has at most {MAX_ITEMS} items."]})
-        item_fields = self._fields(conn)
+        item_fields = self._fields(conn, body)
         errors: list[dict[str, Any]] = []
         cleaned: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -188,19 +188,17 @@ class Consumptions(Resource):
         return [ConsumptionInput(v["id"], v["project"], v.get("offering"), v["amount"],
                                  v["period"]) for v in cleaned]
 
-    def _fields(self, conn: Connection) -> list[Field]:
-        """Each project and offering is looked up once per request, however many items
-        name it."""
+    def _fields(self, conn: Connection, body: list[Any]) -> list[Field]:
+        """The projects the items name are looked up in one query, each offering once
+        per request, however many items name it."""
         # Why at the edge: the ledger refuses these too (NotFound, rules in ledger/); the
         # read model is asked first only so that the 400 names the field, as DRF does.
+        terminated = _projects_terminated(conn, _named_projects(body))
 
-        @cache
         def project_problem(project_id: UUID) -> str | None:
-            row = conn.execute(select(projects.c.terminated)
-                               .where(projects.c.uuid == project_id.hex)).first()
-            if row is None:
+            if project_id.hex not in terminated:
                 return "Invalid hyperlink - Object does not exist."
-            return "The project is terminated." if row.terminated else None
+            return "The project is terminated." if terminated[project_id.hex] else None
 
         @cache
         def offering_exists(offering_id: UUID) -> bool:
@@ -217,6 +215,27 @@ class Consumptions(Resource):
 
         return with_checks(ITEM_FIELDS, project=check_project, offering=check_offering,
                            period=fields.started_by(Period.of(self.services.today())))
+
+
+def _named_projects(body: list[Any]) -> set[UUID]:
+    """The well-formed project links of the items (the bad ones fail validation)."""
+    parse = next(field.parse for field in ITEM_FIELDS if field.name == "project")
+    named: set[UUID] = set()
+    for raw in body:
+        try:
+            named.add(parse(raw["project"]))
+        except (TypeError, KeyError, fields.FieldError):
+            continue
+    return named
+
+
+def _projects_terminated(conn: Connection, project_ids: set[UUID]) -> dict[str, bool]:
+    """Whether each of these projects is terminated, by uuid hex; unknown ones are absent."""
+    if not project_ids:
+        return {}
+    rows = conn.execute(select(projects.c.uuid, projects.c.terminated)
+                        .where(projects.c.uuid.in_([p.hex for p in project_ids])))
+    return {row.uuid: bool(row.terminated) for row in rows}
 
 
 def _result(result: ConsumptionResult) -> dict[str, Any]:
