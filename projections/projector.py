@@ -27,7 +27,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
 from eventsourcing.persistence import OperationalError as EventStoreOperationalError
-from sqlalchemy import Connection, Engine, Index, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Index, Table, bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
@@ -57,6 +57,12 @@ log = logging.getLogger(__name__)
 NAME = "read_models"
 SHADOW = "shadow"
 BATCH = 5000  # events per transaction: a few dozen statements each, whatever the size
+# Built once: a statement built per call is walked for its cache key each time.
+READ_POSITION = select(tracking.c.position).where(tracking.c.name == NAME)
+LOCK_POSITION = (update(tracking).where(tracking.c.name == NAME)
+                 .values(position=tracking.c.position))
+MOVE_POSITION = (update(tracking).where(tracking.c.name == NAME)
+                 .values(position=bindparam("position")))
 HANDLERS: Sequence[Handler] = (
     directory.project,
     credits.project,
@@ -110,8 +116,7 @@ class Projector:
 
     def position(self) -> int:
         with self.engine.connect() as conn:
-            found = conn.execute(select(tracking.c.position).where(tracking.c.name == NAME))
-            return found.scalar() or 0
+            return conn.execute(READ_POSITION).scalar() or 0
 
     def pending(self) -> bool:
         """Cheap check before taking the lock: is there anything after our position?
@@ -181,9 +186,7 @@ class Projector:
             applied = self._apply_next(conn, position)
             if applied:
                 position = applied[-1]
-                conn.execute(
-                    update(tracking).where(tracking.c.name == NAME).values(position=position)
-                )
+                conn.execute(MOVE_POSITION, {"position": position})
         self.known_position = max(self.known_position, position)
         return len(applied)
 
@@ -198,14 +201,9 @@ class Projector:
 
     def _lock_position(self, conn: Connection) -> int:
         """Write first, then read: takes the row lock (PostgreSQL) or write lock (SQLite)."""
-        locked = conn.execute(
-            update(tracking).where(tracking.c.name == NAME)
-            .values(position=tracking.c.position)
-        )
-        if locked.rowcount == 0:
+        if conn.execute(LOCK_POSITION).rowcount == 0:
             conn.execute(insert(tracking), dict(name=NAME, position=0))
-        found = conn.execute(select(tracking.c.position).where(tracking.c.name == NAME))
-        return int(found.scalar_one())
+        return int(conn.execute(READ_POSITION).scalar_one())
 
     # --- rebuild -------------------------------------------------------------------------
 
@@ -254,8 +252,7 @@ class Projector:
                         caught_up = applied[-1]
                         added += len(applied)
                     shadow.swap_in(conn)
-                    conn.execute(update(tracking).where(tracking.c.name == NAME)
-                                 .values(position=caught_up))
+                    conn.execute(MOVE_POSITION, {"position": caught_up})
                     schema_version.record(conn)
                 return caught_up, total + added
             except OperationalError as error:

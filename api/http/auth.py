@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import falcon
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from api.http.errors import ApiError, not_authenticated
 from ledger.access import Principal
@@ -74,13 +74,16 @@ class AuthMiddleware:
         return principal
 
 
+ACTIVE_USER = select(users).where(users.c.token_hash == bindparam("token_hash"), users.c.is_active)
+ROLES = select(user_roles).where(user_roles.c.user_uuid == bindparam("user_uuid"))
+
+
 def load_principal(engine: Engine, token_hash: str) -> Principal | None:
     with engine.connect() as conn:
-        user = conn.execute(select(users).where(users.c.token_hash == token_hash,
-                                                users.c.is_active)).first()
+        user = conn.execute(ACTIVE_USER, {"token_hash": token_hash}).first()
         if user is None:
             return None
-        roles = conn.execute(select(user_roles).where(user_roles.c.user_uuid == user.uuid)).all()
+        roles = conn.execute(ROLES, {"user_uuid": user.uuid}).all()
     principal = Principal(user.uuid, user.username, user.is_staff, user.is_support)
     for role in roles:
         principal.add_role(role.scope, role.scope_uuid, role.role)

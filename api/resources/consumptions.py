@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import falcon
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from api.http import fields
 from api.http.common import Resource, request_body
@@ -42,6 +42,11 @@ from ledger.posting import ConsumptionInput, ConsumptionResult
 from projections.tables import consumptions, offerings, projects
 
 MAX_ITEMS = 1000
+# Built once, their lists bound at execution: statements are walked for a cache key per build.
+RECORDED_IDS = select(consumptions.c.item_id).where(
+    consumptions.c.item_id.in_(bindparam("ids", expanding=True)))
+PROJECTS_TERMINATED = select(projects.c.uuid, projects.c.terminated).where(
+    projects.c.uuid.in_(bindparam("uuids", expanding=True)))
 
 
 # One item of a batch; whether its project and offering exist (and the project is live)
@@ -126,9 +131,7 @@ class Consumptions(Resource):
     def recorded_item_ids(self, item_ids: Sequence[str]) -> set[str]:
         """Which of the ids the consumptions read model knows: one query per batch."""
         with self.services.engine.connect() as conn:
-            rows = conn.execute(select(consumptions.c.item_id)
-                                .where(consumptions.c.item_id.in_(item_ids)))
-            return {row[0] for row in rows}
+            return {row[0] for row in conn.execute(RECORDED_IDS, {"ids": list(item_ids)})}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
@@ -233,8 +236,7 @@ def _projects_terminated(conn: Connection, project_ids: set[UUID]) -> dict[str, 
     """Whether each of these projects is terminated, by uuid hex; unknown ones are absent."""
     if not project_ids:
         return {}
-    rows = conn.execute(select(projects.c.uuid, projects.c.terminated)
-                        .where(projects.c.uuid.in_([p.hex for p in project_ids])))
+    rows = conn.execute(PROJECTS_TERMINATED, {"uuids": [p.hex for p in project_ids]})
     return {row.uuid: bool(row.terminated) for row in rows}
 
 
