@@ -8,7 +8,15 @@ from contextlib import nullcontext
 from typing import Any
 
 import falcon
-from sqlalchemy import ColumnElement, Connection, Select, Subquery, Table, UnaryExpression
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Subquery,
+    Table,
+    UnaryExpression,
+    bindparam,
+)
 
 from api.http import fields
 from api.http.common import Resource, parse_uuid
@@ -240,12 +248,14 @@ class CreditCollection(Resource):
                      conn: Connection | None = None) -> Any:
         """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
         credit_uuid = parse_uuid(uuid, self.not_found_message).hex
-        key = (type(self).__name__, "one", credit_uuid, self.services.today(),
-               visibility_key(principal))
+        # The uuid is bound at execution: one statement per caller's view, not one per
+        # credit (a cached statement per credit held ~60 KB: issue 18's workers grew by
+        # 120 MB fetching random credits and organisations).
+        key = (type(self).__name__, "one", self.services.today(), visibility_key(principal))
         statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal).where(
-            self.table.c.uuid == credit_uuid).subquery("one")))
+            self.table.c.uuid == bindparam("credit_uuid")).subquery("one")))
         with nullcontext(conn) if conn is not None else self.services.reads.connect() as reading:
-            row = reading.execute(statement).first()
+            row = reading.execute(statement, {"credit_uuid": credit_uuid}).first()
         if row is None:
             raise not_found(self.not_found_message)
         return row
