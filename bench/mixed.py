@@ -229,6 +229,13 @@ def lag_prober(port: int, deadline: float, lags: list[float]) -> threading.Threa
     return threading.Thread(target=run, daemon=True)
 
 
+def serving_peak_rss(master_pid: int) -> float:
+    """The largest peak RSS of the gunicorn workers (not of the notifier serve spawns)."""
+    return max((w["peak_rss_mib"] for w in worker_memory(master_pid)
+                if b" notify" not in Path(f"/proc/{w['pid']}/cmdline").read_bytes()
+                .replace(b"\0", b" ")), default=0.0)
+
+
 def run_phase(threads: list[threading.Thread], deadline: float) -> None:
     for thread in threads:
         thread.start()
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                 began = time.perf_counter()
                 run_phase(build(began + seconds), began + seconds)
                 results[name] = {**tally.summary(time.perf_counter() - began),
-                                 "loadavg_1m": os.getloadavg()[0]}
+                                 "loadavg_1m": os.getloadavg()[0],
+                                 "workers_peak_rss_mib": serving_peak_rss(server.pid)}
                 print(f"{name:10s} {results[name]['req_per_s']:7.0f} req/s "
                       f"p99 {results[name]['p99_ms']:6.1f} ms {results[name]['statuses']}",
                       file=sys.stderr, flush=True)
@@ -293,7 +301,6 @@ def main(argv: list[str] | None = None) -> int:
                                args.batch_projects, end, paced),
                 lag_prober(port, end, lags)], mixed_reads)
             results["paced post"] = paced.summary(args.seconds)
-            workers_memory = worker_memory(server.pid)
     lag = latency_summary(lags or [0.0])
     rows = [
         ("GET /health, 8 clients (baseline)", results["health"], "—"),
@@ -316,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
           f"reads p99 while posting / alone: {read_ratio:.2f}")
     print(f"read models' lag while posting: p50 {lag['p50_ms']:.0f} ms, p99 {lag['p99_ms']:.0f} ms,"
           f" max {lag['max_ms']:.0f} ms over {len(lags)} events seen (goal p99 < 1 s)")
-    if workers_memory:
-        print("workers' peak RSS: " + ", ".join(f"{w['peak_rss_mib']:.0f} MiB"
-                                                for w in workers_memory))
+    print("gunicorn workers' peak RSS after each phase: " + ", ".join(
+        f"{name} {r['workers_peak_rss_mib']:.0f} MiB" for name, r in results.items()
+        if "workers_peak_rss_mib" in r))
     write_json(args.json, {"benchmark": "mixed", "environment": env_info,
                            "settings": {k: v for k, v in vars(args).items()
                                         if k not in ("json", "pg_url")},
