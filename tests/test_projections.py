@@ -194,3 +194,40 @@ def test_bulk_batches_write_what_single_events_write(services: Services) -> None
     services.projector.batch_size = 1
     services.projector.rebuild()
     assert read_model_rows(services.engine) == in_bulk
+
+
+def test_month_counters_are_upserted_not_read_first(directory: Directory,
+                                                    services: Services) -> None:
+    """A posted item's month counters (the credit's, the project's, the organisation's)
+    are made by the first item and added to by the next, each in one statement: reading
+    them first cost three of a single item's twenty statements (issue 18)."""
+    from sqlalchemy import event
+
+    from ledger.periods import Period
+    from ledger.posting import ConsumptionInput
+    from projections.tables import credit_months, customer_months, project_months
+
+    org = directory.customer("Org")
+    project = directory.project(org, "P")
+    directory.customer_credit(org, "100")
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    for n, amount in enumerate(("1.5", "2.25")):
+        services.ledger.post_consumption([ConsumptionInput(
+            f"m{n}", UUID(project["uuid"]), None, Decimal(amount), Period.parse("2025-02"))],
+            "t")
+        event.listen(services.engine, "before_cursor_execute", record)
+        try:
+            services.projector.catch_up()
+        finally:
+            event.remove(services.engine, "before_cursor_execute", record)
+    month_tables = ("credit_months", "project_months", "customer_months")
+    assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")
+                and any(f"FROM {name}" in s for name in month_tables)]
+    with services.engine.connect() as conn:
+        assert conn.execute(select(credit_months.c.drawn)).scalar() == Decimal("3.75")
+        assert conn.execute(select(project_months.c.cost)).scalar() == Decimal("3.75")
+        assert conn.execute(select(customer_months.c.item_count)).scalar() == 2
