@@ -60,7 +60,7 @@ BATCH = 5000  # events per transaction: a few dozen statements each, whatever th
 # Built once: a statement built per call is walked for its cache key each time.
 READ_POSITION = select(tracking.c.position).where(tracking.c.name == NAME)
 LOCK_POSITION = (update(tracking).where(tracking.c.name == NAME)
-                 .values(position=tracking.c.position))
+                 .values(position=tracking.c.position).returning(tracking.c.position))
 MOVE_POSITION = (update(tracking).where(tracking.c.name == NAME)
                  .values(position=bindparam("position")))
 HANDLERS: Sequence[Handler] = (
@@ -200,10 +200,13 @@ class Projector:
         return [n.id for n in notifications]
 
     def _lock_position(self, conn: Connection) -> int:
-        """Write first, then read: takes the row lock (PostgreSQL) or write lock (SQLite)."""
-        if conn.execute(LOCK_POSITION).rowcount == 0:
+        """Write to read: takes the row lock (PostgreSQL) or write lock (SQLite), and
+        returns the position in the same statement."""
+        locked = conn.execute(LOCK_POSITION).scalar()
+        if locked is None:
             conn.execute(insert(tracking), dict(name=NAME, position=0))
-        return int(conn.execute(READ_POSITION).scalar_one())
+            return 0
+        return int(locked)
 
     # --- rebuild -------------------------------------------------------------------------
 
