@@ -163,6 +163,31 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 # --- client --------------------------------------------------------------------------------
 
 
+class Client:
+    """One keep-alive connection; reconnects after a transport error."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.port, self.headers = port, headers
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+
+    def send(self, request: Request) -> tuple[float, str, bytes]:
+        method, path, body = request
+        began = time.perf_counter()
+        try:
+            self.conn.request(method, path, body=body, headers=self.headers)
+            response = self.conn.getresponse()
+            data = response.read()
+            status = str(response.status)
+        except (OSError, http.client.HTTPException) as error:
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(HOST, self.port, timeout=REQUEST_TIMEOUT)
+            data, status = b"", type(error).__name__
+        return time.perf_counter() - began, status, data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def run_load(port: int, make_request: Callable[[int], Request], count: int, threads: int,
              headers: dict[str, str]) -> dict[str, Any]:
     """Send ``count`` requests from ``threads`` threads; latency per request, status counts."""
@@ -172,23 +197,14 @@ def run_load(port: int, make_request: Callable[[int], Request], count: int, thre
     lock = threading.Lock()
 
     def worker() -> None:
-        conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+        client = Client(port, headers)
         mine: list[float] = []
         codes: Counter[str] = Counter()
         while (n := next(counter)) < count:
-            method, path, body = make_request(n)
-            began = time.perf_counter()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                codes[str(response.status)] += 1
-            except (OSError, http.client.HTTPException) as error:
-                codes[type(error).__name__] += 1
-                conn.close()
-                conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
-            mine.append(time.perf_counter() - began)
-        conn.close()
+            seconds, status, _ = client.send(make_request(n))
+            codes[status] += 1
+            mine.append(seconds)
+        client.close()
         with lock:
             latencies.extend(mine)
             statuses.update(codes)

@@ -26,7 +26,6 @@ repository root:
 from __future__ import annotations
 
 import argparse
-import http.client
 import itertools
 import json
 import os
@@ -51,9 +50,14 @@ from bench.common import (
     temp_database,
     write_json,
 )
-from bench.http_load import HOST, REQUEST_TIMEOUT, running_server, worker_memory
+from bench.http_load import (
+    REQUEST_TIMEOUT,
+    Client,
+    Request,
+    running_server,
+    worker_memory,
+)
 
-Request = tuple[str, str, bytes | None]
 PROBE_INTERVAL = 0.02
 
 
@@ -114,31 +118,6 @@ class Tally:
         return {"requests": len(self.latencies), "req_per_s": len(self.latencies) / elapsed,
                 "items_per_s": self.items / elapsed, "statuses": dict(self.statuses),
                 **latency_summary(self.latencies or [0.0])}
-
-
-class Client:
-    """One keep-alive connection; reconnects after a transport error."""
-
-    def __init__(self, port: int, headers: dict[str, str]) -> None:
-        self.port, self.headers = port, headers
-        self.conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
-
-    def send(self, request: Request) -> tuple[float, str, bytes]:
-        method, path, body = request
-        began = time.perf_counter()
-        try:
-            self.conn.request(method, path, body=body, headers=self.headers)
-            response = self.conn.getresponse()
-            data = response.read()
-            status = str(response.status)
-        except (OSError, http.client.HTTPException) as error:
-            self.conn.close()
-            self.conn = http.client.HTTPConnection(HOST, self.port, timeout=REQUEST_TIMEOUT)
-            data, status = b"", type(error).__name__
-        return time.perf_counter() - began, status, data
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 class Workload:

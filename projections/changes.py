@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Dialect,
     Executable,
@@ -127,19 +128,25 @@ def insert_statement(table: Table) -> Executable:
     return insert(table)
 
 
+def by_key(table: Table) -> list[ColumnElement[bool]]:
+    """The row whose key is bound as `key_<column>` (see `key_params`)."""
+    return [table.c[name] == bindparam(f"key_{name}") for name in primary_key(table)]
+
+
+def key_params(table: Table, key: Key) -> Row:
+    return {f"key_{name}": part for name, part in zip(primary_key(table), key, strict=True)}
+
+
 @cache
 def update_statement(table: Table, columns: tuple[str, ...]) -> Executable:
     """UPDATE table SET columns by key, one parameter set per row."""
-    names = primary_key(table)
-    return (sql_update(table)
-            .where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
+    return (sql_update(table).where(*by_key(table))
             .values({column: bindparam(column) for column in columns}))
 
 
 @cache
 def delete_statement(table: Table) -> Executable:
-    names = primary_key(table)
-    return delete(table).where(*(table.c[name] == bindparam(f"key_{name}") for name in names))
+    return delete(table).where(*by_key(table))
 
 
 @cache
@@ -291,7 +298,6 @@ class Changes:
     def _flush_updated(self, table: Table) -> None:
         """One multi-row UPDATE per set of changed columns (most batches have a few)."""
         changed = self.updated.pop(table, {})
-        names = primary_key(table)
         groups: dict[frozenset[str], list[Key]] = defaultdict(list)
         for key, changed_columns in changed.items():
             groups[frozenset(changed_columns)].append(key)
@@ -304,7 +310,7 @@ class Changes:
                 row = self.rows[table][key]
                 assert row is not None
                 params.append({**{column: row[column] for column in columns},
-                               **{f"key_{n}": part for n, part in zip(names, key, strict=True)}})
+                               **key_params(table, key)})
             self._execute(update_statement(table, tuple(sorted(columns))), params)
 
     def _update_by_arrays(self, table: Table, columns: list[str], keys: list[Key]) -> None:
@@ -320,12 +326,8 @@ class Changes:
 
     def _flush_deleted(self, table: Table) -> None:
         keys = self.deleted.pop(table, set())
-        names = primary_key(table)
         if keys:
-            self._execute(
-                delete_statement(table),
-                [{f"key_{name}": part for name, part in zip(names, key, strict=True)}
-                 for key in keys])
+            self._execute(delete_statement(table), [key_params(table, key) for key in keys])
 
     def _flush_deltas(self, table: Table) -> None:
         """Counters: one upsert per set of counted columns, adding to the row or making it.
@@ -339,13 +341,13 @@ class Changes:
         known = self.rows[table]
         groups: dict[tuple[str, ...], list[Row]] = defaultdict(list)
         for key, deltas in pending.items():
-            groups[tuple(sorted(deltas))].append({**dict(zip(names, key, strict=True)),
-                                                  **deltas})
+            made = {**dict(zip(names, key, strict=True)), **deltas}
+            groups[tuple(sorted(deltas))].append(made)
             if key not in known:
                 continue  # not read in this batch: read afresh if asked
             row = known[key]
             if row is None:
-                known[key] = {**dict(zip(names, key, strict=True)), **deltas}
+                known[key] = dict(made)
             else:
                 for name, amount in deltas.items():
                     row[name] += amount

@@ -24,24 +24,6 @@ def last_closed_periods(conn: Connection, count: int = MONTHS) -> list[str]:
     return list(found.scalars())
 
 
-class ClosedPeriods:
-    """The last closed periods, read once per log position: they change only through events,
-    so while the log still ends where it did (and the read models are caught up to it,
-    which is what the request's catch-up saw) the answer cannot have changed."""
-
-    def __init__(self) -> None:
-        self._read: tuple[int, list[str]] | None = None
-
-    def at(self, conn: Connection, log_end: int) -> list[str]:
-        read = self._read
-        if read is not None and read[0] == log_end >= 0:
-            return read[1]
-        periods = last_closed_periods(conn)
-        if log_end >= 0:
-            self._read = (log_end, periods)
-        return periods
-
-
 def runways(conn: Connection, balances: Iterable[tuple[str, Decimal]],
             periods: list[str]) -> dict[str, float | None]:
     """Each credit's runway in months (2 places) over `periods`, by credit uuid."""

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, bindparam, select
 from api.http.errors import ApiError, not_authenticated
 from ledger.access import Principal
 from ledger.users import hash_token
+from projections.log_end_cache import LogEndCache
 from projections.tables import user_roles, users
 
 # served to anyone, without catching the read models up (/metrics decides for itself: a
@@ -34,7 +35,8 @@ class AuthMiddleware:
     catch_up: Callable[[], int] = field(default=lambda: 0)
     log_end: Callable[[], int] = field(default=lambda: -1)
     public_paths: tuple[str, ...] = field(default=PUBLIC_PATHS)
-    cache: dict[str, tuple[Principal, int]] = field(default_factory=dict)
+    cache: LogEndCache[str, Principal | None] = field(
+        default_factory=lambda: LogEndCache(CACHE_SIZE))
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.principal = None
@@ -62,16 +64,8 @@ class AuthMiddleware:
         return hash_token(token.strip())
 
     def principal_of(self, token_hash: str) -> Principal | None:
-        position = self.log_end()
-        cached = self.cache.get(token_hash)
-        if cached is not None and cached[1] == position >= 0:
-            return cached[0]
-        principal = load_principal(self.engine, token_hash)
-        if principal is not None and position >= 0:
-            if len(self.cache) >= CACHE_SIZE:
-                self.cache.clear()
-            self.cache[token_hash] = (principal, position)
-        return principal
+        return self.cache.get(token_hash, self.log_end(),
+                              lambda: load_principal(self.engine, token_hash))
 
 
 ACTIVE_USER = select(users).where(users.c.token_hash == bindparam("token_hash"), users.c.is_active)

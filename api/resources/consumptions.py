@@ -220,13 +220,15 @@ class Consumptions(Resource):
                            period=fields.started_by(Period.of(self.services.today())))
 
 
+PROJECT_LINK = next(field.parse for field in ITEM_FIELDS if field.name == "project")
+
+
 def _named_projects(body: list[Any]) -> set[UUID]:
     """The well-formed project links of the items (the bad ones fail validation)."""
-    parse = next(field.parse for field in ITEM_FIELDS if field.name == "project")
     named: set[UUID] = set()
     for raw in body:
         try:
-            named.add(parse(raw["project"]))
+            named.add(PROJECT_LINK(raw["project"]))
         except (TypeError, KeyError, fields.FieldError):
             continue
     return named

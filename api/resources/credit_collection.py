@@ -61,8 +61,9 @@ from api.server.wiring import Services
 from ledger import thresholds
 from ledger.access import Principal
 from ledger.errors import RuleViolation
+from projections.log_end_cache import LogEndCache
 from projections.queries import listed_count
-from projections.runway import ClosedPeriods, with_runways
+from projections.runway import last_closed_periods, with_runways
 
 CUSTOMER_FILTERS = [query("customer_name", STRING), query("customer_slug", STRING),
                     query("customer_uuid", UUID_FILTER)]
@@ -190,7 +191,7 @@ class CreditCollection(Resource):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self.closed_periods = ClosedPeriods()  # the runway's months, per log position
+        self.closed_periods: LogEndCache[str, list[str]] = LogEndCache(1)  # runway months
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
@@ -242,7 +243,9 @@ class CreditCollection(Resource):
 
     def _with_runways(self, conn: Connection, views: list[dict[str, Any]]) -> None:
         """Each view's runway, over the months closed as of this request's log position."""
-        with_runways(conn, views, self.closed_periods.at(conn, self.services.projector.log_end))
+        periods = self.closed_periods.get("last", self.services.projector.log_end,
+                                          lambda: last_closed_periods(conn))
+        with_runways(conn, views, periods)
 
     def _visible_row(self, principal: Principal, uuid: str,
                      conn: Connection | None = None) -> Any:
