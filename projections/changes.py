@@ -21,18 +21,18 @@ from sqlalchemy import (
     Executable,
     Select,
     Table,
+    TextClause,
     any_,
     bindparam,
     delete,
     func,
     insert,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from projections.tables import metadata
 
@@ -149,14 +149,32 @@ def delete_statement(table: Table) -> Executable:
     return delete(table).where(*by_key(table))
 
 
+def quote(name: str) -> str:
+    """Our names are lower case: quoted, they mean the same to SQLite and PostgreSQL."""
+    return f'"{name}"'
+
+
+def qualified(table: Table, schema: str | None) -> str:
+    return f"{quote(schema)}.{quote(table.name)}" if schema else quote(table.name)
+
+
 @cache
-def add_statement(table: Table, columns: tuple[str, ...], dialect: str) -> Executable:
-    """INSERT the row, or on its key add the amounts to its columns: counters."""
-    make = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = make(table)
-    return statement.on_conflict_do_update(
-        index_elements=[table.c[name] for name in primary_key(table)],
-        set_={column: table.c[column] + statement.excluded[column] for column in columns})
+def add_statement(table: Table, columns: tuple[str, ...], schema: str | None) -> TextClause:
+    """INSERT the row, or on its key add the amounts to its columns: counters.
+
+    Written as text because SQLAlchemy caches no dialect INSERT (`inherit_cache = False`):
+    built with `on_conflict_do_update`, each of a single posted item's three upserts was
+    compiled anew (issue 18). Both dialects read the same ON CONFLICT clause. A shadow
+    schema is named here, since `schema_translate_map` does not reach into text."""
+    keys = primary_key(table)
+    names = keys + columns
+    listed = ", ".join(quote(name) for name in names)
+    sql = (f"INSERT INTO {qualified(table, schema)} AS target ({listed}) "
+           f"VALUES ({', '.join(f':{name}' for name in names)}) "
+           f"ON CONFLICT ({', '.join(quote(name) for name in keys)}) DO UPDATE SET "
+           + ", ".join(f"{quote(column)} = target.{quote(column)} + excluded.{quote(column)}"
+                       for column in columns))
+    return text(sql).bindparams(*(bindparam(name, type_=table.c[name].type) for name in names))
 
 
 class Changes:
@@ -164,6 +182,7 @@ class Changes:
 
     def __init__(self, conn: Connection, schema: str | None = None) -> None:
         self.conn = conn
+        self.schema = schema
         self.options = {"schema_translate_map": {None: schema}} if schema else {}
         self.rows: dict[Table, dict[Key, Row | None]] = defaultdict(dict)
         self.inserted: dict[Table, set[Key]] = defaultdict(set)
@@ -282,9 +301,8 @@ class Changes:
         columns = [column.name for column in table.columns]
         processors = copy_processors(table, self.conn.dialect)
         pick = values_of(table)
-        schema = self.options.get("schema_translate_map", {}).get(None)
-        name = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
-        names = ", ".join(f'"{column}"' for column in columns)
+        name = qualified(table, self.schema)
+        names = ", ".join(quote(column) for column in columns)
         dbapi_connection: Any = self.conn.connection.dbapi_connection
         with dbapi_connection.cursor() as cursor, cursor.copy(
                 f"COPY {name} ({names}) FROM STDIN") as copy:
@@ -352,4 +370,4 @@ class Changes:
                 for name, amount in deltas.items():
                     row[name] += amount
         for columns, rows in groups.items():
-            self._execute(add_statement(table, columns, self.conn.dialect.name), rows)
+            self._execute(add_statement(table, columns, self.schema), rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -194,6 +195,41 @@ def test_bulk_batches_write_what_single_events_write(services: Services) -> None
     services.projector.batch_size = 1
     services.projector.rebuild()
     assert read_model_rows(services.engine) == in_bulk
+
+
+def test_a_second_catch_up_compiles_no_statement(directory: Directory,
+                                                services: Services) -> None:
+    """Every statement a catch-up runs is compiled once per process and then found in
+    SQLAlchemy's cache: the month counters' upserts, built with a dialect's
+    `on_conflict_do_update`, had no cache key and were compiled for every item posted
+    (three of a single item's statements, issue 18)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine.interfaces import CacheStats
+
+    from ledger.periods import Period
+    from ledger.posting import ConsumptionInput
+
+    org = directory.customer("Org")
+    project = directory.project(org, "P")
+    directory.customer_credit(org, "100")
+    seen: list[tuple[str, CacheStats]] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: object,
+               context: Any, executemany: bool) -> None:
+        if context.compiled is not None:
+            seen.append((statement, context.cache_hit))
+
+    for n in range(2):
+        services.ledger.post_consumption([ConsumptionInput(
+            f"c{n}", UUID(project["uuid"]), None, Decimal("1"), Period.parse("2025-02"))], "t")
+        seen.clear()
+        event.listen(services.engine, "after_cursor_execute", record)
+        try:
+            services.projector.catch_up()
+        finally:
+            event.remove(services.engine, "after_cursor_execute", record)
+    assert any("ON CONFLICT" in statement for statement, _ in seen)
+    assert [(statement, hit) for statement, hit in seen if hit != CacheStats.CACHE_HIT] == []
 
 
 def test_month_counters_are_upserted_not_read_first(directory: Directory,
