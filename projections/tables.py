@@ -37,7 +37,8 @@ from sqlalchemy.types import TypeDecorator
 
 from ledger.money import money
 
-SCALE = Decimal(100000)
+PLACES = 5
+SCALE = Decimal(10) ** PLACES
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +56,7 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return (Decimal(value) / SCALE).quantize(Decimal("0.00001"))
+        return Decimal(value).scaleb(-PLACES)  # exact: the stored count, five places
 
 
 def Uuid(name: str, **kwargs: Any) -> Column[str]:  # noqa: N802 - reads like a column type
