@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_UP, Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    CursorResult,
     ScalarSelect,
     Select,
     Subquery,
@@ -255,3 +257,18 @@ def open_period_items(conn: Connection, customer_uuid: str) -> tuple[Period, lis
                consumptions.c.period == latest, consumptions.c.reversed == false())
         .order_by(consumptions.c.item_id)).scalars().all()
     return Period.parse(latest), list(item_ids)
+
+
+def plain_rows(result: CursorResult[Any]) -> list[Any]:
+    """The result's rows as named tuples of the same columns.
+
+    Rendering reads each row's fields by name, twenty and more per row: on SQLAlchemy's
+    Row that is a Python-level `__getattr__`, about 0.6 µs a field, where a named
+    tuple's field is read in C. A hundred-row page read its rows for 3 ms (issue 18)."""
+    make = _row_type(tuple(result.keys()))._make
+    return [make(row) for row in result]
+
+
+@lru_cache(maxsize=256)
+def _row_type(fields: tuple[str, ...]) -> Any:
+    return namedtuple("ReadRow", fields)  # type: ignore[misc]

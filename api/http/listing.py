@@ -20,6 +20,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from api.http.errors import not_found, validation_error
 from api.http.fields import plain_integer
 from api.http.statement_cache import StatementCache
+from projections.queries import plain_rows
 
 DEFAULT_PAGE_SIZE = 10
 _UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
@@ -108,10 +109,10 @@ def paginate(conn: Connection, req: falcon.Request, resp: falcon.Response,
     if not rows or last_param(req, "page") == "last":
         total = int(conn.execute(cached.count()).scalar() or 0)
         page = _page_number(req, max(1, -(-total // size)))
-        found = list(conn.execute(cached.page(page, size, False)).all()) if rows else []
+        found = plain_rows(conn.execute(cached.page(page, size, False))) if rows else []
     else:
         page = _page_number(req, None)
-        found = list(conn.execute(cached.page(page, size, True)).all())
+        found = plain_rows(conn.execute(cached.page(page, size, True)))
         if not found and page > 1:
             raise not_found("Invalid page.")
         total = int(getattr(found[0], TOTAL) or 0) if found else 0

@@ -62,7 +62,7 @@ from ledger import thresholds
 from ledger.access import Principal
 from ledger.errors import RuleViolation
 from projections.log_end_cache import LogEndCache
-from projections.queries import listed_count
+from projections.queries import listed_count, plain_rows
 from projections.runway import last_closed_periods, with_runways
 
 CUSTOMER_FILTERS = [query("customer_name", STRING), query("customer_slug", STRING),
@@ -258,10 +258,10 @@ class CreditCollection(Resource):
         statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal).where(
             self.table.c.uuid == bindparam("credit_uuid")).subquery("one")))
         with nullcontext(conn) if conn is not None else self.services.reads.connect() as reading:
-            row = reading.execute(statement, {"credit_uuid": credit_uuid}).first()
-        if row is None:
+            found = plain_rows(reading.execute(statement, {"credit_uuid": credit_uuid}))
+        if not found:
             raise not_found(self.not_found_message)
-        return row
+        return found[0]
 
     def _select(self, principal: Principal) -> Select[Any]:
         raise NotImplementedError
