@@ -149,30 +149,36 @@ class Projector:
         everything up to it is in the read models once that catch-up returned."""
         return int(getattr(self._seen, "log_end", -1))
 
-    def catch_up(self, progress: Progress = lambda n: None) -> int:
-        """Apply every event not yet applied; returns how many were applied."""
+    def catch_up(self, progress: Progress = lambda n: None, saved: int | None = None) -> int:
+        """Apply every event not yet applied; returns how many were applied.
+
+        `saved`: a position the caller's own save returned, so the log is known to reach
+        it and neither the log's end nor the stored position is asked first (the lock
+        returns the position): two round trips fewer on every write (issue 18)."""
         done = 0
-        if not self.pending():
+        if saved is None and not self.pending():
             return done
         while True:
-            applied = self._apply_batch()
+            applied, position = self._apply_batch()
             done += applied
             if applied:
                 progress(done)
             if applied < self.batch_size:
+                if saved is not None:
+                    self._seen.log_end = max(saved, position)
                 return done
 
     def catch_up_to(self, position: int) -> int:
         """Read-your-writes: wait only until `position` is applied (by anyone)."""
         if position <= self.known_position:
             return 0
-        return self.catch_up_patiently()
+        return self.catch_up_patiently(saved=position)
 
-    def catch_up_patiently(self, attempts: int = 3) -> int:
+    def catch_up_patiently(self, attempts: int = 3, saved: int | None = None) -> int:
         """catch_up for request paths: a busy database is retried, not turned into a 500."""
         for attempt in range(1, attempts + 1):
             try:
-                return self.catch_up()
+                return self.catch_up(saved=saved)
             except OperationalError:
                 if attempt == attempts:
                     raise
@@ -180,7 +186,8 @@ class Projector:
                 time.sleep(0.05 * attempt)
         return 0
 
-    def _apply_batch(self) -> int:
+    def _apply_batch(self) -> tuple[int, int]:
+        """Apply the next batch; returns how many events and the position after them."""
         with self.engine.begin() as conn:
             position = self._lock_position(conn)
             applied = self._apply_next(conn, position)
@@ -188,7 +195,7 @@ class Projector:
                 position = applied[-1]
                 conn.execute(MOVE_POSITION, {"position": position})
         self.known_position = max(self.known_position, position)
-        return len(applied)
+        return len(applied), position
 
     def _apply_next(self, conn: Connection, position: int,
                     schema: str | None = None) -> list[int]:

@@ -329,6 +329,45 @@ def test_month_fields_follow_posted_consumption(directory: Directory, clock: Clo
     assert get(directory, pc)["consumption_last_month"] is None
 
 
+def test_a_write_is_projected_without_asking_where_the_log_ends(
+        directory: Directory, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read-your-writes: the posting request's own save says how far the log reaches, so
+    its catch-up goes straight to the projection lock, which returns the position: neither
+    the log's end nor the stored position is asked first (two round trips fewer on every
+    write, issue 18). The answer, and the next read, still show the item."""
+    org = directory.customer("Org")
+    project = directory.project(org, "P")
+    credit = directory.customer_credit(org, "100")
+    post_items(directory, item("warm", project, "1"))
+    asked: list[int] = []
+    newest = services.projector.newest_notification_id
+
+    def counted() -> int:
+        asked.append(1)
+        return newest()
+
+    monkeypatch.setattr(services.projector, "newest_notification_id", counted)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(services.engine, "before_cursor_execute", record)
+    try:
+        accepted = post_items(directory, item("k1", project, "2.5"))
+    finally:
+        event.remove(services.engine, "before_cursor_execute", record)
+    assert len(asked) == 1  # the caller's token, checked before the body is read
+    tracking = [s for s in statements if "projection_tracking" in s]
+    assert len(tracking) == 2 and tracking[0].startswith(
+        "UPDATE projection_tracking SET position=projection_tracking.position")
+    assert tracking[1].startswith("UPDATE projection_tracking SET position=")
+    assert [(r["id"], r["amount"]) for r in accepted] == [("k1", "2.50000")]
+    after = directory.client.simulate_get(f"/api/customer-credits/{credit['uuid']}/",
+                                          headers=directory.staff).json
+    assert after["value"] == "96.50000"
+
+
 def test_a_batch_looks_its_projects_up_in_one_query(directory: Directory,
                                                     services: Services) -> None:
     """Each item's project is checked (unknown, terminated), but with one query for the

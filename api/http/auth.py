@@ -68,19 +68,25 @@ class AuthMiddleware:
                               lambda: load_principal(self.engine, token_hash))
 
 
-ACTIVE_USER = select(users).where(users.c.token_hash == bindparam("token_hash"), users.c.is_active)
-ROLES = select(user_roles).where(user_roles.c.user_uuid == bindparam("user_uuid"))
+# One round trip: the user with each of its roles (none: one row of NULL roles). A
+# principal is loaded afresh after every write, since the log has moved (issue 18).
+ACTIVE_USER_ROLES = (
+    select(users.c.uuid, users.c.username, users.c.is_staff, users.c.is_support,
+           user_roles.c.scope, user_roles.c.scope_uuid, user_roles.c.role)
+    .outerjoin(user_roles, user_roles.c.user_uuid == users.c.uuid)
+    .where(users.c.token_hash == bindparam("token_hash"), users.c.is_active))
 
 
 def load_principal(engine: Engine, token_hash: str) -> Principal | None:
     with engine.connect() as conn:
-        user = conn.execute(ACTIVE_USER, {"token_hash": token_hash}).first()
-        if user is None:
-            return None
-        roles = conn.execute(ROLES, {"user_uuid": user.uuid}).all()
+        rows = conn.execute(ACTIVE_USER_ROLES, {"token_hash": token_hash}).all()
+    if not rows:
+        return None
+    user = rows[0]
     principal = Principal(user.uuid, user.username, user.is_staff, user.is_support)
-    for role in roles:
-        principal.add_role(role.scope, role.scope_uuid, role.role)
+    for role in rows:
+        if role.scope is not None:
+            principal.add_role(role.scope, role.scope_uuid, role.role)
     return principal
 
 
