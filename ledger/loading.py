@@ -29,6 +29,7 @@ from contextlib import suppress
 from copy import deepcopy
 from typing import Any, cast
 from uuid import UUID
+from weakref import WeakSet
 
 from eventsourcing.application import (
     AggregateNotFoundError,
@@ -181,12 +182,21 @@ def newer_events(app: Application[UUID],
 
 def _probe(recorder: Any, statement: Any, params: list[Any]) -> list[Any]:
     """Run a per-aggregate probe without JIT: with stale statistics (a bulk import not
-    yet analysed) its estimate is huge, and compiling it cost more than running it."""
-    with (recorder.datastore.get_connection() as conn, conn.transaction(),
-          conn.cursor() as curs):
-        curs.execute("SET LOCAL jit = off")
+    yet analysed) its estimate is huge, and compiling it cost more than running it.
+
+    JIT is turned off once per pooled connection, for its session: eventsourcing's own
+    statements on it are short too. A transaction to scope the setting cost each probe
+    three round trips more (BEGIN, SET LOCAL, COMMIT), and a posted item probes up to six
+    times (issue 18)."""
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        if conn not in _WITHOUT_JIT:
+            curs.execute("SET jit = off")
+            _WITHOUT_JIT.add(conn)
         curs.execute(statement, params)
         return curs.fetchall()
+
+
+_WITHOUT_JIT: WeakSet[Any] = WeakSet()  # pooled connections whose session has JIT off
 
 
 class CopyingRepository(Repository[UUID]):
