@@ -112,6 +112,25 @@ def test_worked_example_a_mixed_project_credits(ledger: Ledger) -> None:
         D(0), D(40), D(470))
 
 
+def test_stale_project_links_only_cost_a_wasted_load(ledger: Ledger) -> None:
+    """The read models' guesses of what a project leads to may be stale or wrong: the
+    fresh aggregates' own links decide what is drawn (issue 18's one-round loading)."""
+    from uuid import uuid4
+
+    from ledger.posting import ProjectLinks
+
+    customer, [a, b] = org_with_projects(ledger, "A", "B")
+    org = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    credit_a = ledger.create_project_credit(a, D(10), Terms(), False, "t")
+    other, [elsewhere] = org_with_projects(ledger, "C")
+    wrong = {a: ProjectLinks(other, None, uuid4()), b: ProjectLinks(uuid4(), credit_a, org)}
+    results = ledger.post_consumption([item("a1", a, "4"), item("b1", b, "3")], "t",
+                                      project_links=wrong)
+    assert [(r.drawn_from_project_credit, r.drawn_from_customer_credit) for r in results] == [
+        (D(4), 0), (0, D(3))]
+    assert (value(ledger, credit_a), value(ledger, org)) == (D(6), D(93))
+
+
 def test_worked_example_b_organisation_floor(ledger: Ledger) -> None:
     customer, [a] = org_with_projects(ledger, "A")
     org = ledger.create_customer_credit(

@@ -368,6 +368,39 @@ def test_a_write_is_projected_without_asking_where_the_log_ends(
     assert after["value"] == "96.50000"
 
 
+def test_a_batch_of_uncached_aggregates_is_loaded_in_one_round(
+        directory: Directory, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing cached (a worker just started, or projects it has not seen), a batch
+    loaded its projects, then their customers and project credits, then the customers'
+    credits: three rounds. The read models' links, read with the projects' check, are
+    loaded with the projects: one round (issue 18). Stale links are only a wasted load."""
+    from eventsourcing.application import LRUCache
+
+    from ledger.store import Unit
+
+    org = directory.customer("Org")
+    funded, bare = directory.project(org, "Funded"), directory.project(org, "Bare")
+    directory.customer_credit(org, "100")
+    directory.project_credit(funded, "10")
+    rounds: list[int] = []
+    prefetch = Unit.prefetch
+
+    def counted(unit: Unit, wanted: dict[Any, Any]) -> None:
+        rounds.append(len(wanted))
+        prefetch(unit, wanted)
+
+    monkeypatch.setattr(Unit, "prefetch", counted)
+    monkeypatch.setattr(services.ledger.repository, "cache", LRUCache(maxsize=100))
+    posted = post_items(directory, item("a", funded, "4"), item("b", bare, "3"))
+    assert rounds == [6]  # the calendar, two projects, their customer and its two credits
+    assert [(r["drawn_from_project_credit"], r["drawn_from_customer_credit"]) for r in posted
+            ] == [("4.00000", "0.00000"), ("0.00000", "3.00000")]
+    org_credit = directory.client.simulate_get(
+        "/api/customer-credits/", params={"customer_uuid": org["uuid"]},
+        headers=directory.staff).json[0]
+    assert org_credit["value"] == "93.00000"
+
+
 def test_a_batch_looks_its_projects_up_in_one_query(directory: Directory,
                                                     services: Services) -> None:
     """Each item's project is checked (unknown, terminated), but with one query for the

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import falcon
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, and_, bindparam, false, select
 
 from api.http import fields
 from api.http.common import Resource, request_body
@@ -38,15 +38,22 @@ from ledger.consumption import ConsumptionItem
 from ledger.errors import ItemIdReversed, ItemIdTaken
 from ledger.money import format_money
 from ledger.periods import Period
-from ledger.posting import ConsumptionInput, ConsumptionResult
-from projections.tables import consumptions, offerings, projects
+from ledger.posting import ConsumptionInput, ConsumptionResult, ProjectLinks
+from projections.tables import consumptions, customers, offerings, project_credits, projects
 
 MAX_ITEMS = 1000
 # Built once, their lists bound at execution: statements are walked for a cache key per build.
 RECORDED_IDS = select(consumptions.c.item_id).where(
     consumptions.c.item_id.in_(bindparam("ids", expanding=True)))
-PROJECTS_TERMINATED = select(projects.c.uuid, projects.c.terminated).where(
-    projects.c.uuid.in_(bindparam("uuids", expanding=True)))
+# The batch's projects: whether each is live, and what it leads to (a guess for posting).
+PROJECTS_AND_LINKS = (
+    select(projects.c.uuid, projects.c.terminated, projects.c.customer_uuid,
+           customers.c.credit_uuid.label("customer_credit_uuid"),
+           project_credits.c.uuid.label("project_credit_uuid"))
+    .outerjoin(customers, customers.c.uuid == projects.c.customer_uuid)
+    .outerjoin(project_credits, and_(project_credits.c.project_uuid == projects.c.uuid,
+                                     project_credits.c.deleted == false()))
+    .where(projects.c.uuid.in_(bindparam("uuids", expanding=True))))
 
 
 # One item of a batch; whether its project and offering exist (and the project is live)
@@ -113,10 +120,11 @@ class Consumptions(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.staff(req)
         with self.services.reads.connect() as conn:
-            batch = self._validate(conn, request_body(req))
+            batch, named = self._validate(conn, request_body(req))
         try:
-            results = self.services.ledger.post_consumption(batch, principal.actor,
-                                                            known=self.recorded_item_ids)
+            results = self.services.ledger.post_consumption(
+                batch, principal.actor, known=self.recorded_item_ids,
+                project_links={UUID(uuid): _links(row) for uuid, row in named.items()})
         except ItemIdTaken as error:
             raise ApiError(409, {"detail": error.message,
                                  "recorded": recorded_item(error.item)}) from None
@@ -161,8 +169,10 @@ class Consumptions(Resource):
         self.settle_reads()
         resp.status = falcon.HTTP_204
 
-    def _validate(self, conn: Connection, body: Any) -> list[ConsumptionInput]:
-        """The whole batch is checked before anything is drawn; errors are per item."""
+    def _validate(self, conn: Connection,
+                  body: Any) -> tuple[list[ConsumptionInput], dict[str, Any]]:
+        """The whole batch is checked before anything is drawn; errors are per item.
+        Returns it with the rows of the projects it names, by uuid hex."""
         if not isinstance(body, list):
             kind = "dict" if isinstance(body, dict) else type(body).__name__
             raise validation_error(
@@ -172,7 +182,8 @@ class Consumptions(Resource):
         if len(body) > MAX_ITEMS:
             raise validation_error(
                 {"non_field_errors": [f"Ensure this list has at most {MAX_ITEMS} items."]})
-        item_fields = self._fields(conn, body)
+        named = _named_projects(conn, body)
+        item_fields = self._fields(conn, named)
         errors: list[dict[str, Any]] = []
         cleaned: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -189,19 +200,17 @@ class Consumptions(Resource):
         if any(errors):
             raise validation_error(errors)
         return [ConsumptionInput(v["id"], v["project"], v.get("offering"), v["amount"],
-                                 v["period"]) for v in cleaned]
+                                 v["period"]) for v in cleaned], named
 
-    def _fields(self, conn: Connection, body: list[Any]) -> list[Field]:
+    def _fields(self, conn: Connection, named: dict[str, Any]) -> list[Field]:
         """The projects the items name are looked up in one query, each offering once
         per request, however many items name it."""
         # Why at the edge: the ledger refuses these too (NotFound, rules in ledger/); the
         # read model is asked first only so that the 400 names the field, as DRF does.
-        terminated = _projects_terminated(conn, _named_projects(body))
-
         def project_problem(project_id: UUID) -> str | None:
-            if project_id.hex not in terminated:
+            if project_id.hex not in named:
                 return "Invalid hyperlink - Object does not exist."
-            return "The project is terminated." if terminated[project_id.hex] else None
+            return "The project is terminated." if named[project_id.hex].terminated else None
 
         @cache
         def offering_exists(offering_id: UUID) -> bool:
@@ -223,23 +232,28 @@ class Consumptions(Resource):
 PROJECT_LINK = next(field.parse for field in ITEM_FIELDS if field.name == "project")
 
 
-def _named_projects(body: list[Any]) -> set[UUID]:
-    """The well-formed project links of the items (the bad ones fail validation)."""
+def _named_projects(conn: Connection, body: list[Any]) -> dict[str, Any]:
+    """The projects the items link to (well-formed links only: the bad ones fail
+    validation), by uuid hex, in one query; unknown ones are absent."""
     named: set[UUID] = set()
     for raw in body:
         try:
             named.add(PROJECT_LINK(raw["project"]))
         except (TypeError, KeyError, fields.FieldError):
             continue
-    return named
-
-
-def _projects_terminated(conn: Connection, project_ids: set[UUID]) -> dict[str, bool]:
-    """Whether each of these projects is terminated, by uuid hex; unknown ones are absent."""
-    if not project_ids:
+    if not named:
         return {}
-    rows = conn.execute(PROJECTS_TERMINATED, {"uuids": [p.hex for p in project_ids]})
-    return {row.uuid: bool(row.terminated) for row in rows}
+    rows = conn.execute(PROJECTS_AND_LINKS, {"uuids": [p.hex for p in named]})
+    return {row.uuid: row for row in rows}
+
+
+def _links(row: Any) -> ProjectLinks:
+    return ProjectLinks(UUID(row.customer_uuid), _uuid(row.project_credit_uuid),
+                        _uuid(row.customer_credit_uuid))
+
+
+def _uuid(hex_or_none: str | None) -> UUID | None:
+    return None if hex_or_none is None else UUID(hex_or_none)
 
 
 def _result(result: ConsumptionResult) -> dict[str, Any]:
