@@ -180,6 +180,9 @@ def newer_events(app: Application[UUID],
     return found
 
 
+_WITHOUT_JIT: WeakSet[Any] = WeakSet()  # pooled connections whose session has JIT off
+
+
 def _probe(recorder: Any, statement: Any, params: list[Any]) -> list[Any]:
     """Run a per-aggregate probe without JIT: with stale statistics (a bulk import not
     yet analysed) its estimate is huge, and compiling it cost more than running it.
@@ -194,9 +197,6 @@ def _probe(recorder: Any, statement: Any, params: list[Any]) -> list[Any]:
             _WITHOUT_JIT.add(conn)
         curs.execute(statement, params)
         return curs.fetchall()
-
-
-_WITHOUT_JIT: WeakSet[Any] = WeakSet()  # pooled connections whose session has JIT off
 
 
 class CopyingRepository(Repository[UUID]):

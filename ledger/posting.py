@@ -374,11 +374,12 @@ def prefetch(unit: Unit, items: list[ConsumptionInput],
     fresh states is followed for real, and anything the guesses missed is loaded in a
     further round.
     """
+    projects = {item.project_id for item in items}
     wanted: dict[UUID, type[Aggregate]] = {CALENDAR_ID: BillingCalendar}
-    wanted.update(dict.fromkeys({item.project_id for item in items}, Project))
-    for project_id in {item.project_id for item in items} & guessed.keys():
-        wanted.update({i: cls for i, cls in guessed[project_id].aggregates().items()
-                       if i not in wanted})
+    wanted.update(dict.fromkeys(projects, Project))
+    for project_id in projects & guessed.keys():
+        for aggregate_id, cls in guessed[project_id].aggregates().items():
+            wanted.setdefault(aggregate_id, cls)
     tried: set[UUID] = set()
     while wanted:
         guesses = list(wanted)
