@@ -84,20 +84,12 @@ reopens the gate when it answers.
         self.lost()  # other threads' next connections are tested before use
         if req.env.get(MAY_RETRY):
             req.env[CONNECTION_LOST] = True  # RetryOnConnectionLoss runs it again
-        elif self.enabled and not busy(error) and not self.reachable():
+        elif self.enabled and not self.reachable():
             self.closed_until = time.monotonic() + RETRY_AFTER_SECONDS
         failure = unavailable()
         resp.status = failure.status
         resp.media = failure.body
         resp.set_headers(failure.headers)
-
-
-def busy(error: Exception) -> bool:
-    """No pooled connection came free in time: the database is busy, not down."""
-    from psycopg_pool import PoolTimeout
-
-    return isinstance(error, sqlalchemy.exc.TimeoutError) or isinstance(
-        error.__cause__, PoolTimeout)
 
 
 MAY_RETRY = "ledger.may_retry"  # WSGI environ keys between the wrapper and the gate
