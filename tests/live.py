@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # LEDGER_TEST_PORTS=first-last moves the range (engineers sharing a machine).
 _FIRST, _LAST = os.environ.get("LEDGER_TEST_PORTS", "18100-18199").split("-")
 PORTS = range(int(_FIRST), int(_LAST) + 1)
+# Tests run in parallel (pytest-xdist): each worker takes every n-th port of the range, so
+# two workers never pick the same free port at the same moment.
+if _WORKER := os.environ.get("PYTEST_XDIST_WORKER", ""):
+    PORTS = PORTS[int(_WORKER.removeprefix("gw"))::int(os.environ["PYTEST_XDIST_WORKER_COUNT"])]
 START_TIMEOUT = 30.0
 
 
