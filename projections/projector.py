@@ -61,6 +61,9 @@ BATCH = 5000  # events per transaction: a few dozen statements each, whatever th
 READ_POSITION = select(tracking.c.position).where(tracking.c.name == NAME)
 LOCK_POSITION = (update(tracking).where(tracking.c.name == NAME)
                  .values(position=tracking.c.position).returning(tracking.c.position))
+# PostgreSQL: the lock if it is free, else no row (a catch-up is under way elsewhere).
+TRY_LOCK_POSITION = (select(tracking.c.position).where(tracking.c.name == NAME)
+                     .with_for_update(skip_locked=True))
 MOVE_POSITION = (update(tracking).where(tracking.c.name == NAME)
                  .values(position=bindparam("position")))
 HANDLERS: Sequence[Handler] = (
@@ -149,17 +152,29 @@ class Projector:
         everything up to it is in the read models once that catch-up returned."""
         return int(getattr(self._seen, "log_end", -1))
 
-    def catch_up(self, progress: Progress = lambda n: None, saved: int | None = None) -> int:
+    def catch_up(self, progress: Progress = lambda n: None, saved: int | None = None,
+                 wait: bool = True) -> int:
         """Apply every event not yet applied; returns how many were applied.
 
         `saved`: a position the caller's own save returned, so the log is known to reach
         it and neither the log's end nor the stored position is asked first (the lock
-        returns the position): two round trips fewer on every write (issue 18)."""
+        returns the position): two round trips fewer on every write (issue 18).
+
+        `wait=False` (reads, on PostgreSQL): if another connection holds the lock, it is
+        applying what is pending, so return at once and read the read models as its last
+        batch left them, instead of queueing behind every writer's catch-up (issue 18:
+        reads while posting waited 300 ms). This thread's log end is then unknown (-1),
+        so nothing cached by log end is trusted."""
         done = 0
         if saved is None and not self.pending():
             return done
+        try_only = not wait and self.engine.dialect.name == "postgresql"
+        batch = self._try_apply_batch() if try_only else self._apply_batch()
+        if batch is None:
+            self._seen.log_end = -1
+            return done
         while True:
-            applied, position = self._apply_batch()
+            applied, position = batch
             done += applied
             if applied:
                 progress(done)
@@ -167,6 +182,7 @@ class Projector:
                 if saved is not None:
                     self._seen.log_end = max(saved, position)
                 return done
+            batch = self._apply_batch()
 
     def catch_up_to(self, position: int) -> int:
         """Read-your-writes: wait only until `position` is applied (by anyone)."""
@@ -174,11 +190,12 @@ class Projector:
             return 0
         return self.catch_up_patiently(saved=position)
 
-    def catch_up_patiently(self, attempts: int = 3, saved: int | None = None) -> int:
+    def catch_up_patiently(self, attempts: int = 3, saved: int | None = None,
+                           wait: bool = True) -> int:
         """catch_up for request paths: a busy database is retried, not turned into a 500."""
         for attempt in range(1, attempts + 1):
             try:
-                return self.catch_up(saved=saved)
+                return self.catch_up(saved=saved, wait=wait)
             except OperationalError:
                 if attempt == attempts:
                     raise
@@ -189,11 +206,19 @@ class Projector:
     def _apply_batch(self) -> tuple[int, int]:
         """Apply the next batch; returns how many events and the position after them."""
         with self.engine.begin() as conn:
-            position = self._lock_position(conn)
-            applied = self._apply_next(conn, position)
-            if applied:
-                position = applied[-1]
-                conn.execute(MOVE_POSITION, {"position": position})
+            return self._apply_locked(conn, self._lock_position(conn))
+
+    def _try_apply_batch(self) -> tuple[int, int] | None:
+        """`_apply_batch` if the lock is free; None if another connection holds it."""
+        with self.engine.begin() as conn:
+            locked = conn.execute(TRY_LOCK_POSITION).scalar()
+            return None if locked is None else self._apply_locked(conn, int(locked))
+
+    def _apply_locked(self, conn: Connection, position: int) -> tuple[int, int]:
+        applied = self._apply_next(conn, position)
+        if applied:
+            position = applied[-1]
+            conn.execute(MOVE_POSITION, {"position": position})
         self.known_position = max(self.known_position, position)
         return len(applied), position
 

@@ -267,3 +267,33 @@ def test_month_counters_are_upserted_not_read_first(directory: Directory,
         assert conn.execute(select(credit_months.c.drawn)).scalar() == Decimal("3.75")
         assert conn.execute(select(project_months.c.cost)).scalar() == Decimal("3.75")
         assert conn.execute(select(customer_months.c.item_count)).scalar() == 2
+
+
+def test_a_read_does_not_queue_behind_a_catch_up_in_progress(
+        directory: Directory, services: Services, database_url: str) -> None:
+    """PostgreSQL: while another connection holds the projection lock (applying what is
+    pending), a GET answers from the read models as they are instead of waiting; once the
+    lock is free, the next GET applies what was recorded meanwhile (issue 18)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite readers take its write lock in turn")
+    staff = directory.staff
+    services.ledger.register_customer("Recorded meanwhile", "meanwhile", "cli")
+    holder = services.engine.connect()
+    holder.begin()
+    holder.execute(projector_module.LOCK_POSITION)
+    answers: list[Any] = []
+    reader = threading.Thread(target=lambda: answers.append(
+        directory.client.simulate_get("/api/customers/", headers=staff)))
+    reader.start()
+    try:
+        reader.join(timeout=30)
+        waited = reader.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+        reader.join()
+    assert not waited, "the read waited for the lock"
+    assert answers[0].status_code == 200
+    assert "Recorded meanwhile" not in [row["name"] for row in answers[0].json]
+    after = directory.client.simulate_get("/api/customers/", headers=staff)
+    assert "Recorded meanwhile" in [row["name"] for row in after.json]

@@ -18,6 +18,7 @@ from projections.tables import user_roles, users
 # staff token, its own bearer token, or anyone on loopback; api/server/metrics.py)
 PUBLIC_PATHS = ("/health", "/api/schema/", "/api/docs/", "/console/")
 CACHE_SIZE = 10000
+READS = ("GET", "HEAD")
 
 
 @dataclass
@@ -25,14 +26,17 @@ class AuthMiddleware:
     """Puts the caller's Principal (or None) on req.context.principal.
 
     A caller with a token first has the read models caught up with the log (`catch_up`),
-    so a user or role just made elsewhere is seen. Users and roles change only through
-    events, so a principal loaded when the log ended at notification N stays true while it
-    still ends there: `log_end` (what this thread's catch-up just saw) lets a known token
-    cost no query. Requests without credentials, and public paths, touch no database.
+    so a user or role just made elsewhere is seen. A read does not wait for a catch-up
+    another connection is running (`catch_up(wait=False)`): that one is applying what is
+    pending, and a writer's own answer came only after its events were applied. Users and
+    roles change only through events, so a principal loaded when the log ended at
+    notification N stays true while it still ends there: `log_end` (what this thread's
+    catch-up just saw) lets a known token cost no query. Requests without credentials,
+    and public paths, touch no database.
     """
 
     engine: Engine
-    catch_up: Callable[[], int] = field(default=lambda: 0)
+    catch_up: Callable[..., int] = field(default=lambda wait=True: 0)
     log_end: Callable[[], int] = field(default=lambda: -1)
     public_paths: tuple[str, ...] = field(default=PUBLIC_PATHS)
     cache: LogEndCache[str, Principal | None] = field(
@@ -46,7 +50,7 @@ class AuthMiddleware:
         token_hash = self.token_hash(header)
         if token_hash is None:
             return
-        self.catch_up()
+        self.catch_up(wait=req.method not in READS)
         principal = self.principal_of(token_hash)
         if principal is None:
             raise ApiError(401, {"detail": "Invalid token."}, {"WWW-Authenticate": "Token"})
