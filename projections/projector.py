@@ -206,21 +206,30 @@ class Projector:
     def _apply_batch(self) -> tuple[int, int]:
         """Apply the next batch; returns how many events and the position after them."""
         with self.engine.begin() as conn:
-            return self._apply_locked(conn, self._lock_position(conn))
+            applied, position = self._apply_locked(conn, self._lock_position(conn))
+        return self._committed(applied, position)
 
     def _try_apply_batch(self) -> tuple[int, int] | None:
         """`_apply_batch` if the lock is free; None if another connection holds it."""
         with self.engine.begin() as conn:
             locked = conn.execute(TRY_LOCK_POSITION).scalar()
-            return None if locked is None else self._apply_locked(conn, int(locked))
+            if locked is None:
+                return None
+            applied, position = self._apply_locked(conn, int(locked))
+        return self._committed(applied, position)
 
     def _apply_locked(self, conn: Connection, position: int) -> tuple[int, int]:
         applied = self._apply_next(conn, position)
         if applied:
             position = applied[-1]
             conn.execute(MOVE_POSITION, {"position": position})
-        self.known_position = max(self.known_position, position)
         return len(applied), position
+
+    def _committed(self, applied: int, position: int) -> tuple[int, int]:
+        """Only once the batch is committed may other threads of this process take its
+        position as read (`catch_up_to` returns early below it)."""
+        self.known_position = max(self.known_position, position)
+        return applied, position
 
     def _apply_next(self, conn: Connection, position: int,
                     schema: str | None = None) -> list[int]:

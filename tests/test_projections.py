@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from api.server.wiring import Services, build_services
 from ledger.terms import Terms
@@ -297,3 +297,25 @@ def test_a_read_does_not_queue_behind_a_catch_up_in_progress(
     assert "Recorded meanwhile" not in [row["name"] for row in answers[0].json]
     after = directory.client.simulate_get("/api/customers/", headers=staff)
     assert "Recorded meanwhile" in [row["name"] for row in after.json]
+
+
+def test_the_known_position_moves_only_once_its_batch_is_committed(
+        directory: Directory, services: Services) -> None:
+    """Another thread that sees the known position past its own write reads at once
+    (`catch_up_to` returns early), so the position may move only after the commit: moved
+    before, a request read its own new customer as 404 (SQLite, eight writers)."""
+    directory.customer("Org")
+    services.ledger.register_customer("Later", "later", "t")
+    before = services.projector.known_position
+    at_commit: list[int] = []
+
+    def committing(conn: Any) -> None:
+        at_commit.append(services.projector.known_position)
+
+    event.listen(services.engine, "commit", committing)
+    try:
+        assert services.projector.catch_up() == 1
+    finally:
+        event.remove(services.engine, "commit", committing)
+    assert at_commit[0] == before
+    assert services.projector.known_position > before
