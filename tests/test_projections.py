@@ -8,12 +8,20 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import event, func, select
 
 from api.server.wiring import Services, build_services
 from ledger.terms import Terms
 from projections import projector as projector_module
-from projections.tables import credit_transactions, customer_credits, project_credits
+from projections.changes import Changes
+from projections.tables import (
+    counters,
+    credit_transactions,
+    customer_credits,
+    customers,
+    project_credits,
+)
 from tests.scenario import run_scenario
 from tests.support import Directory, read_model_rows
 
@@ -297,6 +305,28 @@ def test_a_read_does_not_queue_behind_a_catch_up_in_progress(
     assert "Recorded meanwhile" not in [row["name"] for row in answers[0].json]
     after = directory.client.simulate_get("/api/customers/", headers=staff)
     assert "Recorded meanwhile" in [row["name"] for row in after.json]
+
+
+def test_a_write_failing_inside_the_pipelined_flush_fails_its_batch(
+        directory: Directory, services: Services) -> None:
+    """The flush's writes go out pipelined on PostgreSQL (issue 18): one that fails is
+    raised as SQLAlchemy raises a statement's error, and the batch leaves nothing."""
+    org = directory.customer("Org")
+    with services.engine.connect() as conn:
+        row = dict(conn.execute(select(customers).where(
+            customers.c.uuid == org["uuid"])).mappings().one())
+        count_before = conn.execute(select(func.count()).select_from(counters)).scalar()
+        conn.rollback()
+        transaction = conn.begin()
+        changes = Changes(conn)
+        changes.add(counters, "pipelined-before-the-failure", value=1)
+        changes.insert(customers, {**row})  # its key exists: the INSERT fails
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            changes.flush()
+        transaction.rollback()
+        assert conn.execute(select(func.count()).select_from(counters)).scalar() == count_before
+        assert conn.execute(select(customers.c.name).where(
+            customers.c.uuid == org["uuid"])).scalar() == "Org"
 
 
 def test_the_known_position_moves_only_once_its_batch_is_committed(

@@ -430,3 +430,33 @@ def test_a_batch_looks_its_projects_up_in_one_query(directory: Directory,
     assert len([s for s in statements if "FROM projects" in s]) == 1
     accepted = post_items(directory, *[item(f"j{n}", p, "1") for n, p in enumerate(live)])
     assert [r["project_uuid"] for r in accepted] == [p["uuid"] for p in live]
+
+
+def test_a_posted_items_projection_sends_its_writes_in_one_round_trip(
+        directory: Directory, services: Services, database_url: str) -> None:
+    """PostgreSQL: the read models' writes for a posted item go out in one pipeline (one
+    round trip) instead of one statement at a time under the projection lock (issue 18);
+    the answer and the read models show the item as before."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs in-process: there is no round trip to save")
+    org = directory.customer("Org")
+    project = directory.project(org, "P")
+    directory.customer_credit(org, "100")
+    post_items(directory, item("warm", project, "1"))
+    writes: list[tuple[str, bool]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(("INSERT", "UPDATE", "DELETE")) and \
+                "projection_tracking" not in statement:
+            pipelined = conn.connection.dbapi_connection.pgconn.pipeline_status
+            writes.append((statement.split()[2], bool(pipelined)))
+
+    event.listen(services.engine, "before_cursor_execute", record)
+    try:
+        accepted = post_items(directory, item("k1", project, "2.5"))
+    finally:
+        event.remove(services.engine, "before_cursor_execute", record)
+    assert [(r["id"], r["amount"]) for r in accepted] == [("k1", "2.50000")]
+    assert len(writes) >= 5 and all(pipelined for _, pipelined in writes), writes
+    listed = directory.client.simulate_get("/api/customer-credits/", headers=directory.staff)
+    assert listed.json[0]["value"] == "96.50000"
