@@ -15,6 +15,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -303,8 +304,6 @@ class Changes:
                 len(keys) >= COPY_FROM for keys in self.inserted.values()):
             yield
             return
-        import psycopg
-
         dbapi_connection: Any = self.conn.connection.dbapi_connection
         try:
             with dbapi_connection.pipeline():
