@@ -301,7 +301,7 @@ class Changes:
         error surfaces when the pipeline ends and fails the batch's transaction as before.
         COPY cannot run in a pipeline: a flush with one (a large batch) goes as it did."""
         if self.conn.dialect.name != "postgresql" or any(
-                len(keys) >= COPY_FROM for keys in self.inserted.values()):
+                self._in_bulk(len(keys)) for keys in self.inserted.values()):
             yield
             return
         dbapi_connection: Any = self.conn.connection.dbapi_connection
@@ -315,10 +315,14 @@ class Changes:
             raise DBAPIError.instance(None, None, error, psycopg.Error,
                                       connection_invalidated=lost) from error
 
+    def _in_bulk(self, rows: int) -> bool:
+        """PostgreSQL writes this many rows by COPY or by arrays, not row by row."""
+        return rows >= COPY_FROM and self.conn.dialect.name == "postgresql"
+
     def _flush_inserted(self, table: Table) -> None:
         keys = self.inserted.pop(table, set())
         rows = [row for key in keys if (row := self.rows[table][key]) is not None]
-        if len(rows) >= COPY_FROM and self.conn.dialect.name == "postgresql":
+        if self._in_bulk(len(rows)):
             self._copy(table, rows)
         elif rows:
             self._execute(insert_statement(table), rows)
@@ -347,7 +351,7 @@ class Changes:
         for key, changed_columns in changed.items():
             groups[frozenset(changed_columns)].append(key)
         for columns, keys in groups.items():
-            if len(keys) >= COPY_FROM and self.conn.dialect.name == "postgresql":
+            if self._in_bulk(len(keys)):
                 self._update_by_arrays(table, sorted(columns), keys)
                 continue
             params = []
