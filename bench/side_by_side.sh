@@ -13,8 +13,9 @@
 #   CUSTOMER_NAME [Customer 000500]   organisation whose credits the customer_uuid= list shows
 #   KEEP [unset]           keep both databases at the end (their names are printed)
 #   PEER_DB, LEDGER_DB [unset]   reuse databases a KEEP run left: skips loading and importing
-# Prints: the import (credits/s on the ledger side, time waiting for the peer, projection),
-# bench.sh's table (A = ledger, B = peer), the customer_uuid= list row, and each worker's RSS.
+# Prints: the import (credits/s on the ledger side, time waiting for the peer, projection), the
+# notifier's catch-up over the imported log, bench.sh's table (A = ledger, B = peer), the
+# customer_uuid= list row, and each worker's RSS.
 # Stops both servers and drops both databases at the end, also after a failure.
 set -euo pipefail
 
@@ -100,6 +101,12 @@ if [ -z "$reuse" ]; then
     [ "$status" = 0 ] || { echo "the import did not come out clean" >&2; exit 1; }
     psql -q "$pg_url/$ledger_db" -c "ANALYZE"  # the peer's loader analyses its tables too
 fi
+# The notifier `serve` starts follows the whole log once; measured here, not beside the
+# benchmark (it took a core for 100 s after an import, and every figure below with it).
+started=$(date +%s.%N)
+"$cli" notify --once
+python3 -c "import sys; print(f'notifier caught up: {float(sys.argv[2]) - float(sys.argv[1]):.1f} s wall')" \
+    "$started" "$(date +%s.%N)"
 ledger_token="$("$cli" users create "bench-$suffix" --staff | tail -1)"
 "$cli" serve --port "$ledger_port" --workers 2 > "$scratch/ledger.log" 2>&1 &
 ledger_pid=$!

@@ -146,6 +146,9 @@ def _terminated(state: dict[str, Any], event: Any) -> Notice:
                                                           else unused)))
 
 
+CALENDAR = (BillingCalendar.PeriodClosed, BillingCalendar.PeriodReopened)
+
+
 def calendar_notice(event: Any) -> Notice | None:
     """period.closed / period.reopened: site-wide, for staff."""
     if isinstance(event, BillingCalendar.PeriodClosed):

@@ -286,11 +286,18 @@ class Changes:
 
     def flush(self) -> None:
         with self._pipelined():
-            for table in metadata.sorted_tables:
+            for table in self._pending_tables():
                 self._flush_deleted(table)
                 self._flush_inserted(table)
                 self._flush_updated(table)
                 self._flush_deltas(table)
+
+    def _pending_tables(self) -> list[Table]:
+        """The read models in dependency order, then any other table written through
+        these changes (the notifier's own)."""
+        pending = dict.fromkeys([*self.inserted, *self.updated, *self.deleted, *self.deltas])
+        ordered = [table for table in metadata.sorted_tables if table in pending]
+        return ordered + [table for table in pending if table not in ordered]
 
     @contextmanager
     def _pipelined(self) -> Iterator[None]:

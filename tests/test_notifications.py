@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from api.server.wiring import Services
 from notifications.dispatcher import Dispatcher
@@ -155,6 +155,61 @@ def test_crossing_50_then_10_then_0_gives_three_signed_deliveries_in_order(
         f"/api/webhooks/{subscription['uuid']}/deliveries/", headers=directory.staff).json
     assert {d["state"] for d in deliveries} == {"delivered"}
     assert all(d["attempts"][0]["status_code"] == 200 for d in deliveries)
+
+
+def test_the_notifier_records_a_batch_in_a_few_statements_whatever_its_size(
+        directory: Directory, services: Services) -> None:
+    """Ten credits' crossings, for three subscriptions, in one round of a dozen
+    statements: the notifier replays an import's log without a query per event."""
+    from sqlalchemy import event
+
+    hook_url = "http://127.0.0.1:9/hook"
+    spent, emptied = directory.customer("Spent"), directory.customer("Emptied")
+    spent_hook = subscribe(directory, hook_url, spent, LOW)
+    site_hook = subscribe(directory, hook_url, None, ["credit.exhausted"])
+    emptied_hook = subscribe(directory, hook_url, emptied, ["credit.balance_low"])
+    projects = []
+    for org in (spent, emptied):
+        directory.customer_credit(org, "1000")
+        for number in range(5):
+            project = directory.project(org, f"{org['name']} {number}")
+            directory.project_credit(project, "100", low_balance_thresholds=["50%"])
+            projects.append((org, project))
+    notifier = Notifier(services.ledger, services.engine)
+    notifier.catch_up()
+    for number, (org, project) in enumerate(projects):
+        consume(directory, project, f"item-{number}", "60" if org is spent else "100")
+
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(services.engine, "before_cursor_execute", count)
+    try:
+        assert notifier.catch_up() > 0
+    finally:
+        event.remove(services.engine, "before_cursor_execute", count)
+    assert len(statements) <= 16, "\n".join(statements)  # 80 when it was one by one
+    with services.engine.connect() as conn:  # past the items too, though it read none
+        position = conn.execute(select(tracking.c.position).where(
+            tracking.c.name == NOTIFIER_POSITION)).scalar()
+    assert position == services.ledger.recorder.max_notification_id()
+
+    notifications = directory.client.simulate_get(
+        "/api/notifications/", headers=directory.staff, params={"page_size": 50}).json
+    kinds = sorted((n["type"], n["customer_uuid"]) for n in notifications)
+    assert kinds == sorted([("credit.balance_low", spent["uuid"])] * 5
+                           + [("credit.balance_low", emptied["uuid"])] * 5
+                           + [("credit.exhausted", emptied["uuid"])] * 5)
+    for hook, wanted in ((spent_hook, 5), (site_hook, 5), (emptied_hook, 5)):
+        deliveries = directory.client.simulate_get(
+            f"/api/webhooks/{hook['uuid']}/deliveries/", headers=directory.staff).json
+        assert len(deliveries) == wanted
+    assert notifier.catch_up() == 0  # nothing recorded twice
+    again = directory.client.simulate_get("/api/notifications/", headers=directory.staff,
+                                          params={"page_size": 50})
+    assert again.headers["X-Result-Count"] == "15"
 
 
 def test_a_receiver_failing_twice_gets_the_same_id_three_times_with_growing_gaps(
