@@ -90,6 +90,29 @@ def test_ctrl_c_ends_with_one_line(tmp_path: Path) -> None:
     assert err.strip() == "Interrupted.", err
 
 
+def test_ctrl_c_while_the_commands_load_ends_with_one_line(tmp_path: Path) -> None:
+    """A Ctrl-C in the first second, while the commands are still being imported, ends as
+    one later does (it showed a traceback and died of the signal)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert run("users", "create", "admin", env={"LEDGER_DATABASE_URL": url}).returncode == 0
+    proc = subprocess.Popen([SCRIPT, "project", "--database-url", url], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not importing_sqlalchemy(proc.pid):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err.strip()) == (130, "Interrupted.")
+
+
+def importing_sqlalchemy(pid: int) -> bool:
+    """SQLAlchemy's compiled modules are mapped: the commands' imports are under way."""
+    try:
+        return "sqlalchemy" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def test_close_period_future_month_in_a_process(tmp_path: Path) -> None:
     period = "2099-01"
     url = f"sqlite:///{tmp_path / 'ledger.db'}"

@@ -10,23 +10,28 @@ and say so. Long work shows a progress bar on stderr; results go to stdout.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
-
-import click
-
-from api.cli import exports, importer, notify, periods, service, users
-from api.cli.base import cli
-from api.cli.periods import customer_credit_ids
-from ledger.errors import LedgerError
-
-__all__ = ["cli", "customer_credit_ids", "exports", "importer", "main", "notify", "periods",
-           "service", "users"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; every expected failure ends with one line on stderr and exit 1 (130
-    for Ctrl-C); only a bug shows a traceback."""
+    for Ctrl-C); only a bug shows a traceback. The commands are imported in here, so a
+    Ctrl-C while they load (the first second of a busy machine) ends the same way."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    import click
+
+    from api.cli.commands import cli
+    from ledger.errors import LedgerError
+
     try:
         result: Any = cli.main(args=list(argv) if argv is not None else None,
                                prog_name="credit-ledger", standalone_mode=False)
@@ -35,9 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as error:
         error.show()
         return int(error.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("Interrupted.", err=True)
-        return 130
+    except click.Abort:
+        raise KeyboardInterrupt from None
     except (LedgerError, ValueError) as error:
         click.ClickException(str(error)).show()
         return 1
@@ -45,3 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.ClickException(f"{error.strerror or error}: {error.filename or ''}").show()
         return 1
     return int(result or 0)
+
+
+def __getattr__(name: str) -> Any:
+    """`cli` and `customer_credit_ids` load the commands on first use (see `main`)."""
+    if name in ("cli", "customer_credit_ids"):
+        from api.cli import commands
+
+        return getattr(commands, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
