@@ -65,8 +65,9 @@ class Notifier:
         self.engine = engine
         self.clock = clock
 
-    def catch_up(self) -> int:
-        """Process every event not yet processed; returns how far the position moved.
+    def catch_up(self, progress: Callable[[int], None] = lambda moved: None) -> int:
+        """Process every event not yet processed; returns how far the position moved
+        (reported to `progress` after each batch).
 
         Only the events that concern the notifier are read (by topic): a busy log is
         mostly consumption items, and an import's organisations and projects. The
@@ -87,6 +88,14 @@ class Notifier:
                 process(conn, [self.app.mapper.to_domain_event(item) for item in found])
                 conn.execute(MOVE_POSITION, {"position": stop})
             moved += stop - position
+            progress(moved)
+
+    def position(self) -> int:
+        """How far into the log the notifier has followed."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(tracking.c.position)
+                                 .where(tracking.c.name == NOTIFIER_POSITION)).scalar()
+        return int(found or 0)
 
     def check_reminders(self) -> int:
         """Record the expiry reminders due today (UTC); returns how many were new."""
@@ -174,7 +183,7 @@ class CreditStates:
 
 CREATED = (CustomerCredit.Created, ProjectCredit.Created)
 CONCERNED = (CustomerCredit.Event, ProjectCredit.Event, *derive.CALENDAR)
-CHUNK = 500  # keys per IN list: under SQLite's and PostgreSQL's limits on parameters
+CHUNK = 500  # ids per IN list: a batch's notifications, well under any limit on parameters
 MOVE_POSITION = (update(tracking).where(tracking.c.name == NOTIFIER_POSITION)
                  .values(position=bindparam("position")))
 KNOWN_IDS = select(notifications.c.id).where(
@@ -229,8 +238,8 @@ class Subscriptions:
     def load(cls, conn: Connection, customers: set[str | None]) -> Subscriptions:
         scope: Any = webhooks.c.customer_uuid.is_(None)
         named = sorted(uuid for uuid in customers if uuid is not None)
-        for start in range(0, len(named), CHUNK):
-            scope = scope | webhooks.c.customer_uuid.in_(named[start:start + CHUNK])
+        if named:
+            scope = scope | webhooks.c.customer_uuid.in_(named)
         return cls(conn.execute(select(webhooks.c.uuid, webhooks.c.customer_uuid,
                                        webhooks.c.event_types, webhooks.c.created)
                                 .where(scope).order_by(webhooks.c.created)).all())

@@ -10,6 +10,7 @@ import pytest
 from api.cli import main
 from api.cli.periods import follow_log
 from api.server.wiring import Services
+from notifications.notifier import Notifier
 from tests.support import Clock, Directory, auth, read_model_rows
 
 
@@ -226,3 +227,15 @@ def test_the_follower_catches_up_until_told_to_stop(
         done.set()
         follower.join(timeout=10)
     assert not follower.is_alive()
+
+
+def test_notify_once_shows_how_far_it_has_followed_the_log(
+        directory: Directory, services: Services, capsys: pytest.CaptureFixture[str]) -> None:
+    org = directory.customer("Org")
+    directory.customer_credit(org, "100")
+    log_end = int(services.ledger.recorder.max_notification_id() or 0)
+    capsys.readouterr()
+    assert main(["notify", "--once"]) == 0
+    err = capsys.readouterr().err
+    assert "following events" in err and f"{log_end}/{log_end}" in err
+    assert Notifier(services.ledger, services.engine).position() == log_end

@@ -78,10 +78,15 @@ def test_users_create_makes_the_default_database_whatever_the_directory(
     assert listed.stdout.splitlines()[1].split() == ["admin", "staff", "yes", "-"]
 
 
+# A Ctrl-C reaches the command even when this suite was started with SIGINT ignored (a
+# background job of a script): a process that starts so keeps ignoring it, as it should.
+INTERRUPTIBLE = ["env", "--default-signal=INT"]
+
+
 def test_ctrl_c_ends_with_one_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     assert run("users", "create", "admin", env={"LEDGER_DATABASE_URL": url}).returncode == 0
-    proc = subprocess.Popen([SCRIPT, "project", "--database-url", url], text=True,
+    proc = subprocess.Popen([*INTERRUPTIBLE, SCRIPT, "project", "--database-url", url], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(2.0)  # imported and polling
     proc.send_signal(signal.SIGINT)
@@ -95,7 +100,7 @@ def test_ctrl_c_while_the_commands_load_ends_with_one_line(tmp_path: Path) -> No
     one later does (it showed a traceback and died of the signal)."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     assert run("users", "create", "admin", env={"LEDGER_DATABASE_URL": url}).returncode == 0
-    proc = subprocess.Popen([SCRIPT, "project", "--database-url", url], text=True,
+    proc = subprocess.Popen([*INTERRUPTIBLE, SCRIPT, "project", "--database-url", url], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not importing_sqlalchemy(proc.pid):

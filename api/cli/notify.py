@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from api.cli.base import cli, database_option, ledger_services, refuse_stale
+from api.cli.base import (
+    cli,
+    database_option,
+    events_in_log,
+    ledger_services,
+    progress_bar,
+    refuse_stale,
+)
 
 
 @cli.command()
@@ -16,8 +23,14 @@ from api.cli.base import cli, database_option, ledger_services, refuse_stale
 def notify(database_url: str, once: bool, interval: float) -> int:
     """Record notifications from the event log and deliver webhooks, until stopped."""
     from api.server import notifier
+    from notifications.notifier import Notifier
 
     with ledger_services(database_url) as services:
         refuse_stale(services)
+        if once:  # after an import, the whole log: a bar, as `project --once` shows
+            follower = Notifier(services.ledger, services.engine)
+            with progress_bar("following events", events_in_log(services)
+                              - follower.position()) as report:
+                follower.catch_up(report)
         notifier.run(services, interval, once, notifier.stop_on_signals())
     return 0
