@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _organisation_credit_ids(services: Any) -> list[Any]:
-    from api.cli import customer_credit_ids
+    from api.cli.periods import customer_credit_ids
 
     return customer_credit_ids(services)
 

@@ -93,9 +93,7 @@ class Notifier:
     def position(self) -> int:
         """How far into the log the notifier has followed."""
         with self.engine.connect() as conn:
-            found = conn.execute(select(tracking.c.position)
-                                 .where(tracking.c.name == NOTIFIER_POSITION)).scalar()
-        return int(found or 0)
+            return int(conn.execute(READ_POSITION).scalar() or 0)
 
     def check_reminders(self) -> int:
         """Record the expiry reminders due today (UTC); returns how many were new."""
@@ -184,21 +182,23 @@ class CreditStates:
 CREATED = (CustomerCredit.Created, ProjectCredit.Created)
 CONCERNED = (CustomerCredit.Event, ProjectCredit.Event, *derive.CALENDAR)
 CHUNK = 500  # ids per IN list: a batch's notifications, well under any limit on parameters
-MOVE_POSITION = (update(tracking).where(tracking.c.name == NOTIFIER_POSITION)
-                 .values(position=bindparam("position")))
+MINE = tracking.c.name == NOTIFIER_POSITION
+READ_POSITION = select(tracking.c.position).where(MINE)
+LOCK_POSITION = (update(tracking).where(MINE).values(position=tracking.c.position)
+                 .returning(tracking.c.position))
+MOVE_POSITION = update(tracking).where(MINE).values(position=bindparam("position"))
 KNOWN_IDS = select(notifications.c.id).where(
     notifications.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def lock_position(conn: Connection) -> int:
-    """Write first, then read: the row lock (PostgreSQL) or write lock (SQLite)."""
-    locked = conn.execute(update(tracking).where(tracking.c.name == NOTIFIER_POSITION)
-                          .values(position=tracking.c.position))
-    if locked.rowcount == 0:
+    """Write to read, as the projector does: the row lock (PostgreSQL) or write lock
+    (SQLite), and the position, in one statement."""
+    locked = conn.execute(LOCK_POSITION).scalar()
+    if locked is None:
         conn.execute(insert(tracking), dict(name=NOTIFIER_POSITION, position=0))
-    found = conn.execute(select(tracking.c.position)
-                         .where(tracking.c.name == NOTIFIER_POSITION))
-    return int(found.scalar_one())
+        return 0
+    return int(locked)
 
 
 def record_all(conn: Connection, caused: list[tuple[Notice, datetime]]) -> int:

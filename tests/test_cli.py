@@ -91,7 +91,7 @@ def test_users_list_rotate_and_deactivate(directory: Directory,
 def test_every_command_and_option_has_help() -> None:
     import click
 
-    from api.cli import cli
+    from api.cli.commands import cli
 
     def walk(command: click.Command, path: str) -> list[str]:
         missing = [] if command.help else [path]

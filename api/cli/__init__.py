@@ -49,12 +49,3 @@ def _run(argv: Sequence[str] | None) -> int:
         click.ClickException(f"{error.strerror or error}: {error.filename or ''}").show()
         return 1
     return int(result or 0)
-
-
-def __getattr__(name: str) -> Any:
-    """`cli` and `customer_credit_ids` load the commands on first use (see `main`)."""
-    if name in ("cli", "customer_credit_ids"):
-        from api.cli import commands
-
-        return getattr(commands, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
