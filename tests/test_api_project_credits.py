@@ -240,7 +240,7 @@ def test_filtered_pages_sort_like_unfiltered_ones(directory: Directory, services
         assert found.status_code == 200, found.text
         return [row["project_name"] for row in found.json]
 
-    with capture_statements(services.engine, statements):
+    with capture_statements(services.reads, statements):
         for order in ("end_date", "-end_date", "-value", "project_name"):
             assert names(o=order, customer_slug="org") == names(o=order), order
         second = names(o="-end_date", customer_slug="org", page_size="1", page="2")
@@ -428,7 +428,7 @@ def test_a_callers_roles_come_with_the_user_in_one_statement(
     statements: list[str] = []
     for name in ("owner", "member", "stranger"):
         directory.customer("moves the log")  # so the caller is not cached
-        with capture_statements(services.engine, statements):
+        with capture_statements(services.reads, statements):
             page = directory.client.simulate_get("/api/project-credits/",
                                                  headers=world[name])
         assert page.status_code == 200, page.text

@@ -11,7 +11,7 @@ import getpass
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -49,15 +49,15 @@ class Services:
     projector: Projector
     url: str
     today: Callable[[], date] = field(default=today_utc)
+    # For requests that only read: on PostgreSQL a pool in autocommit, without BEGIN and
+    # ROLLBACK round trips (each statement sees committed read models, as Django's
+    # autocommit); on SQLite the engine itself.
+    read_engine: InitVar[Engine | None] = None
     reads: Engine = field(init=False)
     events_check: CheckAfterLoss = field(init=False)
 
-    def __post_init__(self) -> None:
-        """`reads` is for requests that only read: on PostgreSQL without BEGIN/ROLLBACK
-        round trips (each statement sees committed read models, as Django's autocommit)."""
-        self.reads = self.engine
-        if self.engine.dialect.name == "postgresql":
-            self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+    def __post_init__(self, read_engine: Engine | None) -> None:
+        self.reads = read_engine or self.engine
         self.events_check = CheckAfterLoss()
         if (pool := self._events_pool()) is not None:
             pool._check = self.events_check  # psycopg_pool's check, called on checkout
@@ -65,6 +65,8 @@ class Services:
     def close(self) -> None:
         self.ledger.close()
         self.engine.dispose()
+        if self.reads is not self.engine:
+            self.reads.dispose()
 
     def answers(self) -> bool:
         """Whether the database answers a fresh connection now. On PostgreSQL not a pooled
@@ -196,7 +198,10 @@ def build_services(url: str | None = None, create_tables: bool = False,
         schema_version.initialise(ddl)
         idempotency.metadata.create_all(ddl)
         notification_tables.metadata.create_all(ddl)
-    return Services(ledger=ledger, engine=engine, projector=projector, url=url, today=today)
+    reads = (make_engine(database.sqlalchemy_url, database.schema, autocommit=True)
+             if engine.dialect.name == "postgresql" else None)
+    return Services(ledger=ledger, engine=engine, projector=projector, url=url, today=today,
+                    read_engine=reads)
 
 
 def create_tables(url: str | None = None) -> None:
