@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from gunicorn.config import KNOWN_SETTINGS
-
 from api.server import gunicorn_conf
-from api.server.server import LedgerServer
+from api.server.server import SETTINGS, LedgerServer
 from api.server.worker import QuietAccessLogger
 
 
 def test_serve_applies_every_setting_of_the_gunicorn_config() -> None:
-    defined = {s.name for s in KNOWN_SETTINGS} & vars(gunicorn_conf).keys()
     cfg = LedgerServer({}).cfg
-    assert {"logger_class", "worker_class", "threads", "logconfig_dict"} <= defined
-    for name in defined:
+    assert {"logger_class", "worker_class", "threads", "logconfig_dict"} <= set(SETTINGS)
+    for name in SETTINGS:
         setting = cfg.settings[name]
         assert setting.value == setting.validator(getattr(gunicorn_conf, name)), name
 
