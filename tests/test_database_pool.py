@@ -85,3 +85,23 @@ def test_reads_keep_autocommit_connections_without_switching_them(
         ids = [conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar()
                for _ in range(2)]
     assert ids[0] == ids[1]
+
+
+def test_a_lost_connection_replaces_both_read_model_pools(services: Services) -> None:
+    """A restart or a kill takes every connection, but SQLAlchemy invalidates only the
+    pool whose connection failed: after `drop_dead_connections` neither pool may hand out
+    a connection that was killed (a retried request met one and answered 503)."""
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connections to lose")
+    for engine in (services.engine, services.reads):
+        with engine.connect() as conn:  # pooled, and checked in just now: not pinged
+            conn.exec_driver_sql("SELECT 1")
+    url = services.engine.url.set(drivername="postgresql", query={})
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                      "datname = current_database() AND pid <> pg_backend_pid() AND "
+                      "backend_type = 'client backend'")
+    services.drop_dead_connections()
+    for engine in (services.engine, services.reads):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1

@@ -64,9 +64,7 @@ class Services:
 
     def close(self) -> None:
         self.ledger.close()
-        self.engine.dispose()
-        if self.reads is not self.engine:
-            self.reads.dispose()
+        self._replace_read_model_pools()
 
     def answers(self) -> bool:
         """Whether the database answers a fresh connection now. On PostgreSQL not a pooled
@@ -92,8 +90,18 @@ class Services:
     def drop_dead_connections(self) -> None:
         """After a lost connection: for a few seconds the event store's pool tests each
         connection it hands out and replaces dead ones (testing them all at once held
-        them from other threads); the engine's pool was invalidated by SQLAlchemy."""
+        them from other threads). SQLAlchemy invalidated only the read-model pool whose
+        connection failed; the other lost its connections too (a restart or a kill takes
+        them all), so both are replaced."""
         self.events_check.lost()
+        self._replace_read_model_pools()
+
+    def _replace_read_model_pools(self) -> None:
+        """Close the idle connections of both read-model pools and start each afresh;
+        connections in use are closed when they come back."""
+        self.engine.dispose()
+        if self.reads is not self.engine:
+            self.reads.dispose()
 
     def _events_pool(self) -> Any:
         return getattr(getattr(self.ledger.recorder, "datastore", None), "pool", None)
