@@ -68,6 +68,7 @@ LEDGER_RULES = (
     "Duplicate id in this request.",
     "Reduction would exceed the withdrawable balance.",
     "Adjustment would make the credit value negative.",
+    "is not closed.",  # a journal or statement through a month still open
 )
 
 
