@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -117,6 +117,18 @@ class Directory:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Token {token}"}
+
+
+def messages(body: Any) -> Iterator[str]:
+    """Every message of a DRF-shaped error body (a list, or lists under field names)."""
+    if isinstance(body, str):
+        yield body
+    elif isinstance(body, dict):
+        for value in body.values():
+            yield from messages(value)
+    elif isinstance(body, list):
+        for value in body:
+            yield from messages(value)
 
 
 def read_model_rows(engine: Any) -> dict[str, list[tuple[Any, ...]]]:

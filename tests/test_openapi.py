@@ -43,7 +43,7 @@ from api.resources import project_credits
 from api.server.wiring import build_services
 from tests.conftest import BACKENDS
 from tests.live import Live, backend_url, live_server
-from tests.support import Clock, Directory
+from tests.support import Clock, Directory, messages
 
 MAX_EXAMPLES = int(os.environ.get("LEDGER_TEST_SCHEMATHESIS_EXAMPLES", "8"))
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -70,17 +70,6 @@ LEDGER_RULES = (
     "Adjustment would make the credit value negative.",
     "is not closed.",  # a journal or statement through a month still open
 )
-
-
-def messages(body: Any) -> Iterator[str]:
-    if isinstance(body, str):
-        yield body
-    elif isinstance(body, dict):
-        for value in body.values():
-            yield from messages(value)
-    elif isinstance(body, list):
-        for value in body:
-            yield from messages(value)
 
 
 def refused_by_ledger_rules_only(response: Any) -> bool:

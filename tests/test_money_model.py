@@ -1,0 +1,448 @@
+"""Money invariants under any sequence of operations: a model-based (stateful) test.
+
+Hypothesis drives the real HTTP API (Falcon's TestClient, on SQLite and PostgreSQL, the
+clock travelling with time-machine) through random sequences of what integrators and
+finance do: post, re-post, conflict, reverse, earmark, top up and reduce, adjust the
+withdrawable part, clear and apply compensations, let time pass and close months. A
+small model keeps only what the caller knows: which items are live, and each credit's
+value before draws. After every step the service's own figures must agree with it and
+with each other; at the end a replay of the log must equal the live read models.
+
+What the model does not predict it reads back and checks against the rest: which credit
+an item drew from (from the item), and what settlement moved (a project credit may carry
+a minimal consumption, charged as a floor when its month closes and given back when the
+month re-opens) from the months' reconciliation reports.
+
+    LEDGER_TEST_MONEY_EXAMPLES=200 pytest tests/test_money_model.py   # hunt harder
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import falcon.testing
+import psycopg
+import pytest
+import time_machine
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from api.app import create_app
+from api.server.wiring import build_services
+from ledger.periods import Period
+from projections.verify import verify
+from tests.conftest import BACKENDS
+from tests.support import Clock, Directory, messages, noon, read_model_rows
+
+EXAMPLES = int(os.environ.get("LEDGER_TEST_MONEY_EXAMPLES", "12"))
+STEPS = int(os.environ.get("LEDGER_TEST_MONEY_STEPS", "30"))
+START = date(2026, 9, 10)
+LAST_DAY = date(2027, 3, 20)
+AMOUNTS = [Decimal(text) for text in ("0", "0.01", "1", "7.5", "25", "60", "130")]
+VALUES = [Decimal(text) for text in ("0", "10", "40", "75", "150", "400")]
+ZERO = Decimal(0)
+# Refusals a request may meet for the state it finds (the model does not predict them);
+# anything else, or any other status, fails the test.
+STATE_RULES = (
+    "The sum of project credits cannot exceed the credit for organization.",
+    "Reduction would exceed the withdrawable balance.",
+    "Adjustment would make the credit value negative.",
+    "Credit value cannot be negative.",
+    "Expected consumption must be smaller than the credit.",
+)
+SETTLEMENT = ("floor_draws", "expired", "reversed")  # reconciliation columns a close moves
+
+
+@dataclass
+class Item:
+    id: str
+    project: int
+    amount: Decimal
+    period: str
+    answer: dict[str, Any]  # the first post's figures for it
+    live: bool = True
+
+
+class MoneyModel(RuleBasedStateMachine):
+    """Two organisations with an organisation credit each and three projects."""
+
+    new_url: Callable[[], tuple[str, Callable[[], None]]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url, self.drop = self.new_url()
+        self.traveller = time_machine.travel(noon(START), tick=True)
+        coordinates = self.traveller.start()
+        self.clock = Clock(START, travel=lambda day: coordinates.move_to(noon(day)))
+        self.services = build_services(self.url, create_tables=True, today=self.clock)
+        self.client = falcon.testing.TestClient(create_app(self.services))
+        directory = Directory(self.services, self.client)
+        self.staff = directory.staff
+        self.orgs = [directory.customer(f"Org {n}") for n in range(2)]
+        self.projects = [directory.project(self.orgs[n], f"P{index}")
+                         for index, n in enumerate((0, 0, 1))]
+        self.org_credits = [directory.customer_credit(org, value)
+                            for org, value in zip(self.orgs, ("100", "50"), strict=True)]
+        # each credit's value as if no item had drawn from it (the model's only money)
+        self.org_base = [Decimal("100"), Decimal("50")]
+        # project 0 starts with an earmark that pays a floor of 6 for every month closed
+        self.project_credits = {0: directory.project_credit(self.projects[0], "40",
+                                                            expected_consumption="6")}
+        self.project_base = {0: Decimal("40")}
+        self.items: list[Item] = []
+        self.closed: list[str] = []
+        self.counter = 0
+
+    def teardown(self) -> None:
+        try:
+            self._replay_equals_live()
+        finally:
+            self.services.close()
+            self.traveller.stop()
+            self.drop()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _org_of(self, project: int) -> int:
+        return 0 if project < 2 else 1
+
+    def _get(self, path: str, **params: Any) -> Any:
+        result = self.client.simulate_get(path, params=params or None, headers=self.staff)
+        assert result.status_code == 200, (path, result.status_code, result.text)
+        return result.json
+
+    def _send(self, method: str, path: str, body: Any = None) -> Any:
+        return self.client.simulate_request(method, path, json=body, headers=self.staff)
+
+    def _values(self) -> list[str]:
+        """Every credit's value, to show that a refused or repeated request moved nothing."""
+        found = [credit["value"] for credit in self._get("/api/customer-credits/")]
+        return sorted(found) + sorted(c["value"] for c in self._get("/api/project-credits/"))
+
+    def _accepted_or_state_refusal(self, result: Any, ok: tuple[int, ...] = (200, 201)) -> bool:
+        if result.status_code in ok:
+            return True
+        assert result.status_code == 400, result.text
+        found = list(messages(result.json))
+        assert found and all(message in STATE_RULES for message in found), result.json
+        return False
+
+    def _month(self) -> Period:
+        return Period.of(self.clock.today)
+
+    def _first_month(self) -> Period:
+        periods = [Period.parse(item.period) for item in self.items] + [Period(2026, 9)]
+        return min(periods)
+
+    def _open_periods(self) -> list[str]:
+        """Months posting accepts: after the latest closed one, up to this one."""
+        first = (Period.parse(self.closed[-1]).next() if self.closed
+                 else Period(START.year, START.month).previous())
+        found, month = [], first
+        while month <= self._month():
+            found.append(str(month))
+            month = month.next()
+        return found
+
+    def _next_to_close(self) -> Period:
+        return Period.parse(self.closed[-1]).next() if self.closed else self._first_month()
+
+    def _live_items(self) -> list[Item]:
+        return [item for item in self.items if item.live]
+
+    def _item_figures(self) -> dict[str, dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        page = 1
+        while True:
+            found = self._get("/api/consumptions/", page=page, page_size=100)
+            rows.update({row["id"]: row for row in found})
+            if len(found) < 100:
+                return rows
+            page += 1
+
+    # --- what callers do ---------------------------------------------------------------------
+
+    @rule(project=st.integers(0, 2), amount=st.sampled_from(AMOUNTS), data=st.data())
+    def post_an_item(self, project: int, amount: Decimal, data: st.DataObject) -> None:
+        period = data.draw(st.sampled_from(self._open_periods()))
+        self.counter += 1
+        item_id = f"item-{self.counter}"
+        body = [{"id": item_id, "project": self.projects[project]["url"],
+                 "amount": str(amount), "period": period}]
+        result = self._send("POST", "/api/consumptions/", body)
+        assert result.status_code == 201, result.text
+        answer = result.json[0]
+        assert answer["replayed"] is False
+        self.items.append(Item(item_id, project, amount, period, answer))
+
+    @precondition(lambda self: self._live_items())
+    @rule(data=st.data())
+    def repost_the_same_item(self, data: st.DataObject) -> None:
+        """A replay draws nothing more and repeats the first answer's figures."""
+        item = data.draw(st.sampled_from(self._live_items()))
+        before = self._values()
+        result = self._send("POST", "/api/consumptions/", [{
+            "id": item.id, "project": self.projects[item.project]["url"],
+            "amount": str(item.amount), "period": item.period}])
+        assert result.status_code in (200, 201), result.text
+        assert result.json[0] == {**item.answer, "replayed": True}
+        assert self._values() == before
+
+    @precondition(lambda self: self.items)
+    @rule(data=st.data(), extra=st.sampled_from([Decimal("0.01"), Decimal("5")]))
+    def repost_an_id_with_another_amount(self, data: st.DataObject, extra: Decimal) -> None:
+        """An id is one item: other content (or a reversed id) is refused and moves nothing."""
+        item = data.draw(st.sampled_from(self.items))
+        before = self._values()
+        result = self._send("POST", "/api/consumptions/", [{
+            "id": item.id, "project": self.projects[item.project]["url"],
+            "amount": str(item.amount + extra), "period": item.period}])
+        assert result.status_code == 409, result.text
+        assert self._values() == before
+
+    @precondition(lambda self: self._live_items())
+    @rule(data=st.data())
+    def reverse_an_item(self, data: st.DataObject) -> None:
+        item = data.draw(st.sampled_from(self._live_items()))
+        before = self._values()
+        result = self._send("DELETE", f"/api/consumptions/{item.id}/")
+        if item.period in self.closed:
+            assert result.status_code == 409, result.text
+            assert self._values() == before
+            return
+        assert result.status_code == 204, result.text
+        item.live = False
+
+    @rule(org=st.integers(0, 1), value=st.sampled_from(VALUES))
+    def set_an_organisation_credit(self, org: int, value: Decimal) -> None:
+        credit = self.org_credits[org]
+        current = Decimal(self._get(f"/api/customer-credits/{credit['uuid']}/")["value"])
+        result = self._send("PATCH", f"/api/customer-credits/{credit['uuid']}/",
+                            {"value": str(value)})
+        if self._accepted_or_state_refusal(result):
+            assert Decimal(result.json["value"]) == value
+            self.org_base[org] += value - current
+
+    @rule(project=st.integers(0, 2), value=st.sampled_from(VALUES),
+          floor=st.sampled_from(["0", "6"]))
+    def earmark_for_a_project(self, project: int, value: Decimal, floor: str) -> None:
+        """Create the project's credit (with a monthly floor or none), or set its value;
+        drawn items stay drawn."""
+        existing = self.project_credits.get(project)
+        if existing is None:
+            result = self._send("POST", "/api/project-credits/", {
+                "project": self.projects[project]["url"], "value": str(value),
+                "expected_consumption": floor})
+        else:
+            result = self._send("PATCH", f"/api/project-credits/{existing['uuid']}/",
+                                {"value": str(value)})
+        if self._accepted_or_state_refusal(result):
+            assert Decimal(result.json["value"]) == value
+            self.project_credits[project] = result.json
+            drawn = sum((Decimal(row["drawn_from_project_credit"])
+                         for item_id, row in self._item_figures().items()
+                         if self._item(item_id).live and self._item(item_id).project == project),
+                        ZERO)
+            settled = self._settled().get(result.json["uuid"], ZERO)
+            self.project_base[project] = value + drawn - settled
+
+    @rule(org=st.integers(0, 1), amount=st.sampled_from(
+        [Decimal(text) for text in ("-30", "-0.01", "0.01", "12.5")]))
+    def adjust_the_withdrawable_part(self, org: int, amount: Decimal) -> None:
+        credit = self.org_credits[org]
+        result = self._send("POST", f"/api/customer-credits/{credit['uuid']}/adjust_withdrawable/",
+                            {"amount": str(amount), "comment": "model"})
+        if self._accepted_or_state_refusal(result):
+            self.org_base[org] += amount
+
+    @rule(org=st.integers(0, 1), action=st.sampled_from(["clear", "apply"]))
+    def compensations(self, org: int, action: str) -> None:
+        """Coverage moves between items and credits; the invariants follow the items."""
+        credit = self.org_credits[org]
+        result = self._send("POST",
+                            f"/api/customer-credits/{credit['uuid']}/{action}_compensations/")
+        assert result.status_code in (200, 409), result.text
+
+    @precondition(lambda self: self.clock.today < LAST_DAY)
+    @rule(days=st.integers(1, 45))
+    def time_passes(self, days: int) -> None:
+        self.clock.today = min(self.clock.today + timedelta(days=days), LAST_DAY)
+
+    @precondition(lambda self: self._next_to_close().next().first_day <= self.clock.today)
+    @rule()
+    def close_the_next_month(self) -> None:
+        """Floors move money; the invariants find it in the month's report."""
+        period = str(self._next_to_close())
+        result = self._send("POST", f"/api/billing-periods/{period}/close/")
+        assert result.status_code == 200, result.text
+        assert result.json["already_closed"] is False
+        self.closed.append(period)
+        again = self._send("POST", f"/api/billing-periods/{period}/close/")
+        assert (again.status_code, again.json["already_closed"]) == (200, True)
+
+    @precondition(lambda self: self.closed)
+    @rule()
+    def reopen_the_latest_month(self) -> None:
+        """Re-opening reverses the month's settlement with new events."""
+        period = self.closed[-1]
+        result = self._send("POST", f"/api/billing-periods/{period}/reopen/")
+        assert result.status_code == 200, result.text
+        self.closed.pop()
+
+    @rule(project=st.integers(0, 2), amount=st.sampled_from(AMOUNTS[1:]))
+    def post_with_a_key_and_retry(self, project: int, amount: Decimal) -> None:
+        """A keyed request runs once: its retry gets the first answer, another body 422."""
+        self.counter += 1
+        item_id, key = f"keyed-{self.counter}", f"key-{self.counter}"
+        body = [{"id": item_id, "project": self.projects[project]["url"],
+                 "amount": str(amount), "period": self._open_periods()[-1]}]
+        headers = {**self.staff, "Idempotency-Key": key}
+        first = self.client.simulate_post("/api/consumptions/", json=body, headers=headers)
+        assert first.status_code == 201, first.text
+        self.items.append(Item(item_id, project, amount, body[0]["period"], first.json[0]))
+        before = self._values()
+        again = self.client.simulate_post("/api/consumptions/", json=body, headers=headers)
+        assert (again.status_code, again.json) == (201, first.json)
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        other = [{**body[0], "amount": str(amount + 1)}]
+        refused = self.client.simulate_post("/api/consumptions/", json=other, headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert self._values() == before
+
+    def _settled(self) -> dict[str, Decimal]:
+        """What settlement moved on each credit so far (uuid: signed sum), from the report
+        of every month anything was recorded in."""
+        moved: dict[str, Decimal] = {}
+        month = Period.of(START)
+        while month <= self._month():
+            for row in self._get("/api/reconciliation/", period=str(month))["rows"]:
+                moved[row["uuid"]] = moved.get(row["uuid"], ZERO) + sum(
+                    (Decimal(row[column]) for column in SETTLEMENT), ZERO)
+            month = month.next()
+        return moved
+
+    def _item(self, item_id: str) -> Item:
+        return next(item for item in self.items if item.id == item_id)
+
+    # --- what must hold after every step -----------------------------------------------------
+
+    @invariant()
+    def balances_are_what_was_given_less_what_live_items_drew(self) -> None:
+        figures = self._item_figures()
+        assert set(figures) == {item.id for item in self.items}
+        drawn_from_org = [ZERO, ZERO]
+        drawn_from_project: dict[int, Decimal] = {}
+        for item in self.items:
+            row = figures[item.id]
+            assert row["reversed"] is (not item.live)
+            if not item.live:
+                continue
+            from_project = Decimal(row["drawn_from_project_credit"])
+            from_org = Decimal(row["drawn_from_customer_credit"])
+            uncovered = Decimal(row["uncovered"])
+            assert min(from_project, from_org, uncovered) >= 0, row
+            assert from_project + from_org + uncovered == item.amount, row
+            # a project credit's draw moves the organisation balance by the same amount
+            drawn_from_org[self._org_of(item.project)] += from_project + from_org
+            drawn_from_project[item.project] = (drawn_from_project.get(item.project, ZERO)
+                                                + from_project)
+        organisations = {row["uuid"]: row for row in self._get("/api/customer-credits/")}
+        earmarks = {row["uuid"]: row for row in self._get("/api/project-credits/")}
+        settled = self._settled()
+        for org, credit in enumerate(self.org_credits):
+            row = organisations[credit["uuid"]]
+            value, withdrawable = Decimal(row["value"]), Decimal(row["withdrawable_balance"])
+            assert value == (self.org_base[org] - drawn_from_org[org]
+                             + settled.get(credit["uuid"], ZERO)), (org, row)
+            assert ZERO <= withdrawable <= value, row
+            assert Decimal(row["allocated_to_projects"]) == sum(
+                (Decimal(earmarks[pc["uuid"]]["value"])
+                 for project, pc in self.project_credits.items()
+                 if self._org_of(project) == org), ZERO), row
+        for project, credit in self.project_credits.items():
+            value = Decimal(earmarks[credit["uuid"]]["value"])
+            assert value >= 0
+            assert value == (self.project_base[project] - drawn_from_project.get(project, ZERO)
+                             + settled.get(credit["uuid"], ZERO)), (project, credit)
+
+    @invariant()
+    def usage_shows_every_live_item_posted_drawn_or_uncovered(self) -> None:
+        for period in sorted({item.period for item in self.items}):
+            usage = self._get("/api/reconciliation/usage/", period=period)
+            assert usage["closed"] is (period in self.closed)
+            posted: dict[str, Decimal] = {}
+            for item in self._live_items():
+                if item.period == period:
+                    uuid = self.projects[item.project]["uuid"]
+                    posted[uuid] = posted.get(uuid, ZERO) + item.amount
+            shown = {row["project_uuid"]: row for row in usage["projects"]}
+            assert {uuid: Decimal(row["posted"]) for uuid, row in shown.items()
+                    if Decimal(row["posted"])} == {uuid: amount for uuid, amount in
+                                                   posted.items() if amount}
+            for row in shown.values():
+                assert Decimal(row["posted"]) == Decimal(row["drawn"]) + Decimal(
+                    row["uncovered"]), row
+
+    @invariant()
+    def this_months_reconciliation_ties_out(self) -> None:
+        report = self._get("/api/reconciliation/", period=str(self._month()))
+        assert report["summary"]["all_rows_tie_out"] is True, report["summary"]
+        assert report["summary"]["totals_tie_out"] is True, report["summary"]
+        assert report["summary"]["closing_matches"] is True, report["summary"]
+
+    # --- at the end ----------------------------------------------------------------------------
+
+    def _replay_equals_live(self) -> None:
+        checked = verify(self.services.ledger, self.services.engine)
+        assert checked.differences == [], [str(found) for found in checked.differences[:5]]
+        live = read_model_rows(self.services.engine)
+        self.services.projector.rebuild()
+        assert read_model_rows(self.services.engine) == live
+
+
+def sqlite_urls(folder: Path) -> Callable[[], tuple[str, Callable[[], None]]]:
+    def new_url() -> tuple[str, Callable[[], None]]:
+        path = Path(tempfile.mkdtemp(dir=folder)) / "ledger.db"
+        return f"sqlite:///{path}", lambda: None
+    return new_url
+
+
+def postgres_urls(database: str) -> Callable[[], tuple[str, Callable[[], None]]]:
+    """A fresh schema per example, dropped after it."""
+    def new_url() -> tuple[str, Callable[[], None]]:
+        schema = f"m_{secrets.token_hex(6)}"
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+
+        def drop() -> None:
+            with psycopg.connect(database, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        return f"{database}?schema={schema}", drop
+    return new_url
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_money_invariants_hold_under_any_sequence_of_operations(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    class Machine(MoneyModel):
+        new_url = staticmethod(postgres_urls(request.getfixturevalue("postgres_database"))
+                               if backend == "postgresql" else sqlite_urls(tmp_path))
+
+    run_state_machine_as_test(Machine, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
+        derandomize=True, suppress_health_check=list(HealthCheck)))
