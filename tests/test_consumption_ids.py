@@ -47,6 +47,24 @@ def test_reposting_an_id_with_other_content_is_refused(
                                          headers=directory.staff).status_code == 404
 
 
+def test_reposting_an_item_after_its_project_ended_replays_it(
+        directory: Directory, org: dict[str, Any]) -> None:
+    """A retry whose first answer was lost still gets that answer once the project has been
+    terminated: the id is known, so it is a replay (or, with other content, 409), not a
+    400 about the project. Only new usage for the ended project is refused."""
+    first = post_items(directory, item("before", org["p"], "30"))
+    assert directory.client.simulate_delete(f"/api/projects/{org['p']['uuid']}/",
+                                            headers=directory.staff).status_code == 204
+    again = post(directory, item("before", org["p"], "30"))
+    assert (again.status_code, again.json) == (200, [{**first[0], "replayed": True}])
+    other = post(directory, item("before", org["p"], "31"))
+    assert (other.status_code, other.json["recorded"]["amount"]) == (409, "30.00000")
+    new = post(directory, item("before", org["p"], "30"), item("after", org["p"], "1"))
+    assert (new.status_code, new.json) == (400, [
+        {}, {"project": ["The project is terminated."]}])
+    assert get(directory, org["cc"])["value"] == "70.00000"
+
+
 def test_reposting_a_reversed_id_is_refused(directory: Directory,
                                             org: dict[str, Any]) -> None:
     post_items(directory, item("gone", org["p"], "30"))

@@ -64,8 +64,11 @@ STATE_RULES = (
     "Adjustment would make the credit value negative.",
     "Credit value cannot be negative.",
     "Expected consumption must be smaller than the credit.",
+    "The project is terminated.",
 )
-SETTLEMENT = ("floor_draws", "expired", "reversed")  # reconciliation columns a close moves
+# reconciliation columns the ledger moves by its own rules: a close (floors, expiry), its
+# roll-back when a month re-opens, and what a terminated project's credit releases
+SETTLED = ("floor_draws", "expired", "reversed", "written_off")
 
 
 @dataclass
@@ -96,8 +99,8 @@ class MoneyModel(RuleBasedStateMachine):
         self.orgs = [directory.customer(f"Org {n}") for n in range(2)]
         self.projects = [directory.project(self.orgs[n], f"P{index}")
                          for index, n in enumerate((0, 0, 1))]
-        self.org_credits = [directory.customer_credit(org, value)
-                            for org, value in zip(self.orgs, ("100", "50"), strict=True)]
+        self.org_credits = [directory.customer_credit(self.orgs[0], "100"),
+                            directory.customer_credit(self.orgs[1], "50", end_date="2027-01-01")]
         # each credit's value as if no item had drawn from it (the model's only money)
         self.org_base = [Decimal("100"), Decimal("50")]
         # project 0 starts with an earmark that pays a floor of 6 for every month closed
@@ -106,6 +109,7 @@ class MoneyModel(RuleBasedStateMachine):
         self.project_base = {0: Decimal("40")}
         self.items: list[Item] = []
         self.closed: list[str] = []
+        self.terminated: set[int] = set()
         self.counter = 0
 
     def teardown(self) -> None:
@@ -177,18 +181,26 @@ class MoneyModel(RuleBasedStateMachine):
 
     # --- what callers do ---------------------------------------------------------------------
 
-    @rule(project=st.integers(0, 2), amount=st.sampled_from(AMOUNTS), data=st.data())
-    def post_an_item(self, project: int, amount: Decimal, data: st.DataObject) -> None:
+    @rule(lines=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(AMOUNTS)),
+                         min_size=1, max_size=4), data=st.data())
+    def post_items(self, lines: list[tuple[int, Decimal]], data: st.DataObject) -> None:
+        """One request of one to four items, drawn cheapest first, all or nothing."""
         period = data.draw(st.sampled_from(self._open_periods()))
-        self.counter += 1
-        item_id = f"item-{self.counter}"
+        ids = [f"item-{self.counter + n + 1}" for n in range(len(lines))]
         body = [{"id": item_id, "project": self.projects[project]["url"],
-                 "amount": str(amount), "period": period}]
+                 "amount": str(amount), "period": period}
+                for item_id, (project, amount) in zip(ids, lines, strict=True)]
+        before = self._values()
         result = self._send("POST", "/api/consumptions/", body)
+        if any(project in self.terminated for project, _ in lines):
+            assert result.status_code == 400, result.text
+            assert self._values() == before
+            return
         assert result.status_code == 201, result.text
-        answer = result.json[0]
-        assert answer["replayed"] is False
-        self.items.append(Item(item_id, project, amount, period, answer))
+        self.counter += len(lines)
+        for item_id, (project, amount), answer in zip(ids, lines, result.json, strict=True):
+            assert (answer["id"], answer["replayed"]) == (item_id, False)
+            self.items.append(Item(item_id, project, amount, period, answer))
 
     @precondition(lambda self: self._live_items())
     @rule(data=st.data())
@@ -295,6 +307,18 @@ class MoneyModel(RuleBasedStateMachine):
         again = self._send("POST", f"/api/billing-periods/{period}/close/")
         assert (again.status_code, again.json["already_closed"]) == (200, True)
 
+    @rule(project=st.integers(0, 2))
+    def terminate_a_project(self, project: int) -> None:
+        """Its credit's unused value goes back to the organisation's pool (written off)."""
+        before = self._values()
+        result = self._send("DELETE", f"/api/projects/{self.projects[project]['uuid']}/")
+        if project in self.terminated:
+            assert not self._accepted_or_state_refusal(result, ok=(204,))
+            assert self._values() == before
+            return
+        assert result.status_code == 204, result.text
+        self.terminated.add(project)
+
     @precondition(lambda self: self.closed)
     @rule()
     def reopen_the_latest_month(self) -> None:
@@ -307,6 +331,8 @@ class MoneyModel(RuleBasedStateMachine):
     @rule(project=st.integers(0, 2), amount=st.sampled_from(AMOUNTS[1:]))
     def post_with_a_key_and_retry(self, project: int, amount: Decimal) -> None:
         """A keyed request runs once: its retry gets the first answer, another body 422."""
+        if project in self.terminated:
+            return
         self.counter += 1
         item_id, key = f"keyed-{self.counter}", f"key-{self.counter}"
         body = [{"id": item_id, "project": self.projects[project]["url"],
@@ -332,7 +358,7 @@ class MoneyModel(RuleBasedStateMachine):
         while month <= self._month():
             for row in self._get("/api/reconciliation/", period=str(month))["rows"]:
                 moved[row["uuid"]] = moved.get(row["uuid"], ZERO) + sum(
-                    (Decimal(row[column]) for column in SETTLEMENT), ZERO)
+                    (Decimal(row[column]) for column in SETTLED), ZERO)
             month = month.next()
         return moved
 

@@ -184,12 +184,15 @@ class Consumptions(Resource):
                 {"non_field_errors": [f"Ensure this list has at most {MAX_ITEMS} items."]})
         named = _named_projects(conn, body)
         item_fields = self._fields(conn, named)
+        replay_fields = self._fields(conn, named, terminated_ok=True)
+        replays = self._recorded_on_terminated_projects(body, named)
         errors: list[dict[str, Any]] = []
         cleaned: list[dict[str, Any]] = []
         seen: set[str] = set()
         for raw in body:
             try:
-                values = validate(expect_object(raw), item_fields)
+                replayed = isinstance(raw, dict) and raw.get("id") in replays
+                values = validate(expect_object(raw), replay_fields if replayed else item_fields)
                 if values["id"] in seen:
                     raise validation_error({"id": ["Duplicate id in this request."]})
                 seen.add(values["id"])
@@ -202,7 +205,25 @@ class Consumptions(Resource):
         return [ConsumptionInput(v["id"], v["project"], v.get("offering"), v["amount"],
                                  v["period"]) for v in cleaned], named
 
-    def _fields(self, conn: Connection, named: dict[str, Any]) -> list[Field]:
+    def _recorded_on_terminated_projects(self, body: list[Any],
+                                         named: dict[str, Any]) -> set[str]:
+        """Ids of items naming a terminated project that are recorded already: an id means
+        one thing forever, so their re-post is the ledger's to answer (a replay of the
+        first answer, or 409), not a 400 about a project that ended since. The event
+        store is asked, and only when a terminated project is named."""
+        ids = []
+        for raw in body:
+            try:
+                project, item_id = PROJECT_LINK(raw["project"]), raw["id"]
+            except (TypeError, KeyError, fields.FieldError):
+                continue
+            row = named.get(project.hex)
+            if row is not None and row.terminated and isinstance(item_id, str):
+                ids.append(item_id)
+        return set(self.services.ledger.find_consumptions(ids)) if ids else set()
+
+    def _fields(self, conn: Connection, named: dict[str, Any],
+                terminated_ok: bool = False) -> list[Field]:
         """The projects the items name are looked up in one query, each offering once
         per request, however many items name it."""
         # Why at the edge: the ledger refuses these too (NotFound, rules in ledger/); the
@@ -210,7 +231,9 @@ class Consumptions(Resource):
         def project_problem(project_id: UUID) -> str | None:
             if project_id.hex not in named:
                 return "Invalid hyperlink - Object does not exist."
-            return "The project is terminated." if named[project_id.hex].terminated else None
+            if named[project_id.hex].terminated and not terminated_ok:
+                return "The project is terminated."
+            return None
 
         @cache
         def offering_exists(offering_id: UUID) -> bool:
