@@ -9,9 +9,10 @@ value before draws. After every step the service's own figures must agree with i
 with each other; at the end a replay of the log must equal the live read models.
 
 What the model does not predict it reads back and checks against the rest: which credit
-an item drew from (from the item), and what settlement moved (a project credit may carry
-a minimal consumption, charged as a floor when its month closes and given back when the
-month re-opens) from the months' reconciliation reports.
+an item drew from (from the item), and what the ledger's own rules moved (floors charged
+when a month closes and given back when it re-opens, expiry at an end date, what a
+terminated project's or a deleted earmark's credit released) from the months'
+reconciliation reports.
 
     LEDGER_TEST_MONEY_EXAMPLES=200 pytest tests/test_money_model.py   # hunt harder
 """
@@ -67,22 +68,34 @@ STATE_RULES = (
     "The project is terminated.",
 )
 # reconciliation columns the ledger moves by its own rules: a close (floors, expiry), its
-# roll-back when a month re-opens, and what a terminated project's credit releases
-SETTLED = ("floor_draws", "expired", "reversed", "written_off")
+# roll-back when a month re-opens, what a terminated project's credit releases, deletions
+SETTLED = ("floor_draws", "expired", "reversed", "written_off", "adjustments")
 
 
 @dataclass
 class Item:
-    id: str
     project: int
-    amount: Decimal
-    period: str
+    line: dict[str, Any]  # as posted
     answer: dict[str, Any]  # the first post's figures for it
     live: bool = True
 
+    @property
+    def id(self) -> str:
+        return str(self.line["id"])
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.line["amount"])
+
+    @property
+    def period(self) -> str:
+        return str(self.line["period"])
+
 
 class MoneyModel(RuleBasedStateMachine):
-    """Two organisations with an organisation credit each and three projects."""
+    """Two organisations with an organisation credit each and three projects: the first
+    organisation's credit pays a monthly floor, the second's ends on 2026-11-01 and covers
+    only one offering."""
 
     new_url: Callable[[], tuple[str, Callable[[], None]]]
 
@@ -99,8 +112,11 @@ class MoneyModel(RuleBasedStateMachine):
         self.orgs = [directory.customer(f"Org {n}") for n in range(2)]
         self.projects = [directory.project(self.orgs[n], f"P{index}")
                          for index, n in enumerate((0, 0, 1))]
-        self.org_credits = [directory.customer_credit(self.orgs[0], "100"),
-                            directory.customer_credit(self.orgs[1], "50", end_date="2027-01-01")]
+        self.offerings = [directory.offering("VM"), directory.offering("Storage")]
+        self.org_credits = [
+            directory.customer_credit(self.orgs[0], "100", expected_consumption="4"),
+            directory.customer_credit(self.orgs[1], "50", end_date="2026-11-01",
+                                      offerings=[self.offerings[0]["url"]])]
         # each credit's value as if no item had drawn from it (the model's only money)
         self.org_base = [Decimal("100"), Decimal("50")]
         # project 0 starts with an earmark that pays a floor of 6 for every month closed
@@ -181,26 +197,29 @@ class MoneyModel(RuleBasedStateMachine):
 
     # --- what callers do ---------------------------------------------------------------------
 
-    @rule(lines=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(AMOUNTS)),
-                         min_size=1, max_size=4), data=st.data())
-    def post_items(self, lines: list[tuple[int, Decimal]], data: st.DataObject) -> None:
+    @rule(lines=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(AMOUNTS),
+                                   st.sampled_from([None, 0, 1])), min_size=1, max_size=4),
+          data=st.data())
+    def post_items(self, lines: list[tuple[int, Decimal, int | None]],
+                   data: st.DataObject) -> None:
         """One request of one to four items, drawn cheapest first, all or nothing."""
         period = data.draw(st.sampled_from(self._open_periods()))
         ids = [f"item-{self.counter + n + 1}" for n in range(len(lines))]
         body = [{"id": item_id, "project": self.projects[project]["url"],
-                 "amount": str(amount), "period": period}
-                for item_id, (project, amount) in zip(ids, lines, strict=True)]
+                 "amount": str(amount), "period": period,
+                 "offering": None if offering is None else self.offerings[offering]["url"]}
+                for item_id, (project, amount, offering) in zip(ids, lines, strict=True)]
         before = self._values()
         result = self._send("POST", "/api/consumptions/", body)
-        if any(project in self.terminated for project, _ in lines):
+        if any(project in self.terminated for project, _, _ in lines):
             assert result.status_code == 400, result.text
             assert self._values() == before
             return
         assert result.status_code == 201, result.text
         self.counter += len(lines)
-        for item_id, (project, amount), answer in zip(ids, lines, result.json, strict=True):
-            assert (answer["id"], answer["replayed"]) == (item_id, False)
-            self.items.append(Item(item_id, project, amount, period, answer))
+        for (project, _, _), line, answer in zip(lines, body, result.json, strict=True):
+            assert (answer["id"], answer["replayed"]) == (line["id"], False)
+            self.items.append(Item(project, line, answer))
 
     @precondition(lambda self: self._live_items())
     @rule(data=st.data())
@@ -208,9 +227,7 @@ class MoneyModel(RuleBasedStateMachine):
         """A replay draws nothing more and repeats the first answer's figures."""
         item = data.draw(st.sampled_from(self._live_items()))
         before = self._values()
-        result = self._send("POST", "/api/consumptions/", [{
-            "id": item.id, "project": self.projects[item.project]["url"],
-            "amount": str(item.amount), "period": item.period}])
+        result = self._send("POST", "/api/consumptions/", [item.line])
         assert result.status_code in (200, 201), result.text
         assert result.json[0] == {**item.answer, "replayed": True}
         assert self._values() == before
@@ -221,9 +238,8 @@ class MoneyModel(RuleBasedStateMachine):
         """An id is one item: other content (or a reversed id) is refused and moves nothing."""
         item = data.draw(st.sampled_from(self.items))
         before = self._values()
-        result = self._send("POST", "/api/consumptions/", [{
-            "id": item.id, "project": self.projects[item.project]["url"],
-            "amount": str(item.amount + extra), "period": item.period}])
+        result = self._send("POST", "/api/consumptions/",
+                            [{**item.line, "amount": str(item.amount + extra)}])
         assert result.status_code == 409, result.text
         assert self._values() == before
 
@@ -295,10 +311,10 @@ class MoneyModel(RuleBasedStateMachine):
     def time_passes(self, days: int) -> None:
         self.clock.today = min(self.clock.today + timedelta(days=days), LAST_DAY)
 
-    @precondition(lambda self: self._next_to_close().next().first_day <= self.clock.today)
+    @precondition(lambda self: self._closable())
     @rule()
     def close_the_next_month(self) -> None:
-        """Floors move money; the invariants find it in the month's report."""
+        """Floors and expiry move money; the invariants find it in the month's report."""
         period = str(self._next_to_close())
         result = self._send("POST", f"/api/billing-periods/{period}/close/")
         assert result.status_code == 200, result.text
@@ -306,6 +322,40 @@ class MoneyModel(RuleBasedStateMachine):
         self.closed.append(period)
         again = self._send("POST", f"/api/billing-periods/{period}/close/")
         assert (again.status_code, again.json["already_closed"]) == (200, True)
+
+    @precondition(lambda self: self.clock.today < LAST_DAY)
+    @rule()
+    def month_end(self) -> None:
+        """Finance's routine: on the 2nd, close every month that has ended."""
+        following = self._month().next().first_day + timedelta(days=1)
+        self.clock.today = min(following, LAST_DAY)
+        while self._closable():
+            self.close_the_next_month()
+
+    def _closable(self) -> bool:
+        return self._next_to_close().next().first_day <= self.clock.today
+
+    @rule(org=st.integers(0, 1), protect=st.booleans())
+    def protect_the_earmarks(self, org: int, protect: bool) -> None:
+        """Whether the pool keeps back what earmarks still hold; no money moves. (A credit
+        drained below its expected consumption refuses any change, as upstream's does.)"""
+        credit = self.org_credits[org]
+        before = self._values()
+        result = self._send("PATCH", f"/api/customer-credits/{credit['uuid']}/",
+                            {"protect_allocations": protect})
+        if self._accepted_or_state_refusal(result):
+            assert result.json["protect_allocations"] is protect
+        assert self._values() == before
+
+    @precondition(lambda self: self.project_credits)
+    @rule(data=st.data())
+    def delete_an_earmark(self, data: st.DataObject) -> None:
+        """The project then draws from the pool; the deletion is an adjustment."""
+        project = data.draw(st.sampled_from(sorted(self.project_credits)))
+        credit = self.project_credits.pop(project)
+        self.project_base.pop(project)
+        result = self._send("DELETE", f"/api/project-credits/{credit['uuid']}/")
+        assert result.status_code == 204, result.text
 
     @rule(project=st.integers(0, 2))
     def terminate_a_project(self, project: int) -> None:
@@ -340,7 +390,7 @@ class MoneyModel(RuleBasedStateMachine):
         headers = {**self.staff, "Idempotency-Key": key}
         first = self.client.simulate_post("/api/consumptions/", json=body, headers=headers)
         assert first.status_code == 201, first.text
-        self.items.append(Item(item_id, project, amount, body[0]["period"], first.json[0]))
+        self.items.append(Item(project, body[0], first.json[0]))
         before = self._values()
         again = self.client.simulate_post("/api/consumptions/", json=body, headers=headers)
         assert (again.status_code, again.json) == (201, first.json)
