@@ -62,6 +62,10 @@ def test_reposting_an_item_after_its_project_ended_replays_it(
     new = post(directory, item("before", org["p"], "30"), item("after", org["p"], "1"))
     assert (new.status_code, new.json) == (400, [
         {}, {"project": ["The project is terminated."]}])
+    for not_an_id in ({"a": 1}, ["before"]):  # looked up among the known ids: no 500
+        bad = post(directory, {**item("x", org["p"], "1"), "id": not_an_id})
+        assert (bad.status_code, bad.json) == (400, [{
+            "id": ["Not a valid string."], "project": ["The project is terminated."]}])
     assert get(directory, org["cc"])["value"] == "70.00000"
 
 

@@ -191,7 +191,8 @@ class Consumptions(Resource):
         seen: set[str] = set()
         for raw in body:
             try:
-                replayed = isinstance(raw, dict) and raw.get("id") in replays
+                item_id = raw.get("id") if isinstance(raw, dict) else None
+                replayed = isinstance(item_id, str) and item_id in replays
                 values = validate(expect_object(raw), replay_fields if replayed else item_fields)
                 if values["id"] in seen:
                     raise validation_error({"id": ["Duplicate id in this request."]})
