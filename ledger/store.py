@@ -163,7 +163,11 @@ class LedgerBase(Application[UUID]):
 
     def executed(self) -> KeyedCommand | None:
         """The record of the current key's command, if it already ran; the key is used up
-        either way once it is found."""
+        either way once it is found.
+
+        Found, its events were saved with it, perhaps by another process: this thread's
+        read-your-writes position moves to the log's end, which they are before, so the
+        answer rebuilt from the record waits for them like the first run's did."""
         key = self.current_key()
         if key is None:
             return None
@@ -174,6 +178,8 @@ class LedgerBase(Application[UUID]):
         if record.fingerprint != key.fingerprint:
             raise KeyReused("This Idempotency-Key was used with a different request.")
         self.use_key(None)
+        self._saved.position = max(self.last_saved_position(),
+                                   self.recorder.max_notification_id() or 0)
         return record
 
     def construct_repository(self) -> CopyingRepository:

@@ -5,6 +5,7 @@ SQLite and PostgreSQL; tests/test_edge_idempotency.py kills live workers at that
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -160,6 +161,39 @@ def test_a_server_error_after_the_commit_frees_the_key_for_a_rebuilt_answer(
     listed = directory.client.simulate_get("/api/customers/", params={"name": "Lost"},
                                            headers=directory.staff).json
     assert [(row["uuid"], row["name"]) for row in listed] == [(retry.json["uuid"], "Lost")]
+
+
+def test_a_rebuilt_answer_waits_for_the_commands_events_on_another_worker(
+        directory: Directory, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry after a lost answer may reach another worker, whose own last save is older
+    than the key's record. Read-your-writes must still wait for the command's events:
+    on PostgreSQL a request does not wait for a catch-up another connection has under
+    way, so without that wait the rebuilt answer read a customer not yet projected and
+    answered 404 (seen when PostgreSQL restarted under load)."""
+    def broken(resource: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Resource, "settle_reads", broken)
+        assert send(directory, "/api/customers/", {"name": "Lost"}, "lost").status_code == 500
+    recorded = position(services)
+    settle = Resource.settle_reads
+    waited_for: list[int] = []
+
+    def noted(resource: Any) -> None:
+        waited_for.append(services.ledger.last_saved_position())
+        settle(resource)
+
+    retried: list[Any] = []
+    with monkeypatch.context() as patched:
+        patched.setattr(Resource, "settle_reads", noted)
+        worker = threading.Thread(target=lambda: retried.append(
+            send(directory, "/api/customers/", {"name": "Lost"}, "lost")))
+        worker.start()
+        worker.join()
+    assert (retried[0].status_code, retried[0].json["name"]) == (201, "Lost")
+    assert waited_for and waited_for[0] >= recorded
+    assert position(services) == recorded
 
 
 @pytest.mark.parametrize("case", ["customer credit", "project credit", "adjustment"])
