@@ -184,8 +184,8 @@ class Consumptions(Resource):
                 {"non_field_errors": [f"Ensure this list has at most {MAX_ITEMS} items."]})
         named = _named_projects(conn, body)
         item_fields = self._fields(conn, named)
-        replay_fields = self._fields(conn, named, terminated_ok=True)
         replays = self._recorded_on_terminated_projects(body, named)
+        replay_fields = self._fields(conn, named, terminated_ok=True) if replays else []
         errors: list[dict[str, Any]] = []
         cleaned: list[dict[str, Any]] = []
         seen: set[str] = set()
