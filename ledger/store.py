@@ -178,8 +178,7 @@ class LedgerBase(Application[UUID]):
         if record.fingerprint != key.fingerprint:
             raise KeyReused("This Idempotency-Key was used with a different request.")
         self.use_key(None)
-        self._saved.position = max(self.last_saved_position(),
-                                   self.recorder.max_notification_id() or 0)
+        self._saved.position = self.recorder.max_notification_id() or 0
         return record
 
     def construct_repository(self) -> CopyingRepository:

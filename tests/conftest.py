@@ -11,11 +11,10 @@ from pathlib import Path
 import falcon.testing
 import psycopg
 import pytest
-import time_machine
 
 from api.app import create_app
 from api.server.wiring import Services, build_services
-from tests.support import Clock, Directory, noon
+from tests.support import Clock, Directory, travelling_clock
 
 ADMIN_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 BACKENDS = os.environ.get("LEDGER_TEST_BACKENDS", "sqlite,postgresql").split(",")
@@ -53,9 +52,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def clock() -> Iterator[Clock]:
     """Today is 2026-11-26, and events are recorded at noon UTC of whatever day it is."""
-    start = date(2026, 11, 26)
-    with time_machine.travel(noon(start), tick=True) as traveller:
-        yield Clock(start, travel=lambda day: traveller.move_to(noon(day)))
+    with travelling_clock(date(2026, 11, 26)) as clock:
+        yield clock
 
 
 @pytest.fixture

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import falcon.testing
+import time_machine
 
 from api.server.wiring import Services
 
@@ -61,6 +63,13 @@ class Clock:
 
 def noon(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+
+
+@contextmanager
+def travelling_clock(start: date) -> Iterator[Clock]:
+    """A Clock on `start` whose days are also the process's wall clock (noon UTC)."""
+    with time_machine.travel(noon(start), tick=True) as traveller:
+        yield Clock(start, travel=lambda day: traveller.move_to(noon(day)))
 
 
 @dataclass

@@ -20,9 +20,8 @@ reconciliation reports.
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
-from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -30,9 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import falcon.testing
-import psycopg
 import pytest
-import time_machine
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -48,7 +45,8 @@ from api.server.wiring import build_services
 from ledger.periods import Period
 from projections.verify import verify
 from tests.conftest import BACKENDS
-from tests.support import Clock, Directory, messages, noon, read_model_rows
+from tests.live import backend_url
+from tests.support import Directory, messages, read_model_rows, travelling_clock
 
 EXAMPLES = int(os.environ.get("LEDGER_TEST_MONEY_EXAMPLES", "12"))
 STEPS = int(os.environ.get("LEDGER_TEST_MONEY_STEPS", "30"))
@@ -97,15 +95,17 @@ class MoneyModel(RuleBasedStateMachine):
     organisation's credit pays a monthly floor, the second's ends on 2026-11-01 and covers
     only one offering."""
 
-    new_url: Callable[[], tuple[str, Callable[[], None]]]
+    backend: str
+    admin_url: str  # PostgreSQL: the database each example gets a fresh schema in
 
     def __init__(self) -> None:
         super().__init__()
-        self.url, self.drop = self.new_url()
-        self.traveller = time_machine.travel(noon(START), tick=True)
-        coordinates = self.traveller.start()
-        self.clock = Clock(START, travel=lambda day: coordinates.move_to(noon(day)))
-        self.services = build_services(self.url, create_tables=True, today=self.clock)
+        self.exits = ExitStack()
+        url = self.exits.enter_context(backend_url(
+            self.backend, Path(self.exits.enter_context(tempfile.TemporaryDirectory())),
+            self.admin_url))
+        self.clock = self.exits.enter_context(travelling_clock(START))
+        self.services = build_services(url, create_tables=True, today=self.clock)
         self.client = falcon.testing.TestClient(create_app(self.services))
         directory = Directory(self.services, self.client)
         self.staff = directory.staff
@@ -133,8 +133,7 @@ class MoneyModel(RuleBasedStateMachine):
             self._replay_equals_live()
         finally:
             self.services.close()
-            self.traveller.stop()
-            self.drop()
+            self.exits.close()
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -166,13 +165,13 @@ class MoneyModel(RuleBasedStateMachine):
         return Period.of(self.clock.today)
 
     def _first_month(self) -> Period:
-        periods = [Period.parse(item.period) for item in self.items] + [Period(2026, 9)]
+        periods = [Period.parse(item.period) for item in self.items] + [Period.of(START)]
         return min(periods)
 
     def _open_periods(self) -> list[str]:
         """Months posting accepts: after the latest closed one, up to this one."""
         first = (Period.parse(self.closed[-1]).next() if self.closed
-                 else Period(START.year, START.month).previous())
+                 else Period.of(START).previous())
         found, month = [], first
         while month <= self._month():
             found.append(str(month))
@@ -282,10 +281,9 @@ class MoneyModel(RuleBasedStateMachine):
         if self._accepted_or_state_refusal(result):
             assert Decimal(result.json["value"]) == value
             self.project_credits[project] = result.json
-            drawn = sum((Decimal(row["drawn_from_project_credit"])
-                         for item_id, row in self._item_figures().items()
-                         if self._item(item_id).live and self._item(item_id).project == project),
-                        ZERO)
+            figures = self._item_figures()
+            drawn = sum((Decimal(figures[item.id]["drawn_from_project_credit"])
+                         for item in self._live_items() if item.project == project), ZERO)
             settled = self._settled().get(result.json["uuid"], ZERO)
             self.project_base[project] = value + drawn - settled
 
@@ -412,9 +410,6 @@ class MoneyModel(RuleBasedStateMachine):
             month = month.next()
         return moved
 
-    def _item(self, item_id: str) -> Item:
-        return next(item for item in self.items if item.id == item_id)
-
     # --- what must hold after every step -----------------------------------------------------
 
     @invariant()
@@ -491,33 +486,15 @@ class MoneyModel(RuleBasedStateMachine):
         assert read_model_rows(self.services.engine) == live
 
 
-def sqlite_urls(folder: Path) -> Callable[[], tuple[str, Callable[[], None]]]:
-    def new_url() -> tuple[str, Callable[[], None]]:
-        path = Path(tempfile.mkdtemp(dir=folder)) / "ledger.db"
-        return f"sqlite:///{path}", lambda: None
-    return new_url
-
-
-def postgres_urls(database: str) -> Callable[[], tuple[str, Callable[[], None]]]:
-    """A fresh schema per example, dropped after it."""
-    def new_url() -> tuple[str, Callable[[], None]]:
-        schema = f"m_{secrets.token_hex(6)}"
-        with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-
-        def drop() -> None:
-            with psycopg.connect(database, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        return f"{database}?schema={schema}", drop
-    return new_url
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_money_invariants_hold_under_any_sequence_of_operations(
-        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        backend: str, request: pytest.FixtureRequest) -> None:
     class Machine(MoneyModel):
-        new_url = staticmethod(postgres_urls(request.getfixturevalue("postgres_database"))
-                               if backend == "postgresql" else sqlite_urls(tmp_path))
+        pass
+
+    Machine.backend = backend
+    Machine.admin_url = (request.getfixturevalue("postgres_database")
+                         if backend == "postgresql" else "")
 
     run_state_machine_as_test(Machine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
