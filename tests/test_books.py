@@ -45,9 +45,9 @@ def uncovered_usage(directory: Directory) -> dict[str, Any]:
     org, other = directory.customer("Org"), directory.customer("Other")
     project, elsewhere = directory.project(org, "Web"), directory.project(other, "Batch")
     offering = directory.offering()
-    directory.customer_credit(org, "1000")
-    directory.customer_credit(other, "100")
-    directory.project_credit(project, "149.50")
+    credit = directory.customer_credit(org, "1000")
+    other_credit = directory.customer_credit(other, "100")
+    earmark = directory.project_credit(project, "149.50")
     directory.post(ITEMS, [
         {"id": "big", "project": project["url"], "offering": offering["url"],
          "amount": "240", "period": "2026-11"}])
@@ -57,7 +57,8 @@ def uncovered_usage(directory: Directory) -> dict[str, Any]:
                             "period": "2026-10"}])
     assert directory.client.simulate_delete(f"{ITEMS}gone/",
                                             headers=directory.staff).status_code == 204
-    return {"org": org, "other": other, "project": project, "offering": offering}
+    return {"org": org, "other": other, "project": project, "offering": offering,
+            "credit": credit, "other_credit": other_credit, "earmark": earmark}
 
 
 def test_consumption_items_show_posted_drawn_and_uncovered(directory: Directory) -> None:
@@ -65,17 +66,25 @@ def test_consumption_items_show_posted_drawn_and_uncovered(directory: Directory)
     big = directory.client.simulate_get(f"{ITEMS}big/", headers=directory.staff).json
     assert {k: big[k] for k in ("amount", "drawn_from_project_credit",
                                 "drawn_from_customer_credit", "uncovered", "reversed",
-                                "customer_uuid", "offering_uuid", "reversed_by")} == {
+                                "customer_uuid", "offering_uuid", "reversed_by",
+                                "project_credit_uuid", "customer_credit_uuid")} == {
         "amount": money("240"), "drawn_from_project_credit": money("149.50"),
         "drawn_from_customer_credit": money("0"), "uncovered": money("90.50"),
         "reversed": False, "customer_uuid": made["org"]["uuid"],
-        "offering_uuid": made["offering"]["uuid"], "reversed_by": None}
+        "offering_uuid": made["offering"]["uuid"], "reversed_by": None,
+        "project_credit_uuid": made["earmark"]["uuid"],
+        "customer_credit_uuid": made["credit"]["uuid"]}
     listed = items(directory)
     assert listed.headers["X-Result-Count"] == "3"
     assert [item["id"] for item in listed.json] == ["there", "gone", "big"]  # newest first
     assert listed.json[2] == big
     gone = listed.json[1]
     assert gone["reversed"] is True and gone["reversed_by"] == "staff"
+    # drew nothing (the earmark was spent, and it never falls back to the pool)
+    assert (gone["project_credit_uuid"], gone["customer_credit_uuid"]) == (None, None)
+    there = listed.json[0]  # drawn from the other organisation's pool
+    assert (there["project_credit_uuid"], there["customer_credit_uuid"]) == (
+        None, made["other_credit"]["uuid"])
     assert has_offset(gone["reversed_at"]) and has_offset(gone["created"])
     assert [i["id"] for i in items(directory, uncovered="true").json] == ["gone", "big"]
     assert [i["id"] for i in items(directory, uncovered="true", reversed="false").json] == [

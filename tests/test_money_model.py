@@ -6,7 +6,10 @@ finance do: post, re-post, conflict, reverse, earmark, top up and reduce, adjust
 withdrawable part, clear and apply compensations, let time pass and close months. A
 small model keeps only what the caller knows: which items are live, and each credit's
 value before draws. After every step the service's own figures must agree with it and
-with each other; at the end a replay of the log must equal the live read models.
+with each other, and so must what auditors and finance read: transactions, statements,
+CSVs, and ended months' reports, which must never change. At the end every as-of answer
+must repeat what was seen at that moment, and so must each credit's history; the journal
+must pass beancount's checks, and a replay of the log must equal the live read models.
 
 What the model does not predict it reads back and checks against the rest: which credit
 an item drew from (from the item), and what the ledger's own rules moved (floors charged
@@ -19,17 +22,20 @@ reconciliation reports.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import falcon.testing
 import pytest
+from beancount import loader
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -43,6 +49,7 @@ from hypothesis.stateful import (
 from api.app import create_app
 from api.server.wiring import build_services
 from ledger.periods import Period
+from projections.reconciliation import COLUMNS
 from projections.verify import verify
 from tests.conftest import BACKENDS
 from tests.live import backend_url
@@ -117,16 +124,19 @@ class MoneyModel(RuleBasedStateMachine):
             directory.customer_credit(self.orgs[0], "100", expected_consumption="4"),
             directory.customer_credit(self.orgs[1], "50", end_date="2026-11-01",
                                       offerings=[self.offerings[0]["url"]])]
-        # each credit's value as if no item had drawn from it (the model's only money)
-        self.org_base = [Decimal("100"), Decimal("50")]
         # project 0 starts with an earmark that pays a floor of 6 for every month closed
         self.project_credits = {0: directory.project_credit(self.projects[0], "40",
                                                             expected_consumption="6")}
-        self.project_base = {0: Decimal("40")}
+        # each credit's value (by uuid) as if no item had drawn from it: the model's money
+        self.base = {self.org_credits[0]["uuid"]: Decimal("100"),
+                     self.org_credits[1]["uuid"]: Decimal("50"),
+                     self.project_credits[0]["uuid"]: Decimal("40")}
         self.items: list[Item] = []
         self.closed: list[str] = []
         self.terminated: set[int] = set()
         self.counter = 0
+        self.seen: list[tuple[str, dict[str, str]]] = []  # (moment, every credit's value)
+        self.ended_reports: dict[str, Any] = {}
 
     def teardown(self) -> None:
         try:
@@ -263,7 +273,7 @@ class MoneyModel(RuleBasedStateMachine):
                             {"value": str(value)})
         if self._accepted_or_state_refusal(result):
             assert Decimal(result.json["value"]) == value
-            self.org_base[org] += value - current
+            self.base[credit["uuid"]] += value - current
 
     @rule(project=st.integers(0, 2), value=st.sampled_from(VALUES),
           floor=st.sampled_from(["0", "6"]))
@@ -281,11 +291,9 @@ class MoneyModel(RuleBasedStateMachine):
         if self._accepted_or_state_refusal(result):
             assert Decimal(result.json["value"]) == value
             self.project_credits[project] = result.json
-            figures = self._item_figures()
-            drawn = sum((Decimal(figures[item.id]["drawn_from_project_credit"])
-                         for item in self._live_items() if item.project == project), ZERO)
-            settled = self._settled().get(result.json["uuid"], ZERO)
-            self.project_base[project] = value + drawn - settled
+            uuid = result.json["uuid"]
+            drawn = self._drawn_through(self._item_figures()).get(uuid, ZERO)
+            self.base[uuid] = value + drawn - self._settled().get(uuid, ZERO)
 
     @rule(org=st.integers(0, 1), amount=st.sampled_from(
         [Decimal(text) for text in ("-30", "-0.01", "0.01", "12.5")]))
@@ -294,7 +302,7 @@ class MoneyModel(RuleBasedStateMachine):
         result = self._send("POST", f"/api/customer-credits/{credit['uuid']}/adjust_withdrawable/",
                             {"amount": str(amount), "comment": "model"})
         if self._accepted_or_state_refusal(result):
-            self.org_base[org] += amount
+            self.base[credit["uuid"]] += amount
 
     @rule(org=st.integers(0, 1), action=st.sampled_from(["clear", "apply"]))
     def compensations(self, org: int, action: str) -> None:
@@ -351,9 +359,28 @@ class MoneyModel(RuleBasedStateMachine):
         """The project then draws from the pool; the deletion is an adjustment."""
         project = data.draw(st.sampled_from(sorted(self.project_credits)))
         credit = self.project_credits.pop(project)
-        self.project_base.pop(project)
+        self.base.pop(credit["uuid"])
         result = self._send("DELETE", f"/api/project-credits/{credit['uuid']}/")
         assert result.status_code == 204, result.text
+
+    @rule(org=st.integers(0, 1), value=st.sampled_from(VALUES[1:]))  # above the floor
+    def replace_an_organisation_credit(self, org: int, value: Decimal) -> None:
+        """Deleting it deletes its earmarks; items it paid for stay paid, and a reversal of
+        one gives nothing to the new credit. The month then has two organisation credits."""
+        old = self.org_credits[org]
+        result = self._send("DELETE", f"/api/customer-credits/{old['uuid']}/")
+        assert result.status_code == 204, result.text
+        self.base.pop(old["uuid"])
+        for project in [p for p in self.project_credits if self._org_of(p) == org]:
+            self.base.pop(self.project_credits.pop(project)["uuid"])
+        ends = str(self._month().next().next().first_day)  # expires when a month closes
+        terms = ({"expected_consumption": "4"} if org == 0 else
+                 {"end_date": ends, "offerings": [self.offerings[0]["url"]]})
+        result = self._send("POST", "/api/customer-credits/", {
+            "customer": self.orgs[org]["url"], "value": str(value), **terms})
+        assert result.status_code == 201, result.text
+        self.org_credits[org] = result.json
+        self.base[result.json["uuid"]] = value
 
     @rule(project=st.integers(0, 2))
     def terminate_a_project(self, project: int) -> None:
@@ -398,6 +425,20 @@ class MoneyModel(RuleBasedStateMachine):
         assert refused.status_code == 422, refused.text
         assert self._values() == before
 
+    def _drawn_through(self, figures: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
+        """What live items drew from each credit (uuid), as each item names it: a project
+        credit's draw moves its organisation credit's balance by the same amount."""
+        drawn: dict[str, Decimal] = {}
+        for item in self._live_items():
+            row = figures[item.id]
+            from_project = Decimal(row["drawn_from_project_credit"])
+            for uuid, amount in ((row["project_credit_uuid"], from_project),
+                                 (row["customer_credit_uuid"],
+                                  from_project + Decimal(row["drawn_from_customer_credit"]))):
+                if uuid is not None:
+                    drawn[uuid] = drawn.get(uuid, ZERO) + amount
+        return drawn
+
     def _settled(self) -> dict[str, Decimal]:
         """What settlement moved on each credit so far (uuid: signed sum), from the report
         of every month anything was recorded in."""
@@ -416,8 +457,6 @@ class MoneyModel(RuleBasedStateMachine):
     def balances_are_what_was_given_less_what_live_items_drew(self) -> None:
         figures = self._item_figures()
         assert set(figures) == {item.id for item in self.items}
-        drawn_from_org = [ZERO, ZERO]
-        drawn_from_project: dict[int, Decimal] = {}
         for item in self.items:
             row = figures[item.id]
             assert row["reversed"] is (not item.live)
@@ -428,18 +467,18 @@ class MoneyModel(RuleBasedStateMachine):
             uncovered = Decimal(row["uncovered"])
             assert min(from_project, from_org, uncovered) >= 0, row
             assert from_project + from_org + uncovered == item.amount, row
-            # a project credit's draw moves the organisation balance by the same amount
-            drawn_from_org[self._org_of(item.project)] += from_project + from_org
-            drawn_from_project[item.project] = (drawn_from_project.get(item.project, ZERO)
-                                                + from_project)
+            assert (row["project_credit_uuid"] is None) is (from_project == 0), row
+            assert (row["customer_credit_uuid"] is None) is (from_project + from_org == 0), row
+        drawn = self._drawn_through(figures)
         organisations = {row["uuid"]: row for row in self._get("/api/customer-credits/")}
         earmarks = {row["uuid"]: row for row in self._get("/api/project-credits/")}
         settled = self._settled()
         for org, credit in enumerate(self.org_credits):
             row = organisations[credit["uuid"]]
             value, withdrawable = Decimal(row["value"]), Decimal(row["withdrawable_balance"])
-            assert value == (self.org_base[org] - drawn_from_org[org]
-                             + settled.get(credit["uuid"], ZERO)), (org, row)
+            uuid = credit["uuid"]
+            assert value == (self.base[uuid] - drawn.get(uuid, ZERO)
+                             + settled.get(uuid, ZERO)), (org, row)
             assert ZERO <= withdrawable <= value, row
             assert Decimal(row["allocated_to_projects"]) == sum(
                 (Decimal(earmarks[pc["uuid"]]["value"])
@@ -447,9 +486,10 @@ class MoneyModel(RuleBasedStateMachine):
                  if self._org_of(project) == org), ZERO), row
         for project, credit in self.project_credits.items():
             value = Decimal(earmarks[credit["uuid"]]["value"])
+            uuid = credit["uuid"]
             assert value >= 0
-            assert value == (self.project_base[project] - drawn_from_project.get(project, ZERO)
-                             + settled.get(credit["uuid"], ZERO)), (project, credit)
+            assert value == (self.base[uuid] - drawn.get(uuid, ZERO)
+                             + settled.get(uuid, ZERO)), (project, credit)
 
     @invariant()
     def usage_shows_every_live_item_posted_drawn_or_uncovered(self) -> None:
@@ -478,7 +518,131 @@ class MoneyModel(RuleBasedStateMachine):
 
     # --- at the end ----------------------------------------------------------------------------
 
+    @invariant()
+    def each_credits_transactions_chain_to_its_value(self) -> None:
+        """Oldest first, each row's balance_after is the one before plus its amount, and
+        the newest is the credit's value: summing the column gives the balance."""
+        for param, rows in (("credit_uuid", self._get("/api/customer-credits/")),
+                            ("project_credit_uuid", self._get("/api/project-credits/"))):
+            for credit in rows:
+                balance = ZERO
+                for row in self._pages("/api/credit-transactions/", o="created",
+                                       **{param: credit["uuid"]}):
+                    balance += Decimal(row["amount"])
+                    assert Decimal(row["balance_after"]) == balance, (row, balance)
+                assert balance == Decimal(credit["value"]), (credit, balance)
+
+    @invariant()
+    def the_months_csv_columns_sum_to_its_totals(self) -> None:
+        """Read as a spreadsheet reads it, a CSV's money column sums to the JSON total of
+        its kind, per credit and per credit and billing period alike."""
+        period = str(self._month())
+        totals = self._get("/api/reconciliation/", period=period)["totals"]
+        for lines, columns in (("credits", ("opening", *COLUMNS, "closing")),
+                               ("billing_periods", COLUMNS)):
+            summed: dict[str, dict[str, Decimal]] = {}
+            for line in self._csv("/api/reconciliation/", period=period, lines=lines):
+                kind = summed.setdefault(line["kind"], dict.fromkeys(columns, ZERO))
+                for column in columns:
+                    kind[column] += Decimal(line[column])
+            for kind, figures in totals.items():
+                expected = {column: Decimal(figures[column]) for column in columns}
+                assert summed.get(kind, dict.fromkeys(columns, ZERO)) == expected, (
+                    lines, kind)
+
+    @invariant()
+    def each_statement_opens_moves_and_closes_to_the_balance(self) -> None:
+        """An organisation's statement this month: opening plus its movements is its
+        closing, which is the credit's value now."""
+        values = {row["uuid"]: Decimal(row["value"])
+                  for row in self._get("/api/customer-credits/")}
+        for credit in self.org_credits:
+            statement = self._get(f"/api/customer-credits/{credit['uuid']}/statement/",
+                                  period=str(self._month()))
+            moved = sum((Decimal(line["amount"]) for line in statement["lines"]
+                         if line["credit"] == "organisation"), ZERO)
+            assert statement["ties_out"] is True
+            assert Decimal(statement["opening"]) + moved == Decimal(statement["closing"])
+            assert Decimal(statement["closing"]) == values[credit["uuid"]]
+
+    @invariant()
+    def ended_months_reports_never_change(self) -> None:
+        """A month's report is final once the month has ended, whatever is posted, closed
+        or re-opened later: later movements are booked in the month they are recorded."""
+        month = Period.of(START)
+        while month.next().first_day <= self.clock.today:
+            report = self._get("/api/reconciliation/", period=str(month))
+            expected = self.ended_reports.setdefault(str(month), report)
+            assert report == expected, str(month)
+            month = month.next()
+
+    @invariant()
+    def remember_what_was_seen(self) -> None:
+        """Each credit's value now, to ask for again as of this moment at the end."""
+        moment = datetime.now(UTC).isoformat()
+        values = {row["uuid"]: row["value"] for path in ("/api/customer-credits/",
+                                                         "/api/project-credits/")
+                  for row in self._get(path)}
+        self.seen.append((moment, values))
+
+    def _csv(self, path: str, **params: Any) -> list[dict[str, str]]:
+        result = self.client.simulate_get(path, params={**params, "format": "csv"},
+                                          headers=self.staff)
+        assert result.status_code == 200, result.text
+        return list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
+
+    def _pages(self, path: str, **params: Any) -> list[Any]:
+        rows: list[Any] = []
+        page = 1
+        while True:
+            found = self._get(path, page=page, page_size=100, **params)
+            rows.extend(found)
+            if len(found) < 100:
+                return rows
+            page += 1
+
+    def _as_of_repeats_what_was_seen(self) -> None:
+        """Balances as of any moment: what a caller saw then, the ledger answers now."""
+        for moment, values in self.seen:
+            found = {row["uuid"]: row["value"]
+                     for path in ("/api/customer-credits/", "/api/project-credits/")
+                     for row in self._get(path, as_of=moment)}
+            assert {uuid: found.get(uuid) for uuid in values} == values, moment
+
+    def _journal_balances(self) -> None:
+        """The double-entry journal through the last closed month loads in beancount (what
+        `bean-check` runs) with no error: every transaction balances and every month-end
+        balance assertion, a reconciliation closing, holds."""
+        if not self.closed:
+            return
+        result = self.client.simulate_get("/api/journal/", params={
+            "format": "beancount", "through": self.closed[-1]}, headers=self.staff)
+        assert result.status_code == 200, result.text
+        _, errors, _ = loader.load_string(result.text)  # empty when nothing was recorded yet
+        assert errors == [], errors[:3]
+
+    def _history_agrees_with_as_of_and_transactions(self) -> None:
+        """Each live credit's history: the balance after every event is what `as_of` that
+        event's moment answers, the last is the value, and its balance changes are exactly
+        the credit's transaction rows."""
+        for kind, param in (("customer", "credit_uuid"), ("project", "project_credit_uuid")):
+            for credit in self._get(f"/api/{kind}-credits/"):
+                path = f"/api/{kind}-credits/{credit['uuid']}/"
+                history = self._get(f"{path}history/")
+                changes = set()
+                for entry in history:
+                    then = self._get(path, as_of=entry["timestamp"])
+                    assert then["value"] == entry["balance_after"], (entry, then["value"])
+                    changes |= {line["transaction_uuid"] for line in entry.get("lines") or ()}
+                    changes |= {entry["transaction_uuid"]} - {None}
+                assert history[-1]["balance_after"] == credit["value"]
+                rows = self._pages("/api/credit-transactions/", **{param: credit["uuid"]})
+                assert {row["uuid"] for row in rows} == changes, credit["uuid"]
+
     def _replay_equals_live(self) -> None:
+        self._as_of_repeats_what_was_seen()
+        self._history_agrees_with_as_of_and_transactions()
+        self._journal_balances()
         checked = verify(self.services.ledger, self.services.engine)
         assert checked.differences == [], [str(found) for found in checked.differences[:5]]
         live = read_model_rows(self.services.engine)

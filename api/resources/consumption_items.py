@@ -80,7 +80,9 @@ def representation(row: Any) -> dict[str, Any]:
         "period": row.period, "amount": format_money(row.amount),
         "drawn_from_project_credit": format_money(row.drawn_from_project_credit),
         "drawn_from_customer_credit": format_money(row.drawn_from_customer_credit),
-        "uncovered": format_money(row.uncovered), "reversed": row.reversed,
+        "uncovered": format_money(row.uncovered),
+        "project_credit_uuid": row.project_credit_uuid,
+        "customer_credit_uuid": row.customer_credit_uuid, "reversed": row.reversed,
         "reversed_at": iso_datetime(row.reversed_at) if row.reversed_at else None,
         "reversed_by": row.reversed_by, "created": iso_datetime(row.created),
     }
@@ -104,9 +106,16 @@ SCHEMA = obj({
     "id": STRING, "customer_uuid": HEX_UUID, "project_uuid": HEX_UUID,
     "offering_uuid": nullable(HEX_UUID), "period": PERIOD, "amount": MONEY,
     "drawn_from_project_credit": MONEY, "drawn_from_customer_credit": MONEY,
-    "uncovered": MONEY, "reversed": BOOLEAN, "reversed_at": nullable(DATETIME),
+    "uncovered": MONEY,
+    "project_credit_uuid": {**nullable(HEX_UUID), "description": (
+        "The project credit the item drew from; null when it drew nothing from one.")},
+    "customer_credit_uuid": {**nullable(HEX_UUID), "description": (
+        "The organisation credit whose balance the item's draws moved (directly, or "
+        "through the project credit); null when the item drew nothing.")},
+    "reversed": BOOLEAN, "reversed_at": nullable(DATETIME),
     "reversed_by": {**nullable(STRING), "description": "The username."},
     "created": DATETIME,
 }, ["id", "customer_uuid", "project_uuid", "offering_uuid", "period", "amount",
-    "drawn_from_project_credit", "drawn_from_customer_credit", "uncovered", "reversed",
-    "reversed_at", "reversed_by", "created"])
+    "drawn_from_project_credit", "drawn_from_customer_credit", "uncovered",
+    "project_credit_uuid", "customer_credit_uuid", "reversed", "reversed_at", "reversed_by",
+    "created"])

@@ -301,5 +301,11 @@ def recorded_item(item: ConsumptionItem) -> dict[str, Any]:
             "item_id", "period", "amount", "drawn_from_project_credit",
             "drawn_from_customer_credit", "uncovered", "reversed")},
         customer_uuid=item.customer_id.hex, project_uuid=item.project_id.hex,
-        offering_uuid=item.offering_id.hex if item.offering_id else None,
+        offering_uuid=hex_or_none(item.offering_id),
+        project_credit_uuid=hex_or_none(item.project_credit_id),
+        customer_credit_uuid=hex_or_none(item.customer_credit_id),
         reversed_at=None, reversed_by=None, created=item.created_on))
+
+
+def hex_or_none(found: UUID | None) -> str | None:
+    return found.hex if found else None
