@@ -94,6 +94,24 @@ def test_an_integral_json_number_is_a_grace_coefficient(directory: Directory) ->
     assert credit["grace_coefficient"] == "5"
 
 
+@pytest.mark.parametrize("number", [10 ** 30, -22742971510312982705625746828697796608,
+                                    4.883055148411991e+279, 1e16])
+def test_a_json_number_beyond_every_limit_is_refused_by_its_limit(directory: Directory,
+                                                                   number: float) -> None:
+    """Found by schemathesis: an integral number with more digits than Decimal's precision
+    answered 500 instead of the field's digit limit."""
+    org = directory.customer("Org")
+    credit = directory.customer_credit(org, "10")
+    path = f"/api/customer-credits/{credit['uuid']}/"
+    for body, field, limit in (({"grace_coefficient": number}, "grace_coefficient", 3),
+                               ({"value": number}, "value", 16)):
+        changed = directory.client.simulate_patch(path, json=body, headers=directory.staff)
+        assert (changed.status_code, changed.json) == (400, {field: [
+            f"Ensure that there are no more than {limit} digits in total."]}), body
+    shown = directory.client.simulate_get(path, headers=directory.staff).json
+    assert (shown["value"], shown["grace_coefficient"]) == ("10.00000", "0")
+
+
 @pytest.mark.parametrize("period", ["2026-01\n", "２０２６-01", "2026-0１", " 2026-01"])
 def test_a_period_with_anything_around_or_other_digits_is_refused(directory: Directory,
                                                                    period: str) -> None:

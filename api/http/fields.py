@@ -90,7 +90,8 @@ def decimal(max_digits: int, decimal_places: int, min_value: Decimal | None = No
             raise FieldError("A valid number is required.") from None
         if not value.is_finite():
             raise FieldError("A valid number is required.")
-        if not isinstance(raw, str) and value == value.to_integral_value():
+        if (not isinstance(raw, str) and _exponent(value) < 0
+                and value == value.to_integral_value()):
             value = value.quantize(Decimal(1))  # JSON 5.0 is the integer 5 (JSON Schema)
         _check_precision(value, max_digits, decimal_places)
         if min_value is not None and value < min_value:
@@ -129,6 +130,14 @@ def _nonzero_digits(whole: int, places: int) -> str:
     after = "|".join("0" * zeros + rf"[1-9][0-9]{{0,{places - 1 - zeros}}}"
                      for zeros in range(places))
     return rf"(?:{nonzero_whole}|0+\.(?:{after}))"
+
+
+def _exponent(value: Decimal) -> int:
+    """A finite Decimal's exponent. Values with none below zero are not quantized: the
+    digits of 1e300 exceed the context's precision, and the limits refuse it anyway."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return exponent
 
 
 def _check_precision(value: Decimal, max_digits: int, decimal_places: int) -> None:
