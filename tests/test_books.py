@@ -98,6 +98,18 @@ def test_consumption_items_show_posted_drawn_and_uncovered(directory: Directory)
         "gone", "big"]
     assert [i["id"] for i in items(directory,
                                    offering_uuid=made["offering"]["uuid"]).json] == ["big"]
+    # which items a credit paid for (an earmark's draws move its organisation credit too)
+    for name, credit, paid_for in (("customer_credit_uuid", "credit", ["big"]),
+                                   ("customer_credit_uuid", "other_credit", ["there"]),
+                                   ("project_credit_uuid", "earmark", ["big"]),
+                                   ("project_credit_uuid", "credit", [])):
+        found = items(directory, **{name: made[credit]["uuid"]})
+        assert [i["id"] for i in found.json] == paid_for, (name, credit)
+        assert found.headers["X-Result-Count"] == str(len(paid_for))
+    for name in ("customer_credit_uuid", "project_credit_uuid"):
+        refused = directory.client.simulate_get(ITEMS, params={name: "not-a-uuid"},
+                                                headers=directory.staff)
+        assert refused.status_code == 400 and list(refused.json) == [name], refused.json
     head = directory.client.simulate_head(ITEMS, params={"uncovered": "true"},
                                           headers=directory.staff)
     assert head.status_code == 200 and head.headers["X-Result-Count"] == "2"

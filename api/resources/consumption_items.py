@@ -16,6 +16,7 @@ from sqlalchemy import Select, or_, select
 
 from api.http.common import apply_uuid_filter
 from api.http.errors import validation_error
+from api.http.fields import FieldError, uuid_filter
 from api.http.listing import ListQuery, boolean_param, last_param, narrowed
 from api.http.schema import (
     BOOLEAN,
@@ -41,7 +42,7 @@ from api.resources.representations import iso_datetime
 from ledger.access import Principal
 from ledger.money import ZERO, format_money
 from ledger.periods import Period
-from projections.tables import consumptions
+from projections.tables import consumptions, credit_versions
 
 item = consumptions.c
 NOT_FOUND = "No consumption item matches the given query."
@@ -58,8 +59,9 @@ def visible(principal: Principal) -> Select[Any]:
 def listed(req: falcon.Request, principal: Principal) -> ListQuery:
     """The visible items, filtered, newest first."""
     query = visible(principal)
-    for name in ("customer_uuid", "project_uuid", "offering_uuid"):
+    for name in ("customer_uuid", "project_uuid", "offering_uuid", "customer_credit_uuid"):
         query = apply_uuid_filter(query, req, name, item[name])
+    query = project_credit_filter(query, req)
     if (raw := last_param(req, "period")) is not None:
         try:
             query = query.where(item.period == str(Period.parse(raw)))
@@ -71,6 +73,21 @@ def listed(req: falcon.Request, principal: Principal) -> ListQuery:
         query = query.where(item.uncovered > ZERO if uncovered else item.uncovered == ZERO)
     order = [item.created.desc(), item.item_id.desc()]
     return ListQuery(query.order_by(*order), narrow=narrowed(req), order=order)
+
+
+def project_credit_filter(query: Select[Any], req: falcon.Request) -> Select[Any]:
+    """`project_credit_uuid`, answered from the project index: a project credit belongs to
+    one project, which its first version names (kept after the credit is deleted)."""
+    raw = last_param(req, "project_credit_uuid")
+    if raw is None:
+        return query
+    try:
+        credit = uuid_filter(raw).hex
+    except FieldError as error:
+        raise validation_error({"project_credit_uuid": error.messages}) from None
+    its_project = select(credit_versions.c.project_uuid).where(
+        credit_versions.c.uuid == credit, credit_versions.c.version == 1)
+    return query.where(item.project_credit_uuid == credit, item.project_uuid.in_(its_project))
 
 
 def representation(row: Any) -> dict[str, Any]:
@@ -89,7 +106,10 @@ def representation(row: Any) -> dict[str, Any]:
 
 
 FILTERS = [query("customer_uuid", UUID_FILTER), query("project_uuid", UUID_FILTER),
-           query("offering_uuid", UUID_FILTER), query("period", PERIOD),
+           query("offering_uuid", UUID_FILTER),
+           query("customer_credit_uuid", UUID_FILTER, "items whose draws moved this credit"),
+           query("project_credit_uuid", UUID_FILTER, "items drawn from this project credit"),
+           query("period", PERIOD),
            query("reversed", BOOLEAN),
            query("uncovered", BOOLEAN, "true: uncovered > 0; false: = 0"), *PAGINATION]
 LIST_OPERATIONS: Json = {
