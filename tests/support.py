@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -138,6 +140,12 @@ def messages(body: Any) -> Iterator[str]:
     elif isinstance(body, list):
         for value in body:
             yield from messages(value)
+
+
+def csv_rows(result: Any) -> list[dict[str, str]]:
+    """A CSV answer's rows as a spreadsheet reads them: the `csv` module, keyed by the
+    header, the byte-order mark dropped."""
+    return list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
 
 
 def read_model_rows(engine: Any) -> dict[str, list[tuple[Any, ...]]]:

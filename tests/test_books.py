@@ -6,13 +6,11 @@ The several-month script of test_reconciliation provides the data for the sums.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tests.support import Directory
+from tests.support import Directory, csv_rows
 from tests.test_reconciliation import (  # noqa: F401 - fixtures
     PERIODS,
     Months,
@@ -220,7 +218,6 @@ def test_support_reads_every_report_owners_only_their_own(directory: Directory,
         "period": "2026-09"}, headers=owner).status_code == 200
     assert get("/api/reconciliation/", params={"period": "2026-09"},
                headers=owner).status_code == 403
-    rows = list(csv.DictReader(io.StringIO(get(
-        f"/api/customer-credits/{labels['org']}/statement/",
-        params={"period": "2026-09", "format": "csv"}, headers=owner).text.lstrip("\ufeff"))))
+    rows = csv_rows(get(f"/api/customer-credits/{labels['org']}/statement/",
+                        params={"period": "2026-09", "format": "csv"}, headers=owner))
     assert rows and all(has_offset(row["date"]) for row in rows)

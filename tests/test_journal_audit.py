@@ -8,8 +8,6 @@ usage, a reversed item and a withdrawable adjustment, and November closed.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import shutil
@@ -25,7 +23,7 @@ import pytest
 import ledger_audit
 from api import cli
 from ledger.users import hash_token
-from tests.support import Directory
+from tests.support import Directory, csv_rows
 from tests.test_reconciliation import (  # noqa: F401 - fixtures
     Months,
     call,
@@ -110,7 +108,7 @@ def test_csv_journal_debits_equal_credits_per_transaction(directory: Directory,
                                                           books: dict[str, str]) -> None:
     result = get(directory, "/api/journal/", format="csv", through="2026-10")
     assert result.status_code == 200 and result.headers["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
+    rows = csv_rows(result)
     assert list(rows[0]) == ["date", "transaction_id", "account", "debit", "credit",
                              "currency", "reference"]
     sums: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])

@@ -22,8 +22,6 @@ reconciliation reports.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import tempfile
 from contextlib import ExitStack
@@ -53,7 +51,7 @@ from projections.reconciliation import COLUMNS
 from projections.verify import verify
 from tests.conftest import BACKENDS
 from tests.live import backend_url
-from tests.support import Directory, messages, read_model_rows, travelling_clock
+from tests.support import Directory, csv_rows, messages, read_model_rows, travelling_clock
 
 EXAMPLES = int(os.environ.get("LEDGER_TEST_MONEY_EXAMPLES", "12"))
 STEPS = int(os.environ.get("LEDGER_TEST_MONEY_STEPS", "30"))
@@ -572,17 +570,19 @@ class MoneyModel(RuleBasedStateMachine):
     @invariant()
     def remember_what_was_seen(self) -> None:
         """Each credit's value now, to ask for again as of this moment at the end."""
-        moment = datetime.now(UTC).isoformat()
-        values = {row["uuid"]: row["value"] for path in ("/api/customer-credits/",
-                                                         "/api/project-credits/")
-                  for row in self._get(path)}
-        self.seen.append((moment, values))
+        self.seen.append((datetime.now(UTC).isoformat(), self._credit_values()))
 
     def _csv(self, path: str, **params: Any) -> list[dict[str, str]]:
         result = self.client.simulate_get(path, params={**params, "format": "csv"},
                                           headers=self.staff)
         assert result.status_code == 200, result.text
-        return list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
+        return csv_rows(result)
+
+    def _credit_values(self, **params: Any) -> dict[str, str]:
+        """Every credit's value by uuid, organisation and project credits alike."""
+        return {row["uuid"]: row["value"]
+                for path in ("/api/customer-credits/", "/api/project-credits/")
+                for row in self._get(path, **params)}
 
     def _pages(self, path: str, **params: Any) -> list[Any]:
         rows: list[Any] = []
@@ -597,9 +597,7 @@ class MoneyModel(RuleBasedStateMachine):
     def _as_of_repeats_what_was_seen(self) -> None:
         """Balances as of any moment: what a caller saw then, the ledger answers now."""
         for moment, values in self.seen:
-            found = {row["uuid"]: row["value"]
-                     for path in ("/api/customer-credits/", "/api/project-credits/")
-                     for row in self._get(path, as_of=moment)}
+            found = self._credit_values(as_of=moment)
             assert {uuid: found.get(uuid) for uuid in values} == values, moment
 
     def _journal_balances(self) -> None:

@@ -10,7 +10,6 @@ month boundaries.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from sqlalchemy import update
 
 from api import cli
 from projections.tables import project_credits
-from tests.support import Clock, Directory
+from tests.support import Clock, Directory, csv_rows
 
 PERIODS = ["2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
 MOVEMENTS = ["created", "top_ups", "reductions", "withdrawable_adjustments", "consumed",
@@ -330,7 +329,7 @@ def test_csv_opens_in_a_spreadsheet(months: Months, directory: Directory,
         assert result.headers["Content-Type"].startswith("text/csv")
         assert result.headers["X-Reconciliation-Ties-Out"] == "true"
         assert result.content.startswith("\ufeff".encode())
-        credit_lines = list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
+        credit_lines = csv_rows(result)
         assert [line["uuid"] for line in credit_lines] == [r["uuid"] for r in body["rows"]]
         for line, found in zip(credit_lines, body["rows"], strict=True):
             assert line["month"] == "2026-11"
@@ -355,7 +354,7 @@ def csv_lines(directory: Directory, period: str, lines: str,
               path: str = "/api/reconciliation/csv/") -> list[dict[str, str]]:
     """The CSV's rows through the `csv` module, keyed by its header."""
     result = report(directory, period, path, format="csv", lines=lines)
-    return list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
+    return csv_rows(result)
 
 
 def test_cli_export_writes_csv_json_and_stdout(directory: Directory, labels: dict[str, str],

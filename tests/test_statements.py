@@ -5,13 +5,11 @@ Uses the several-month script of test_reconciliation (labels: credit uuid by nam
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tests.support import Directory
+from tests.support import Directory, csv_rows
 from tests.test_reconciliation import labels, money, months  # noqa: F401 - fixtures
 
 PATH = "/api/customer-credits/{}/statement/"
@@ -99,7 +97,7 @@ def test_csv_statement(directory: Directory, labels: dict[str, str]) -> None:  #
     result = get(directory, labels["org"], directory.staff, period="2026-10", format="csv")
     assert result.status_code == 200 and result.headers["Content-Type"].startswith("text/csv")
     assert result.content.startswith("\ufeff".encode())
-    rows = list(csv.DictReader(io.StringIO(result.content.decode("utf-8-sig"))))
+    rows = csv_rows(result)
     assert len(rows) == len(body["lines"]) and {row["month"] for row in rows} == {"2026-10"}
     assert {row["scope"] for row in rows} == {"organisation", "project"}
     for row in rows:

@@ -64,11 +64,17 @@ class Resource:
 
 def apply_uuid_filter(query: Select[Any], req: falcon.Request, name: str,
                       column: Any) -> Select[Any]:
+    found = uuid_param(req, name)
+    return query if found is None else query.where(column == found)
+
+
+def uuid_param(req: falcon.Request, name: str) -> str | None:
+    """A uuid query parameter as hex; None when absent, 400 naming it when malformed."""
     raw = last_param(req, name)
     if raw is None:
-        return query
+        return None
     try:
-        return query.where(column == uuid_filter(raw).hex)
+        return uuid_filter(raw).hex
     except FieldError as error:
         raise validation_error({name: error.messages}) from None
 

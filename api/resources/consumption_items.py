@@ -14,9 +14,8 @@ from typing import Any
 import falcon
 from sqlalchemy import Select, or_, select
 
-from api.http.common import apply_uuid_filter
+from api.http.common import apply_uuid_filter, uuid_param
 from api.http.errors import validation_error
-from api.http.fields import FieldError, uuid_filter
 from api.http.listing import ListQuery, boolean_param, last_param, narrowed
 from api.http.schema import (
     BOOLEAN,
@@ -78,13 +77,9 @@ def listed(req: falcon.Request, principal: Principal) -> ListQuery:
 def project_credit_filter(query: Select[Any], req: falcon.Request) -> Select[Any]:
     """`project_credit_uuid`, answered from the project index: a project credit belongs to
     one project, which its first version names (kept after the credit is deleted)."""
-    raw = last_param(req, "project_credit_uuid")
-    if raw is None:
+    credit = uuid_param(req, "project_credit_uuid")
+    if credit is None:
         return query
-    try:
-        credit = uuid_filter(raw).hex
-    except FieldError as error:
-        raise validation_error({"project_credit_uuid": error.messages}) from None
     its_project = select(credit_versions.c.project_uuid).where(
         credit_versions.c.uuid == credit, credit_versions.c.version == 1)
     return query.where(item.project_credit_uuid == credit, item.project_uuid.in_(its_project))
