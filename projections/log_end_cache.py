@@ -21,10 +21,17 @@ class LogEndCache(Generic[K, V]):
         self.size = size
         self.found: dict[K, tuple[int, V]] = {}
 
-    def get(self, key: K, log_end: int, read: Callable[[], V]) -> V:
+    def peek(self, key: K, log_end: int) -> V | None:
+        """The answer kept at this log end, if any."""
         cached = self.found.get(key)
         if cached is not None and cached[0] == log_end >= 0:
             return cached[1]
+        return None
+
+    def get(self, key: K, log_end: int, read: Callable[[], V]) -> V:
+        cached = self.peek(key, log_end)
+        if cached is not None:
+            return cached
         value = read()
         if value is not None and log_end >= 0:
             if len(self.found) >= self.size:

@@ -20,14 +20,27 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError as EventStoreInterfaceError
 from eventsourcing.persistence import OperationalError as EventStoreOperationalError
-from sqlalchemy import Connection, Engine, Index, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Index,
+    ScalarSelect,
+    Table,
+    bindparam,
+    column,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import table as lightweight_table
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
@@ -146,6 +159,19 @@ class Projector:
         except (EventStoreInterfaceError, EventStoreOperationalError):
             return int(once(recorder) or 0)
 
+    @cached_property
+    def log_end_column(self) -> ScalarSelect[Any]:
+        """The log's end as a column of a read model's statement, read in the same snapshot
+        as the rows beside it (api/http/freshness.py). Events and read models share the
+        database: a schema on PostgreSQL, a file on SQLite."""
+        recorder: Any = self.app.recorder
+        if self.engine.dialect.name == "postgresql":
+            events = lightweight_table(recorder.events_table_name, column("notification_id"),
+                                        schema=recorder.datastore.schema or None)
+            return select(func.max(events.c.notification_id)).scalar_subquery()
+        events = lightweight_table(recorder.events_table_name, column("rowid"))
+        return select(func.max(events.c.rowid)).scalar_subquery()
+
     @property
     def log_end(self) -> int:
         """The newest notification id this thread's last `pending` saw (-1 before any):
@@ -156,6 +182,8 @@ class Projector:
                  wait: bool = True) -> int:
         """Apply every event not yet applied; returns how many were applied.
 
+        A catch-up that fails leaves this thread's log end unknown (-1): the read models
+        may not hold what it saw, so nothing may be read or kept as of it.
         `saved`: a position the caller's own save returned, so the log is known to reach
         it and neither the log's end nor the stored position is asked first (the lock
         returns the position): two round trips fewer on every write (issue 18).
@@ -165,6 +193,13 @@ class Projector:
         batch left them, instead of queueing behind every writer's catch-up (issue 18:
         reads while posting waited 300 ms). This thread's log end is then unknown (-1),
         so nothing cached by log end is trusted."""
+        try:
+            return self._catch_up(progress, saved, wait)
+        except BaseException:
+            self._seen.log_end = -1
+            raise
+
+    def _catch_up(self, progress: Progress, saved: int | None, wait: bool) -> int:
         done = 0
         if saved is None and not self.pending():
             return done

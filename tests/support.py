@@ -13,6 +13,7 @@ from typing import Any
 
 import falcon.testing
 import time_machine
+from sqlalchemy import event
 
 from api.server.wiring import Services
 
@@ -157,3 +158,15 @@ def read_model_rows(engine: Any) -> dict[str, list[tuple[Any, ...]]]:
     with engine.connect() as conn:
         return {table.name: sorted(tuple(row) for row in conn.execute(select(table)))
                 for table in READ_MODEL_TABLES}
+
+
+@contextmanager
+def capture_statements(engine: Any, into: list[str]) -> Iterator[None]:
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        into.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

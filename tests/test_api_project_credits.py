@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from api.server.wiring import Services
-from tests.support import PROJECT_CREDIT_FIELDS, Directory
+from tests.support import PROJECT_CREDIT_FIELDS, Directory, capture_statements
 
 
 @pytest.fixture
@@ -252,18 +249,6 @@ def test_filtered_pages_sort_like_unfiltered_ones(directory: Directory, services
     if services.engine.dialect.name == "postgresql":
         assert all(coalesced in s for s in narrowed)
     assert not any(coalesced in s for s in pages if s not in narrowed)
-
-
-@contextmanager
-def capture_statements(engine: Any, into: list[str]) -> Iterator[None]:
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        into.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_filtered_pages_count_in_the_page_query(directory: Directory,

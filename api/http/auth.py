@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import falcon
 from sqlalchemy import Engine, bindparam, select
 
 from api.http.errors import ApiError, not_authenticated
+from api.http.freshness import Unconfirmed, check_now
 from ledger.access import Principal
 from ledger.users import hash_token
 from projections.log_end_cache import LogEndCache
@@ -50,6 +53,23 @@ class AuthMiddleware:
         token_hash = self.token_hash(header)
         if token_hash is None:
             return
+        log_end = self.log_end()
+        known = self.cache.peek(token_hash, log_end) if req.method in READS else None
+        if known is None:
+            self.authenticate(req, token_hash)
+            return
+        req.context.principal = known
+        req.context.unconfirmed = Unconfirmed(log_end, partial(self.authenticate, req,
+                                                               token_hash))
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         params: dict[str, Any]) -> None:
+        confirms = getattr(resource, "reads_log_end_itself", None)
+        if confirms is None or not confirms(req):
+            check_now(req.context)
+
+    def authenticate(self, req: falcon.Request, token_hash: str) -> None:
+        """Catch the read models up, then find the token's principal as of the log's end."""
         self.catch_up(wait=req.method not in READS)
         principal = self.principal_of(token_hash)
         if principal is None:

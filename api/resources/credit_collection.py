@@ -22,6 +22,7 @@ from api.http import fields
 from api.http.common import Resource, parse_uuid
 from api.http.errors import not_found
 from api.http.forms import Field
+from api.http.freshness import confirm
 from api.http.listing import (
     STATEMENTS,
     ListQuery,
@@ -192,6 +193,13 @@ class CreditCollection(Resource):
     def __init__(self, services: Services) -> None:
         super().__init__(services)
         self.closed_periods: LogEndCache[str, list[str]] = LogEndCache(1)  # runway months
+        self.item_path = next(route.path for route in self.routes if route.suffix == "item")
+
+    def reads_log_end_itself(self, req: falcon.Request) -> bool:
+        """A retrieve reads the log's end beside its row (`_visible_row`), so it may be let
+        through unconfirmed (api/http/freshness.py)."""
+        return (req.method == "GET" and req.uri_template == self.item_path
+                and not history.wants_as_of(req))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)
@@ -247,18 +255,25 @@ class CreditCollection(Resource):
                                           lambda: last_closed_periods(conn))
         with_runways(conn, views, periods)
 
-    def _visible_row(self, principal: Principal, uuid: str,
-                     conn: Connection | None = None) -> Any:
-        """The live credit if the caller may see it; 404 otherwise (also for bad uuids)."""
+    def _visible_row(self, principal: Principal, uuid: str, conn: Connection | None = None,
+                     context: Any = None) -> Any:
+        """The live credit if the caller may see it; 404 otherwise (also for bad uuids).
+
+        Read with the log's end beside it, which confirms a request's `context` let through
+        unconfirmed, or raises LogEndMoved for the request to be read again."""
         credit_uuid = parse_uuid(uuid, self.not_found_message).hex
         # The uuid is bound at execution: one statement per caller's view, not one per
         # credit (a cached statement per credit held ~60 KB: issue 18's workers grew by
         # 120 MB fetching random credits and organisations).
-        key = (type(self).__name__, "one", self.services.today(), visibility_key(principal))
+        log_end = self.services.projector.log_end_column  # names this store's events table
+        key = (type(self).__name__, "one", self.services.today(), visibility_key(principal),
+               log_end)
         statement = STATEMENTS.get(key, lambda: self._decorate(self._select(principal).where(
-            self.table.c.uuid == bindparam("credit_uuid")).subquery("one")))
+            self.table.c.uuid == bindparam("credit_uuid")).subquery("one")).add_columns(
+            log_end.label("log_end")))
         with nullcontext(conn) if conn is not None else self.services.reads.connect() as reading:
             found = plain_rows(reading.execute(statement, {"credit_uuid": credit_uuid}))
+        confirm(context, found[0].log_end if found else None)
         if not found:
             raise not_found(self.not_found_message)
         return found[0]

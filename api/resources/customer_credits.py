@@ -22,6 +22,7 @@ from api.http.common import (
 )
 from api.http.errors import validation_error
 from api.http.forms import Field, object_schema, validate, with_checks
+from api.http.freshness import read_confirmed
 from api.http.listing import last_param
 from api.http.routes import Route
 from api.http.schema import (
@@ -213,12 +214,14 @@ class CustomerCredits(CreditCollection):
         resp.media = self._answer(req, resp, principal, credit_id.hex, recorded, nested=False)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        resp.media = read_confirmed(lambda: self._retrieve(req, resp, uuid))
+
+    def _retrieve(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> Any:
         principal = self.principal(req)
         credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
         if history.wants_as_of(req):
-            resp.media = history.customer_credit_as_of(self.services, req, principal, credit_uuid)
-            return
-        resp.media = self._one(req, resp, principal, credit_uuid, nested=True)
+            return history.customer_credit_as_of(self.services, req, principal, credit_uuid)
+        return self._one(req, resp, principal, credit_uuid, nested=True)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.staff(req)  # upstream: a view-level is_staff, before the lookup
@@ -336,7 +339,7 @@ class CustomerCredits(CreditCollection):
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str, nested: bool) -> Any:
         with self.services.reads.connect() as conn:  # one connection: row and runway
-            row = self._visible_row(principal, credit_uuid, conn)
+            row = self._visible_row(principal, credit_uuid, conn, req.context)
             set_etag(resp, row.version)
             return self._render(conn, req, [row], nested)[0]
 

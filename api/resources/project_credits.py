@@ -20,6 +20,7 @@ from api.http.common import (
 )
 from api.http.errors import permission_denied
 from api.http.forms import Field, object_schema, validate, with_checks
+from api.http.freshness import read_confirmed
 from api.http.listing import last_param
 from api.http.schema import (
     BOOLEAN,
@@ -154,12 +155,14 @@ class ProjectCredits(CreditCollection):
                           self.services, req, principal, credit_id.hex, recorded.created_on))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        resp.media = read_confirmed(lambda: self._retrieve(req, resp, uuid))
+
+    def _retrieve(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> Any:
         principal = self.principal(req)
         credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
         if history.wants_as_of(req):
-            resp.media = history.project_credit_as_of(self.services, req, principal, credit_uuid)
-            return
-        resp.media = self._one(req, resp, principal, credit_uuid)
+            return history.project_credit_as_of(self.services, req, principal, credit_uuid)
+        return self._one(req, resp, principal, credit_uuid)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
@@ -210,7 +213,7 @@ class ProjectCredits(CreditCollection):
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str) -> Any:
         with self.services.reads.connect() as conn:  # one connection: row and runway
-            row = self._visible_row(principal, credit_uuid, conn)
+            row = self._visible_row(principal, credit_uuid, conn, req.context)
             set_etag(resp, row.version)
             return self._render(conn, req, principal, [row])[0]
 
