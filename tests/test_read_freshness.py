@@ -77,9 +77,14 @@ def test_a_known_callers_retrieve_is_one_statement(
 
 def test_a_user_deactivated_elsewhere_is_refused_at_once(
         directory: Directory, elsewhere: Services, credit: dict[str, Any]) -> None:
+    """Also when the retrieve fails before it reads anything: a malformed uuid's 404 is
+    answered only to a caller who is checked."""
     directory.staff  # noqa: B018
     assert retrieve(directory, credit).status_code == 200
     elsewhere.ledger.deactivate_user("staff", "another process")
+    malformed = directory.client.simulate_get("/api/project-credits/not-a-uuid/",
+                                              headers=directory.staff)
+    assert (malformed.status_code, malformed.json) == (401, {"detail": "Invalid token."})
     answer = retrieve(directory, credit)
     assert (answer.status_code, answer.json) == (401, {"detail": "Invalid token."})
 

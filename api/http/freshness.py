@@ -54,9 +54,14 @@ def check_now(context: Any) -> None:
         pending.check()
 
 
-def read_confirmed(read: Callable[[], T]) -> T:
-    """`read`, and once more if the log had moved under it (then as a checked request)."""
+def read_confirmed(context: Any, read: Callable[[], T]) -> T:
+    """`read`, and once more if the log had moved under it (then as a checked request).
+    An error that came before anything confirmed (a malformed uuid's 404) is answered
+    only to a checked caller: a token deactivated elsewhere gets its 401 instead."""
     try:
         return read()
     except LogEndMoved:
         return read()
+    except Exception:
+        check_now(context)
+        raise

@@ -214,7 +214,7 @@ class CustomerCredits(CreditCollection):
         resp.media = self._answer(req, resp, principal, credit_id.hex, recorded, nested=False)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        resp.media = read_confirmed(lambda: self._retrieve(req, resp, uuid))
+        resp.media = read_confirmed(req.context, lambda: self._retrieve(req, resp, uuid))
 
     def _retrieve(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> Any:
         principal = self.principal(req)

@@ -155,7 +155,7 @@ class ProjectCredits(CreditCollection):
                           self.services, req, principal, credit_id.hex, recorded.created_on))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        resp.media = read_confirmed(lambda: self._retrieve(req, resp, uuid))
+        resp.media = read_confirmed(req.context, lambda: self._retrieve(req, resp, uuid))
 
     def _retrieve(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> Any:
         principal = self.principal(req)
