@@ -62,7 +62,8 @@ def create_app(services: Services) -> falcon.App:
         DeferredTablesMiddleware(lambda: create_tables(services.url)),
         ReadModelGuard(services),
         AuthMiddleware(services.reads, services.projector.catch_up_patiently,
-                       lambda: services.projector.log_end),
+                       lambda: services.projector.log_end,
+                       lambda: services.projector.log_quiet),
         BodyMiddleware(),
         IdempotencyMiddleware(services.engine, services.ledger),
     ]

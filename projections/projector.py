@@ -141,6 +141,7 @@ class Projector:
         grown past the last position this process saw.
         """
         newest = self.newest_notification_id()
+        self._seen.quiet = newest == self.log_end
         self._seen.log_end = newest
         if newest <= self.known_position:
             return False
@@ -171,6 +172,13 @@ class Projector:
             return select(func.max(events.c.notification_id)).scalar_subquery()
         events = lightweight_table(recorder.events_table_name, column("rowid"))
         return select(func.max(events.c.rowid)).scalar_subquery()
+
+    @property
+    def log_quiet(self) -> bool:
+        """Whether this thread's last look found the log where its look before had left
+        it: while writers keep it moving, a read let through unconfirmed would only be
+        checked and read again (api/http/freshness.py)."""
+        return bool(getattr(self._seen, "quiet", False))
 
     @property
     def log_end(self) -> int:

@@ -75,17 +75,18 @@ def test_a_known_callers_retrieve_is_one_statement(
         assert one.json == first
 
 
+@pytest.mark.parametrize("which", ["the credit", "a malformed uuid"])
 def test_a_user_deactivated_elsewhere_is_refused_at_once(
-        directory: Directory, elsewhere: Services, credit: dict[str, Any]) -> None:
+        directory: Directory, elsewhere: Services, credit: dict[str, Any], which: str) -> None:
     """Also when the retrieve fails before it reads anything: a malformed uuid's 404 is
     answered only to a caller who is checked."""
     directory.staff  # noqa: B018
-    assert retrieve(directory, credit).status_code == 200
+    for _ in range(2):  # the second is read unconfirmed
+        assert retrieve(directory, credit).status_code == 200
     elsewhere.ledger.deactivate_user("staff", "another process")
-    malformed = directory.client.simulate_get("/api/project-credits/not-a-uuid/",
-                                              headers=directory.staff)
-    assert (malformed.status_code, malformed.json) == (401, {"detail": "Invalid token."})
-    answer = retrieve(directory, credit)
+    uuid = credit["uuid"] if which == "the credit" else "not-a-uuid"
+    answer = directory.client.simulate_get(f"/api/project-credits/{uuid}/",
+                                           headers=directory.staff)
     assert (answer.status_code, answer.json) == (401, {"detail": "Invalid token."})
 
 
@@ -152,3 +153,33 @@ def test_a_failed_catch_up_leaves_nothing_read_as_of_its_log_end(
             services.projector.catch_up()
     assert services.projector.log_end == -1
     assert retrieve(directory, credit).json["value"] == "150.00000"
+
+
+def test_while_writers_move_the_log_a_retrieve_checks_first(
+        directory: Directory, services: Services, elsewhere: Services,
+        credit: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read unconfirmed under a moving log, a retrieve would read its row twice. Once this
+    thread has seen the log move, its next retrieve asks the log's end first, as every
+    read did before, and reads its row once; with the log quiet again, the one after goes
+    back to one statement."""
+    directory.staff  # noqa: B018
+    for _ in range(2):
+        assert retrieve(directory, credit).status_code == 200
+    asked = log_end_queries(services, monkeypatch)
+    for value in ("110", "120"):
+        elsewhere.ledger.update_project_credit(UUID(credit["uuid"]), "another process",
+                                               value=Decimal(value))
+        statements: list[str] = []
+        with capture_statements(services.reads, statements):
+            answer = retrieve(directory, credit)
+        assert answer.json["value"] == f"{value}.00000"
+        rows_read = [statement for statement in statements if "log_end" in statement]
+        if value == "110":  # the log was quiet: read unconfirmed, then checked, read again
+            assert (len(asked), len(rows_read)) == (1, 2)
+        else:  # this thread saw the log move: checked first, the row read once
+            assert (len(asked), len(rows_read)) == (2, 1)
+    statements = []
+    with capture_statements(services.reads, statements):
+        assert retrieve(directory, credit).status_code == 200  # checked: the log was quiet
+        assert retrieve(directory, credit).status_code == 200  # so this one is unconfirmed
+    assert len(asked) == 3

@@ -36,11 +36,19 @@ class AuthMiddleware:
     notification N stays true while it still ends there: `log_end` (what this thread's
     catch-up just saw) lets a known token cost no query. Requests without credentials,
     and public paths, touch no database.
+
+    While the log is quiet (`log_quiet`: this thread's last look found it where the look
+    before had left it), a read by a known token is let through *unconfirmed*, not even
+    asking the log's end, if its resource reads the log's end in its own statement
+    (api/http/freshness.py); any other resource has it checked in `process_resource`,
+    before it reads. With writers moving the log, such a read would be checked and read
+    again: one round trip more than checking first.
     """
 
     engine: Engine
     catch_up: Callable[..., int] = field(default=lambda wait=True: 0)
     log_end: Callable[[], int] = field(default=lambda: -1)
+    log_quiet: Callable[[], bool] = field(default=lambda: False)
     public_paths: tuple[str, ...] = field(default=PUBLIC_PATHS)
     cache: LogEndCache[str, Principal | None] = field(
         default_factory=lambda: LogEndCache(CACHE_SIZE))
@@ -54,7 +62,8 @@ class AuthMiddleware:
         if token_hash is None:
             return
         log_end = self.log_end()
-        known = self.cache.peek(token_hash, log_end) if req.method in READS else None
+        known = (self.cache.peek(token_hash, log_end)
+                 if req.method in READS and self.log_quiet() else None)
         if known is None:
             self.authenticate(req, token_hash)
             return
