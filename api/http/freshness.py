@@ -9,7 +9,8 @@ retrieve's own statement reads the log's end beside the row, in the same snapsho
 the log still ends there, the row and the principal were both true when it was read;
 if not, the request is checked as any other (caught up, the token looked up again: a
 deactivated user gets 401) and read again (issue 18: the log-end round trip was a
-fifth of a retrieve's time).
+fifth of a retrieve's time). Only while the log is quiet (`Projector.log_quiet`): with
+writers moving it, reading twice would cost a round trip more than checking first.
 """
 
 from __future__ import annotations
