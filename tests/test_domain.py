@@ -506,3 +506,31 @@ def test_a_calendar_of_an_earlier_release_learns_the_earliest_period_posted_once
         ledger.close_period(FEB, "t", [])
     ledger.close_period(Period.parse("2024-11"), "t", [])
     assert ledger.calendar().earliest_posted == "2024-11"
+
+
+def test_a_command_that_keeps_losing_its_version_check_gives_up_with_a_conflict(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent writers are retried a bounded number of times, each wait drawn below a
+    doubling bound with a cap, then refused (409 at the edge); nothing is saved."""
+    from eventsourcing.persistence import IntegrityError
+
+    from ledger import store
+
+    customer, _ = org_with_projects(ledger)
+    credit = ledger.create_customer_credit(customer, D(100), Terms(), [], "t")
+    saves: list[int] = []
+    waits: list[float] = []
+
+    def losing_save(unit: store.Unit) -> None:
+        saves.append(1)
+        raise IntegrityError("a concurrent writer saved first")
+
+    monkeypatch.setattr(store.Unit, "save", losing_save)
+    monkeypatch.setattr(store.time, "sleep", waits.append)
+    monkeypatch.setattr(store.random, "uniform", lambda low, high: high)  # the longest
+    with pytest.raises(Conflict, match="changed concurrently"):
+        ledger.update_customer_credit(credit, "t", value=D(200))
+    assert len(saves) == store.MAX_ATTEMPTS
+    assert waits == [0.005, 0.01, 0.02, 0.04, 0.08] + [0.15] * 7  # about 1.2 s in all
+    monkeypatch.undo()
+    assert value(ledger, credit) == D(100)
