@@ -170,3 +170,16 @@ def capture_statements(engine: Any, into: list[str]) -> Iterator[None]:
         yield
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def count_log_end_queries(services: Services, monkeypatch: Any) -> list[int]:
+    """A list that grows by one each time the projector asks the log's end."""
+    asked: list[int] = []
+    ask = services.projector.newest_notification_id
+
+    def counted() -> int:
+        asked.append(1)
+        return ask()
+
+    monkeypatch.setattr(services.projector, "newest_notification_id", counted)
+    return asked

@@ -19,7 +19,7 @@ from notifications.notifier import Notifier
 from notifications.tables import NOTIFIER_POSITION, notifier_credits
 from projections.tables import tracking
 from tests.receiver import receiver
-from tests.support import BASE, Directory
+from tests.support import BASE, Directory, capture_statements
 
 LOW = ["credit.balance_low", "credit.exhausted"]
 
@@ -161,8 +161,6 @@ def test_the_notifier_records_a_batch_in_a_few_statements_whatever_its_size(
         directory: Directory, services: Services) -> None:
     """Ten credits' crossings, for three subscriptions, in one round of a dozen
     statements: the notifier replays an import's log without a query per event."""
-    from sqlalchemy import event
-
     hook_url = "http://127.0.0.1:9/hook"
     spent, emptied = directory.customer("Spent"), directory.customer("Emptied")
     spent_hook = subscribe(directory, hook_url, spent, LOW)
@@ -181,15 +179,8 @@ def test_the_notifier_records_a_batch_in_a_few_statements_whatever_its_size(
         consume(directory, project, f"item-{number}", "60" if org is spent else "100")
 
     statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    event.listen(services.engine, "before_cursor_execute", count)
-    try:
+    with capture_statements(services.engine, statements):
         assert notifier.catch_up() > 0
-    finally:
-        event.remove(services.engine, "before_cursor_execute", count)
     assert len(statements) <= 16, "\n".join(statements)  # 80 when it was one by one
     with services.engine.connect() as conn:  # past the items too, though it read none
         position = conn.execute(select(tracking.c.position).where(

@@ -23,7 +23,7 @@ from projections.tables import (
     project_credits,
 )
 from tests.scenario import run_scenario
-from tests.support import Directory, read_model_rows
+from tests.support import Directory, capture_statements, read_model_rows
 
 
 def test_rebuild_from_scratch_equals_live(directory: Directory, services: Services) -> None:
@@ -245,7 +245,6 @@ def test_month_counters_are_upserted_not_read_first(directory: Directory,
     """A posted item's month counters (the credit's, the project's, the organisation's)
     are made by the first item and added to by the next, each in one statement: reading
     them first cost three of a single item's twenty statements (issue 18)."""
-    from sqlalchemy import event
 
     from ledger.periods import Period
     from ledger.posting import ConsumptionInput
@@ -255,19 +254,12 @@ def test_month_counters_are_upserted_not_read_first(directory: Directory,
     project = directory.project(org, "P")
     directory.customer_credit(org, "100")
     statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
     for n, amount in enumerate(("1.5", "2.25")):
         services.ledger.post_consumption([ConsumptionInput(
             f"m{n}", UUID(project["uuid"]), None, Decimal(amount), Period.parse("2025-02"))],
             "t")
-        event.listen(services.engine, "before_cursor_execute", record)
-        try:
+        with capture_statements(services.engine, statements):
             services.projector.catch_up()
-        finally:
-            event.remove(services.engine, "before_cursor_execute", record)
     month_tables = ("credit_months", "project_months", "customer_months")
     assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")
                 and any(f"FROM {name}" in s for name in month_tables)]

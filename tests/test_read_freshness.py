@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from api.server.wiring import Services, build_services
-from tests.support import Directory, capture_statements
+from tests.support import Directory, capture_statements, count_log_end_queries
 
 
 @pytest.fixture
@@ -41,18 +41,6 @@ def retrieve(directory: Directory, credit: dict[str, Any], name: str = "staff") 
                                                   f"Token {directory.tokens[name]}"})
 
 
-def log_end_queries(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    asked: list[int] = []
-    ask = services.projector.newest_notification_id
-
-    def counted() -> int:
-        asked.append(1)
-        return ask()
-
-    monkeypatch.setattr(services.projector, "newest_notification_id", counted)
-    return asked
-
-
 def test_a_known_callers_retrieve_is_one_statement(
         directory: Directory, services: Services, credit: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +49,7 @@ def test_a_known_callers_retrieve_is_one_statement(
     half of a retrieve's time)."""
     directory.staff  # noqa: B018 (creates the staff user)
     assert retrieve(directory, credit).status_code == 200
-    asked = log_end_queries(services, monkeypatch)
+    asked = count_log_end_queries(services, monkeypatch)
     statements: list[str] = []
     with capture_statements(services.reads, statements):
         answer = retrieve(directory, credit)
@@ -165,7 +153,7 @@ def test_while_writers_move_the_log_a_retrieve_checks_first(
     directory.staff  # noqa: B018
     for _ in range(2):
         assert retrieve(directory, credit).status_code == 200
-    asked = log_end_queries(services, monkeypatch)
+    asked = count_log_end_queries(services, monkeypatch)
     for value in ("110", "120"):
         elsewhere.ledger.update_project_credit(UUID(credit["uuid"]), "another process",
                                                value=Decimal(value))

@@ -13,7 +13,13 @@ from sqlalchemy import event
 
 from api.app import create_app
 from api.server.wiring import Services, build_services
-from tests.support import Clock, Directory, read_model_rows
+from tests.support import (
+    Clock,
+    Directory,
+    capture_statements,
+    count_log_end_queries,
+    read_model_rows,
+)
 
 
 def post_items(directory: Directory, *items: dict[str, Any]) -> Any:
@@ -339,24 +345,11 @@ def test_a_write_is_projected_without_asking_where_the_log_ends(
     project = directory.project(org, "P")
     credit = directory.customer_credit(org, "100")
     post_items(directory, item("warm", project, "1"))
-    asked: list[int] = []
-    newest = services.projector.newest_notification_id
-
-    def counted() -> int:
-        asked.append(1)
-        return newest()
-
-    monkeypatch.setattr(services.projector, "newest_notification_id", counted)
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    event.listen(services.engine, "before_cursor_execute", record)
-    try:
+    asked = count_log_end_queries(services, monkeypatch)
+    executed: list[str] = []
+    with capture_statements(services.engine, executed):
         accepted = post_items(directory, item("k1", project, "2.5"))
-    finally:
-        event.remove(services.engine, "before_cursor_execute", record)
+    statements = [" ".join(statement.split()) for statement in executed]
     assert len(asked) == 1  # the caller's token, checked before the body is read
     tracking = [s for s in statements if "projection_tracking" in s]
     assert len(tracking) == 2 and tracking[0].startswith(
@@ -413,17 +406,10 @@ def test_a_batch_looks_its_projects_up_in_one_query(directory: Directory,
                                             headers=directory.staff).status_code == 204
     unknown = {"url": "/api/projects/" + "0" * 32 + "/"}
     statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(services.reads, "before_cursor_execute", record)
-    try:
+    with capture_statements(services.reads, statements):
         refused = directory.client.simulate_post(
             "/api/consumptions/", headers=directory.staff,
             json=[item(f"i{n}", p, "1") for n, p in enumerate([*live, ended, unknown])])
-    finally:
-        event.remove(services.reads, "before_cursor_execute", record)
     assert (refused.status_code, refused.json) == (400, [
         {}, {}, {}, {"project": ["The project is terminated."]},
         {"project": ["Invalid hyperlink - Object does not exist."]}])

@@ -22,7 +22,7 @@ from api.http import fields
 from api.http.common import Resource, parse_uuid
 from api.http.errors import not_found
 from api.http.forms import Field
-from api.http.freshness import confirm
+from api.http.freshness import confirm, read_confirmed
 from api.http.listing import (
     STATEMENTS,
     ListQuery,
@@ -200,6 +200,26 @@ class CreditCollection(Resource):
         through unconfirmed (api/http/freshness.py)."""
         return (req.method == "GET" and req.uri_template == self.item_path
                 and not history.wants_as_of(req))
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
+        resp.media = read_confirmed(req.context, lambda: self._retrieve(req, resp, uuid))
+
+    def _retrieve(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> Any:
+        principal = self.principal(req)
+        credit_uuid = parse_uuid(uuid, self.not_found_message).hex
+        if history.wants_as_of(req):
+            return self._retrieved_as_of(req, principal, credit_uuid)
+        return self._retrieved(req, resp, principal, credit_uuid)
+
+    def _retrieved(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+                   credit_uuid: str) -> Any:
+        """One credit as its retrieve shows it (read through `_visible_row`)."""
+        raise NotImplementedError
+
+    def _retrieved_as_of(self, req: falcon.Request, principal: Principal,
+                         credit_uuid: str) -> Any:
+        """One credit as its retrieve showed it at `?as_of=`."""
+        raise NotImplementedError
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = self.principal(req)

@@ -16,13 +16,11 @@ from api.http.common import (
     apply_uuid_filter,
     base_url,
     if_match,
-    parse_uuid,
     request_body,
     set_etag,
 )
 from api.http.errors import validation_error
 from api.http.forms import Field, object_schema, validate, with_checks
-from api.http.freshness import read_confirmed
 from api.http.listing import last_param
 from api.http.routes import Route
 from api.http.schema import (
@@ -213,16 +211,6 @@ class CustomerCredits(CreditCollection):
         resp.status = falcon.HTTP_201
         resp.media = self._answer(req, resp, principal, credit_id.hex, recorded, nested=False)
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        resp.media = read_confirmed(req.context, lambda: self._retrieve(req, resp, uuid))
-
-    def _retrieve(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> Any:
-        principal = self.principal(req)
-        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
-        if history.wants_as_of(req):
-            return history.customer_credit_as_of(self.services, req, principal, credit_uuid)
-        return self._one(req, resp, principal, credit_uuid, nested=True)
-
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.staff(req)  # upstream: a view-level is_staff, before the lookup
         row = self._visible_row(principal, uuid)
@@ -335,6 +323,14 @@ class CustomerCredits(CreditCollection):
 
     def _select(self, principal: Principal) -> Select[Any]:
         return customer_credit_select(principal)
+
+    def _retrieved(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+                   credit_uuid: str) -> Any:
+        return self._one(req, resp, principal, credit_uuid, nested=True)
+
+    def _retrieved_as_of(self, req: falcon.Request, principal: Principal,
+                         credit_uuid: str) -> Any:
+        return history.customer_credit_as_of(self.services, req, principal, credit_uuid)
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str, nested: bool) -> Any:

@@ -14,13 +14,11 @@ from api.http.common import (
     apply_uuid_filter,
     base_url,
     if_match,
-    parse_uuid,
     request_body,
     set_etag,
 )
 from api.http.errors import permission_denied
 from api.http.forms import Field, object_schema, validate, with_checks
-from api.http.freshness import read_confirmed
 from api.http.listing import last_param
 from api.http.schema import (
     BOOLEAN,
@@ -154,16 +152,6 @@ class ProjectCredits(CreditCollection):
                       else history.project_credit_as_of(  # as the lost answer showed it
                           self.services, req, principal, credit_id.hex, recorded.created_on))
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
-        resp.media = read_confirmed(req.context, lambda: self._retrieve(req, resp, uuid))
-
-    def _retrieve(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> Any:
-        principal = self.principal(req)
-        credit_uuid = parse_uuid(uuid, NOT_FOUND).hex
-        if history.wants_as_of(req):
-            return history.project_credit_as_of(self.services, req, principal, credit_uuid)
-        return self._one(req, resp, principal, credit_uuid)
-
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, uuid: str) -> None:
         principal = self.principal(req)
         row = self._visible_row(principal, uuid)
@@ -209,6 +197,14 @@ class ProjectCredits(CreditCollection):
 
     def _decorate(self, rows: Subquery) -> Select[Any]:
         return with_organisation_figures(rows, self.services.today())
+
+    def _retrieved(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
+                   credit_uuid: str) -> Any:
+        return self._one(req, resp, principal, credit_uuid)
+
+    def _retrieved_as_of(self, req: falcon.Request, principal: Principal,
+                         credit_uuid: str) -> Any:
+        return history.project_credit_as_of(self.services, req, principal, credit_uuid)
 
     def _one(self, req: falcon.Request, resp: falcon.Response, principal: Principal,
              credit_uuid: str) -> Any:
