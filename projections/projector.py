@@ -150,8 +150,8 @@ class Projector:
 
     def newest_notification_id(self) -> int:
         """The log's end, in at most two attempts (a pooled connection the server dropped,
-        then a fresh one): eventsourcing retries ten times, for seconds, when the database
-        is down, and a request should fail fast instead (the API answers 503)."""
+        then a fresh one): eventsourcing retries ten times while the database answers,
+        and a request should fail fast instead (the API answers 503)."""
         recorder = self.app.recorder
         method = type(recorder).max_notification_id
         once = getattr(method, "__wrapped__", method)

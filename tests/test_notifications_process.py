@@ -11,8 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
+from api.server.eventstore import DatabaseUnreachable
+from api.server.notifier import run
 from api.server.wiring import Services
+from notifications.notifier import Notifier
 from tests.live import ROOT
 from tests.receiver import Receiver, receiver
 from tests.support import Directory
@@ -136,3 +140,19 @@ def test_serve_runs_one_notifier_unless_it_is_off(database_url: str, tmp_path: A
                 assert hook.received == []
         finally:
             _stop(server)
+
+
+@pytest.mark.parametrize("outage", [
+    DatabaseUnreachable("couldn't get a connection after 1.00 sec"),
+    OperationalError("server closed the connection unexpectedly")])
+def test_a_round_that_finds_the_event_store_down_is_tried_again_next_round(
+        services: Services, monkeypatch: pytest.MonkeyPatch, outage: Exception,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The event store's outage errors are not SQLAlchemy's: they must not end the loop."""
+    def unreachable(self: Notifier) -> None:
+        raise outage
+
+    monkeypatch.setattr(Notifier, "catch_up", unreachable)
+    run(services, interval=0, once=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"notifier round failed: {type(outage).__name__}"]

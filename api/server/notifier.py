@@ -18,12 +18,14 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError
 
+from api.server.outage import UNAVAILABLE
 from api.server.wiring import Services
 from notifications.dispatcher import Dispatcher
 from notifications.notifier import Notifier
 
 log = logging.getLogger("credit_ledger.notifier")
 REMINDER_INTERVAL = 60.0  # seconds between checks of due expiry reminders
+OUTAGE: tuple[type[Exception], ...] = (DBAPIError, *UNAVAILABLE)
 PARENT = "LEDGER_NOTIFIER_PARENT"  # the pid of the `serve` that started the notifier
 
 
@@ -41,7 +43,7 @@ def run(services: Services, interval: float, once: bool = False,
                 reminded = time.monotonic()
             while dispatcher.run_once():
                 notifier.catch_up()
-        except DBAPIError as error:  # an outage: try again on the next round
+        except OUTAGE as error:  # try again on the next round
             log.warning("notifier round failed: %s", error.__class__.__name__)
         if once:
             return

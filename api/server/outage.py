@@ -30,6 +30,7 @@ from eventsourcing import persistence
 
 from api.http.auth import PUBLIC_PATHS
 from api.http.errors import ApiError
+from api.server.eventstore import DatabaseUnreachable
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -42,6 +43,7 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     persistence.OperationalError,
     persistence.InterfaceError,
     psycopg.OperationalError,
+    DatabaseUnreachable,  # the event store's call found no database (eventstore.py)
 )
 
 
