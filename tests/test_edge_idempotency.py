@@ -18,6 +18,7 @@ import falcon.testing
 import httpx
 import psycopg
 import pytest
+import time_machine
 from sqlalchemy import create_engine, func, select
 
 from api.app import create_app
@@ -160,7 +161,9 @@ def count_keys(services: Services) -> int:
 
 def test_keys_are_per_user_and_expire(services: Services, directory: Directory,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEDGER_IDEMPOTENCY_TTL_SECONDS", "0.5")
+    """The clock (time-machine, ticking) moves past the TTL: a slow machine's pauses between
+    requests must not expire a key early, as a 0.5 s TTL and real sleeps once did."""
+    monkeypatch.setenv("LEDGER_IDEMPOTENCY_TTL_SECONDS", "60")
     client = falcon.testing.TestClient(create_app(services))
     alice, bob = directory.user("alice", staff=True), directory.user("bob", staff=True)
     key = {"Idempotency-Key": "same"}
@@ -169,11 +172,14 @@ def test_keys_are_per_user_and_expire(services: Services, directory: Directory,
     assert (first.status_code, other.status_code) == (201, 201)
     assert first.json["uuid"] != other.json["uuid"]  # bob's key is not alice's
     assert count_keys(services) == 2
-    time.sleep(0.6)
-    again = client.simulate_post("/api/customers/", json={"name": "A"}, headers={**alice, **key})
-    # the stored answer expired; the ledger's record of the key rebuilds the same answer
-    assert (again.status_code, again.json) == (201, first.json)
-    assert count_keys(services) == 1  # bob's expired row was purged on the way
-    time.sleep(0.6)
-    other = client.simulate_post("/api/customers/", json={"name": "B"}, headers={**alice, **key})
+    with contextlib.ExitStack() as later:
+        later.enter_context(time_machine.travel(time.time() + 61, tick=True))
+        again = client.simulate_post("/api/customers/", json={"name": "A"},
+                                     headers={**alice, **key})
+        # the stored answer expired; the ledger's record of the key rebuilds the same answer
+        assert (again.status_code, again.json) == (201, first.json)
+        assert count_keys(services) == 1  # bob's expired row was purged on the way
+        later.enter_context(time_machine.travel(time.time() + 61, tick=True))
+        other = client.simulate_post("/api/customers/", json={"name": "B"},
+                                     headers={**alice, **key})
     assert other.status_code == 422  # a key is bound to its first request for good

@@ -53,7 +53,7 @@ from tests.conftest import BACKENDS
 from tests.live import backend_url
 from tests.support import Directory, csv_rows, messages, read_model_rows, travelling_clock
 
-EXAMPLES = int(os.environ.get("LEDGER_TEST_MONEY_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("LEDGER_TEST_MONEY_EXAMPLES", "8"))
 STEPS = int(os.environ.get("LEDGER_TEST_MONEY_STEPS", "30"))
 START = date(2026, 9, 10)
 LAST_DAY = date(2027, 3, 20)
