@@ -27,9 +27,10 @@ import psycopg
 from eventsourcing.persistence import DatabaseError, InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 
+from projections.database import CONNECT_TIMEOUT
+
 log = logging.getLogger(__name__)
 TOPIC = "api.server.eventstore:BootablePostgresFactory"
-PROBE_CONNECT_TIMEOUT = 2  # seconds; libpq's least
 
 
 class DatabaseUnreachable(DatabaseError):
@@ -59,7 +60,7 @@ class BootableDatastore(PostgresDatastore):
         or all busy)."""
         pool: Any = self.pool  # built by the library with a plain conninfo and kwargs
         try:
-            kwargs = {**pool.kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT}
+            kwargs = {**pool.kwargs, "connect_timeout": CONNECT_TIMEOUT}
             psycopg.connect(pool.conninfo, **kwargs).close()
         except psycopg.Error:
             return False

@@ -24,7 +24,7 @@ from api.server import eventstore
 from ledger.application import Ledger
 from notifications import tables as notification_tables
 from projections import schema_version
-from projections.database import CONNECT_TIMEOUT, for_ddl, make_engine
+from projections.database import for_ddl, make_engine
 from projections.projector import Projector
 
 
@@ -70,19 +70,12 @@ class Services:
         """Whether the database answers a fresh connection now. On PostgreSQL not a pooled
         one: a pool every thread is waiting on says the service is busy, not that the
         database is down, and a pool of a stopped server made each request wait for it."""
+        datastore = getattr(self.ledger.recorder, "datastore", None)
+        if isinstance(datastore, eventstore.BootableDatastore):
+            return datastore.answers()
         try:
-            if self.engine.dialect.name != "postgresql":
-                with self.engine.connect() as conn:
-                    conn.exec_driver_sql("SELECT 1")
-                return True
-            dialect = self.engine.dialect
-            args, params = dialect.create_connect_args(self.engine.url)
-            connection = dialect.loaded_dbapi.connect(
-                *args, **{**params, "connect_timeout": CONNECT_TIMEOUT})
-            try:
-                connection.execute("SELECT 1")
-            finally:
-                connection.close()
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
             return True
         except Exception:  # noqa: BLE001 - any failure means: it does not answer
             return False
