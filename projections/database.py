@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 
+from projections.lazy_description import LazyDescriptionCursor
+
 # PostgreSQL connection settings, per process (each gunicorn worker has its own pools: the
 # read models' here, the event store's in eventsourcing). Waits are short: a database that
 # is down is answered with 503 at once rather than a request that hangs.
@@ -31,7 +33,8 @@ def make_engine(url: str, schema: str | None = None, autocommit: bool = False) -
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
+    connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT,
+                                    "cursor_factory": LazyDescriptionCursor}
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
     engine = create_engine(url, connect_args=connect_args, pool_size=POOL_SIZE,
