@@ -18,11 +18,10 @@ RETURNS_ROWS = (ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, ExecStatus.TUPLES
 
 
 class LazyColumns(Sequence[psycopg.Column]):
-    """The result's columns, each made on first use."""
+    """The result's columns, each made when it is looked at (as psycopg's, anew each time)."""
 
     def __init__(self, cursor: psycopg.Cursor[Any], count: int) -> None:
         self._cursor, self._count = cursor, count
-        self._made: dict[int, psycopg.Column] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -40,9 +39,7 @@ class LazyColumns(Sequence[psycopg.Column]):
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError("column index out of range")
-        if index not in self._made:
-            self._made[index] = psycopg.Column(self._cursor, index)
-        return self._made[index]
+        return psycopg.Column(self._cursor, index)
 
 
 class LazyDescriptionCursor(psycopg.Cursor[Any]):

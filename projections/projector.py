@@ -149,9 +149,11 @@ class Projector:
         return newest > self.known_position
 
     def newest_notification_id(self) -> int:
-        """The log's end, in at most two attempts (a pooled connection the server dropped,
-        then a fresh one): eventsourcing retries ten times while the database answers,
-        and a request should fail fast instead (the API answers 503)."""
+        """The log's end, in at most two attempts and without the library's 0.2 s pauses
+        between them (a pooled connection the server dropped, then a fresh one): each
+        request asks it, and should not wait out ten attempts. A database that is down
+        fails the first attempt at once (the server's datastore raises an error the
+        library does not retry; the API answers 503)."""
         recorder = self.app.recorder
         method = type(recorder).max_notification_id
         once = getattr(method, "__wrapped__", method)
