@@ -15,7 +15,7 @@
 #   PEER_DB, LEDGER_DB [unset]   reuse databases a KEEP run left: skips loading and importing
 # Prints: the import (credits/s on the ledger side, time waiting for the peer, projection), the
 # notifier's catch-up over the imported log, bench.sh's table (A = ledger, B = peer), the
-# customer_uuid= list row, and each worker's RSS.
+# customer_uuid= list row, each stack's floor (an unrouted 404), and each worker's RSS.
 # Stops both servers and drops both databases at the end, also after a failure.
 set -euo pipefail
 
@@ -132,13 +132,20 @@ one() {  # base token path -> "req/s p50 p99 errors"
     BENCH_TOKEN="$2" wrk -t "${THREADS:-2}" -c "${CONNECTIONS:-4}" -d "${DURATION:-10}s" \
         --timeout 10s -s "$scratch/one.lua" "$1$3" | tail -1
 }
-path="/api/project-credits/?customer_uuid=$customer_uuid"
-read -r a_rps a_p50 a_p99 a_err <<<"$(one "$ledger_url" "$ledger_token" "$path")"
-read -r b_rps b_p50 b_p99 b_err <<<"$(one "$peer_url" "$peer_token" "$path")"
-printf '| %-24s | %12s | %10s | %10s | %12s | %10s | %10s | %7s |\n' "customer_uuid= list" \
-    "$a_rps" "$a_p50" "$a_p99" "$b_rps" "$b_p50" "$b_p99" \
-    "$(python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'{a / b:.2f}' if b else 'n/a')" "$a_rps" "$b_rps")"
+row() {  # label path: one table row, both sides
+    read -r a_rps a_p50 a_p99 a_err <<<"$(one "$ledger_url" "$ledger_token" "$2")"
+    read -r b_rps b_p50 b_p99 b_err <<<"$(one "$peer_url" "$peer_token" "$2")"
+    printf '| %-24s | %12s | %10s | %10s | %12s | %10s | %10s | %7s |\n' "$1" \
+        "$a_rps" "$a_p50" "$a_p99" "$b_rps" "$b_p50" "$b_p99" \
+        "$(python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'{a / b:.2f}' if b else 'n/a')" "$a_rps" "$b_rps")"
+}
+row "customer_uuid= list" "/api/project-credits/?customer_uuid=$customer_uuid"
 [ "$a_err$b_err" = 00 ] || echo "WARNING: customer_uuid= list errors: ledger $a_err, peer $b_err" >&2
+# Each stack's floor: a path no route matches, answered 404 by the framework after the
+# middleware, with no database work. A request can be no cheaper than this on its side, so
+# the ledger's floor over the peer's retrieve bounds the retrieve's ratio. (wrk counts the
+# 404s as errors; they are what is measured here.)
+row "floor: unrouted 404" "/api/no-such-resource/"
 
 # --- memory of the serving workers ---------------------------------------------------------
 echo
