@@ -218,7 +218,7 @@ class Changes:
         for start in range(0, len(wanted), size):
             chunk = wanted[start:start + size]
             statement, params = by_arrays(table, chunk) if by_array else by_list(table, chunk)
-            for found in self._execute(statement, params).mappings():
+            for found in self._execute(statement, params).mappings().all():  # one fetch
                 rows[tuple(found[name] for name in names)] = dict(found)
             for key in chunk:
                 rows.setdefault(key, None)
