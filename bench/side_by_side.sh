@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side by side on PostgreSQL: credit-ledger (loaded by `import waldur` from the peer) against
-# the Django + DRF peer in ../shared/peer-drf (loaded by its own load.py), 2 workers each.
+# Side by side: credit-ledger (loaded by `import waldur` from the peer) against the Django + DRF
+# peer in ../shared/peer-drf (loaded by its own load.py, on PostgreSQL), 2 workers each. The
+# ledger runs on PostgreSQL, or with LEDGER_BACKEND=sqlite on its embedded default, one file.
 #
 # Usage (from the repository root):  [N=100000] bench/side_by_side.sh
 # Environment (defaults in brackets):
@@ -12,7 +13,10 @@
 #   DURATION [10]  WARMUP [2]  CONNECTIONS [4]  THREADS [2]  ROUNDS [1]   passed to bench.sh
 #   CUSTOMER_NAME [Customer 000500]   organisation whose credits the customer_uuid= list shows
 #   KEEP [unset]           keep both databases at the end (their names are printed)
-#   PEER_DB, LEDGER_DB [unset]   reuse databases a KEEP run left: skips loading and importing
+#   LEDGER_BACKEND [postgresql]   or sqlite: the ledger's data in one SQLite file
+#   PEER_DB [unset]        reuse the peer's database a KEEP run left: skips loading it
+#   LEDGER_DB [unset]      reuse the ledger's database (a SQLite file's path with
+#                          LEDGER_BACKEND=sqlite) a KEEP run left: skips the import
 # Prints: the import (credits/s on the ledger side, time waiting for the peer, projection), the
 # notifier's catch-up over the imported log, bench.sh's table (A = ledger, B = peer), the
 # customer_uuid= list row, each stack's floor (an unrouted 404), and each worker's RSS.
@@ -35,11 +39,17 @@ done
 [ -x "$ledger_venv/bin/credit-ledger" ] || { echo "no credit-ledger in $ledger_venv" >&2; exit 2; }
 
 suffix="$(date +%s)_$$"
-reuse=""
-[ -n "${PEER_DB:-}" ] && [ -n "${LEDGER_DB:-}" ] && reuse=1
+backend="${LEDGER_BACKEND:-postgresql}"
+case "$backend" in postgresql|sqlite) ;; *) echo "LEDGER_BACKEND: postgresql or sqlite" >&2; exit 2;; esac
 peer_db="${PEER_DB:-bench_peer_$suffix}"
-ledger_db="${LEDGER_DB:-bench_ledger_$suffix}"
 scratch="$(mktemp -d -t side-by-side.XXXXXX)"
+if [ "$backend" = sqlite ]; then
+    ledger_db="${LEDGER_DB:-$(mktemp -d -t side-by-side-ledger.XXXXXX)/ledger.sqlite3}"
+    ledger_database_url="sqlite:///$ledger_db"
+else
+    ledger_db="${LEDGER_DB:-bench_ledger_$suffix}"
+    ledger_database_url="$pg_url/$ledger_db"
+fi
 peer_pid=""
 ledger_pid=""
 
@@ -48,14 +58,18 @@ cleanup() {
         kill "$pid" 2>/dev/null && for _ in $(seq 1 30); do
             kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     done
-    if [ -n "${KEEP:-}" ] || [ -n "$reuse" ]; then
-        echo "kept: PEER_DB=$peer_db LEDGER_DB=$ledger_db" >&2
-    else
-        for db in "$peer_db" "$ledger_db"; do
-            psql -q "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
-        done
+    if [ -n "${KEEP:-}" ]; then
+        echo "kept: PEER_DB=$peer_db LEDGER_BACKEND=$backend LEDGER_DB=$ledger_db" >&2
+    else  # what this run made; a database it was given stays
+        [ -n "${PEER_DB:-}" ] || drop_database "$peer_db"
+        if [ -z "${LEDGER_DB:-}" ]; then
+            if [ "$backend" = sqlite ]; then rm -rf "$(dirname "$ledger_db")"; else drop_database "$ledger_db"; fi
+        fi
     fi
     rm -rf "$scratch"
+}
+drop_database() {
+    psql -q "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -67,14 +81,15 @@ wait_for() {  # url token what
     echo "$3 did not answer at $1" >&2; exit 1
 }
 
-echo "# side by side: N=$n, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
-[ -n "$reuse" ] || psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$peer_db\"" -c "CREATE DATABASE \"$ledger_db\""
+echo "# side by side: N=$n, the ledger on $backend, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+[ -n "${PEER_DB:-}" ] || psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$peer_db\""
+[ -n "${LEDGER_DB:-}" ] || [ "$backend" = sqlite ] || psql -q "$pg_url/postgres" -c "CREATE DATABASE \"$ledger_db\""
 
 # --- the peer: its venv, its own loader, 2 sync workers ---------------------------------------
 peer_venv="${PEER_VENV:-$scratch/peer-venv}"
 [ -x "$peer_venv/bin/gunicorn" ] || "$peer_dir/setup.sh" "$peer_venv" >/dev/null
 export PEER_DATABASE_URL="$pg_url/$peer_db"
-if [ -n "$reuse" ]; then
+if [ -n "${PEER_DB:-}" ]; then
     peer_token="$(psql -tA "$pg_url/$peer_db" -c "SELECT key FROM authtoken_token LIMIT 1")"
 else
     peer_token="$("$peer_venv/bin/python" "$peer_dir/load.py" "$n" 2> "$scratch/peer-load.log")"
@@ -86,10 +101,10 @@ peer_url="http://127.0.0.1:$peer_port"
 wait_for "$peer_url/api/customers/?page_size=1" "$peer_token" "the peer"
 
 # --- credit-ledger: import from the peer, then serve with 2 workers ---------------------------
-export LEDGER_DATABASE_URL="$pg_url/$ledger_db"
+export LEDGER_DATABASE_URL="$ledger_database_url"
 export LEDGER_ACCESS_LOG=/dev/null
 cli="$ledger_venv/bin/credit-ledger"
-if [ -z "$reuse" ]; then
+if [ -z "${LEDGER_DB:-}" ]; then
     echo
     echo "# credit-ledger import waldur --url $peer_url (N=$n)"
     started=$(date +%s.%N)
@@ -99,7 +114,7 @@ if [ -z "$reuse" ]; then
         "$started" "$(date +%s.%N)" "$status"
     grep '^rejected' "$scratch/import.err" | head -5 >&2 || true
     [ "$status" = 0 ] || { echo "the import did not come out clean" >&2; exit 1; }
-    psql -q "$pg_url/$ledger_db" -c "ANALYZE"  # the peer's loader analyses its tables too
+    # The import analyses the ledger's tables at its end, as the peer's loader does its own.
 fi
 # The notifier `serve` starts follows the whole log once; measured here, not beside the
 # benchmark (it took a core for 100 s after an import, and every figure below with it).
