@@ -51,10 +51,10 @@ from ledger.directory import Customer, Offering, Project
 from projections import consumption, credits, directory, schema_version, transactions, versions
 from projections.changes import Changes, Key
 from projections.dispatch import Handler, route
+from projections.search import create_search_indexes
 from projections.tables import (
     READ_MODEL_TABLES,
     consumptions,
-    create_search_indexes,
     credit_allocations,
     credit_versions,
     customer_credits,
@@ -542,6 +542,7 @@ class Shadow:
         for table in READ_MODEL_TABLES:
             conn.exec_driver_sql(
                 f'INSERT INTO main."{table.name}" SELECT * FROM {self.name}."{table.name}"')
+        create_search_indexes(conn, fresh=True)  # the tables are new: so are their indexes
 
     def close(self, conn: Connection) -> None:
         if conn.in_transaction():

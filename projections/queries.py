@@ -69,11 +69,6 @@ def listed_count(table: Table) -> Select[Any]:
     return select(counters.c.value).where(counters.c.name == LISTED_COUNTER[table.name])
 
 
-def icontains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
-    """`lower(x) LIKE '%text%'`: served by a trigram index on PostgreSQL."""
-    return func.lower(column).contains(text.lower(), autoescape=True)
-
-
 @dataclass(frozen=True)
 class Offering:
     uuid: str

@@ -10,7 +10,6 @@ and a page fetches them for its few organisations by key.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -20,7 +19,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
-    Connection,
     Date,
     DateTime,
     Dialect,
@@ -33,14 +31,12 @@ from sqlalchemy import (
     false,
     true,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator
 
 from ledger.money import money
 
 PLACES = 5
 SCALE = Decimal(10) ** PLACES
-log = logging.getLogger(__name__)
 
 
 class Money(TypeDecorator[Decimal]):
@@ -197,45 +193,6 @@ def listed_index(table: Table, column: str | None) -> Index:
 for _table in (project_credits, customer_credits):
     for _column in (None, *LIST_ORDERINGS[_table.name]):
         listed_index(_table, _column)
-
-TRIGRAM_COLUMNS = {
-    "project_credits": ("project_name", "customer_name", "customer_slug"),
-    "customer_credits": ("customer_name", "customer_slug"),
-}
-
-
-def create_search_indexes(conn: Connection, schema: str | None = None) -> None:
-    """PostgreSQL: trigram indexes serve the `icontains` filters (`lower(x) LIKE '%y%'`).
-
-    pg_trgm is a trusted extension; where it cannot be created the filters still work,
-    by scanning.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    operators = _trigram_schema(conn)
-    if operators is None:
-        log.warning("pg_trgm is not available: name filters will scan")
-        return
-    prefix = f'"{schema}".' if schema else ""
-    for table, columns in TRIGRAM_COLUMNS.items():
-        for column in columns:
-            conn.exec_driver_sql(
-                f"CREATE INDEX IF NOT EXISTS {table}_{column}_trgm ON {prefix}{table} "
-                f"USING gin (lower({column}) {operators}.gin_trgm_ops)")
-
-
-def _trigram_schema(conn: Connection) -> str | None:
-    find = "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n " \
-           "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-    schema = conn.exec_driver_sql(find).scalar()
-    if schema is None:
-        try:
-            with conn.begin_nested():
-                conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
-        except DBAPIError:
-            return None
-        schema = conn.exec_driver_sql(find).scalar()
-    return str(schema) if schema else None
 
 consumptions = Table(
     "consumptions", metadata,

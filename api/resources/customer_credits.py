@@ -64,11 +64,11 @@ from ledger.terms import TERM_NAMES, Terms
 from projections.queries import (
     customer_credit_select,
     customer_credit_views,
-    icontains,
     monthly_consumption,
     open_period_items,
     with_month_figures,
 )
+from projections.search import icontains
 from projections.tables import customer_credits, customers, offerings
 
 NOT_FOUND = "No CustomerCredit matches the given query."

@@ -41,7 +41,7 @@ from api.http.schema import (
 )
 from api.resources.representations import link, money_or_none
 from ledger.access import Principal
-from projections.queries import icontains
+from projections.search import icontains
 from projections.tables import customer_credits, customers, offerings, project_credits, projects
 
 

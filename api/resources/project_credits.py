@@ -52,11 +52,11 @@ from ledger.access import Principal
 from ledger.money import ZERO
 from ledger.terms import LOGICS, TERM_NAMES, Terms
 from projections.queries import (
-    icontains,
     project_credit_select,
     project_credit_views,
     with_organisation_figures,
 )
+from projections.search import icontains
 from projections.tables import project_credits, projects
 
 NOT_FOUND = "No ProjectCredit matches the given query."
