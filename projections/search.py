@@ -10,6 +10,9 @@ rowid. Without its index each database still answers, by scanning every row (iss
 from __future__ import annotations
 
 import logging
+import sqlite3
+from contextlib import closing
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -75,12 +78,26 @@ def _scan_or_trigram(element: Contains, compiler: SQLCompiler, **kw: Any) -> str
 
 @compiles(Contains, "sqlite")
 def _full_text(element: Contains, compiler: SQLCompiler, **kw: Any) -> str:
+    if not full_text_available():
+        return compiler.process(element.lowered, **kw)
     table_name = element.column.table.name  # type: ignore[attr-defined]
     column_name = element.column.name  # type: ignore[attr-defined]
     index = lightweight_table(search_table(table_name))
     rowids: Select[Any] = (select(literal_column("rowid")).select_from(index)
               .where(literal_column(quote(column_name)).like(element.pattern)))
     return compiler.process(literal_column(f"{quote(table_name)}.rowid").in_(rowids), **kw)
+
+
+@cache
+def full_text_available() -> bool:
+    """Whether this Python's SQLite has FTS5 and its trigram tokenizer (3.34 and later,
+    built with FTS5, as CPython's own builds are); without them the filters scan."""
+    try:
+        with closing(sqlite3.connect(":memory:")) as probe:
+            probe.execute("CREATE VIRTUAL TABLE probe USING fts5(name, tokenize = 'trigram')")
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def search_table(table_name: str) -> str:
@@ -100,6 +117,9 @@ def create_search_indexes(conn: Connection, schema: str | None = None,
     if conn.dialect.name == "postgresql":
         _create_trigram_indexes(conn, schema)
     elif conn.dialect.name == "sqlite":
+        if not full_text_available():
+            log.warning("SQLite has no FTS5 trigram tokenizer: name filters will scan")
+            return
         for table_name, columns in SEARCHED.items():
             _create_full_text(conn, table_name, columns, fresh)
 

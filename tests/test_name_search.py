@@ -8,13 +8,18 @@ the read model. Each test runs on both databases and asserts what the API return
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
+import falcon.testing
+import pytest
 from sqlalchemy import text
 
+from api.app import create_app
 from api.server.wiring import Services, build_services
+from projections import search
 from projections.search import SEARCHED, search_table
-from tests.support import Directory, capture_statements
+from tests.support import Clock, Directory, capture_statements
 
 
 def names(directory: Directory, collection: str, **params: str) -> list[str]:
@@ -161,3 +166,21 @@ def test_a_row_removed_from_the_read_model_leaves_the_index(directory: Directory
                     f"SELECT {listed} FROM {search_table(table)} ORDER BY rowid").all()
                 rows = conn.exec_driver_sql(f"SELECT {listed} FROM {table} ORDER BY rowid").all()
             assert indexed == rows
+
+
+def test_without_full_text_search_sqlite_filters_by_scanning(
+        tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python whose SQLite lacks FTS5's trigram tokenizer still starts and answers."""
+    monkeypatch.setattr(search, "full_text_available", lambda: False)
+    services = build_services(f"sqlite:///{tmp_path}/plain.db", create_tables=True,
+                              today=clock)
+    try:
+        directory = Directory(services, falcon.testing.TestClient(create_app(services)))
+        credits_for(directory, ("Acme", "Project 000999"), ("Acme", "Alpha"))
+        assert names(directory, "project-credits", project_name="0999") == ["Project 000999"]
+        assert names(directory, "customer-credits", customer_name="ACM") == ["Acme"]
+        with services.engine.connect() as conn:
+            tables = conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars().all()
+        assert [name for name in tables if "search" in name] == []
+    finally:
+        services.close()
