@@ -40,9 +40,10 @@ def test_any_amount_prints_as_its_value_quantized_to_five_places(amount: Decimal
     assert format_money(amount) == quantized(amount)
 
 
-@given(amounts, st.integers(min_value=-12, max_value=12))
+@given(st.decimals(min_value=-100000, max_value=100000, allow_nan=False, allow_infinity=False),
+       st.integers(min_value=-12, max_value=6))
 def test_the_same_amount_prints_alike_whatever_its_exponent(amount: Decimal, shift: int) -> None:
-    scaled = amount.scaleb(shift)
+    scaled = amount.scaleb(shift)  # within upstream's 16 digits, 11 before the point
     assert format_money(scaled) == quantized(scaled)
 
 
