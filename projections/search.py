@@ -32,6 +32,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from projections.changes import quote
+
 log = logging.getLogger(__name__)
 SEARCHED = {  # the columns the API's name filters search, per table
     "project_credits": ("project_name", "customer_name", "customer_slug"),
@@ -102,10 +104,6 @@ def full_text_available() -> bool:
 
 def search_table(table_name: str) -> str:
     return f"{table_name}_search"
-
-
-def quote(name: str) -> str:
-    return f'"{name}"'
 
 
 def create_search_indexes(conn: Connection, schema: str | None = None,

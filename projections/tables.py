@@ -50,12 +50,10 @@ class Money(TypeDecorator[Decimal]):
             return None
         return int(money(value) * SCALE)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return units_to_money(value)
-
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
-        """The conversion itself, not wrapped in TypeDecorator's generic one: a wide page
-        reads five amounts a row, and the driver hands BIGINT over as int already."""
+        """The conversion itself, in place of TypeDecorator's generic wrapper around a
+        `process_result_value`: a wide page reads five amounts a row, and the driver hands
+        BIGINT over as int already."""
         return units_to_money
 
 
